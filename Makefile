@@ -1,0 +1,25 @@
+# Two commands on a fresh Debian machine: `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: run test lint bootstrap bench-signer clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+run: bootstrap
+	@$(PY) scripts/devstack.py run
+
+test: bootstrap
+	@$(PY) -m ruff check signer gateway hsm_config db monitoring tests bench scripts
+	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: bootstrap
+	@$(PY) -m ruff check signer gateway hsm_config db monitoring tests bench scripts
+	@$(PY) -m ruff format --check signer gateway hsm_config db monitoring tests bench scripts
+
+bench-signer: bootstrap
+	@$(PY) bench/signer.py $(BENCH_ARGS)
+
+clean:
+	rm -rf var test-output

@@ -1,0 +1,1 @@
+"""hsm_config package."""

@@ -1,0 +1,116 @@
+"""The issuer manifest: which CA keys on the token belong to which certificates.
+
+The security officer's ceremonies write it (``ca-keys``), the signer and the gateway read it. It
+lives in the CA folder (``[ca] dir``) as ``issuers.toml``::
+
+    [issuers.root-1]
+    role = "root"
+    key_label = "root-1"
+    certificate = "root-1.pem"
+
+    [issuers.issuing-1]
+    role = "issuing"
+    key_label = "issuing-1"
+    certificate = "issuing-1.pem"
+    parent = "root-1"
+    active = true
+
+Exactly one issuing CA is active: it signs new certificates. Rotated-out issuing CAs stay in the
+manifest with ``active = false`` so CRLs and OCSP answers for their certificates can be signed.
+This module must not import ``pkcs11``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+from cryptography import x509
+
+from hsm_config.config import ConfigError, RawConfig, check_keys
+
+MANIFEST_NAME = "issuers.toml"
+NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
+ENTRY_KEYS = {"role", "key_label", "certificate", "parent", "active"}
+
+
+@dataclass(frozen=True)
+class IssuerEntry:
+    name: str
+    role: str  # "root" or "issuing"
+    key_label: str
+    certificate_path: Path
+    parent: str | None
+    active: bool
+
+    def load_certificate(self) -> x509.Certificate:
+        try:
+            return x509.load_pem_x509_certificate(self.certificate_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"issuer {self.name}: cannot load {self.certificate_path}") from exc
+
+
+def ca_dir(cfg: RawConfig) -> Path:
+    sec = cfg.section("ca")
+    return cfg.resolve(str(sec.get("dir", "ca")))
+
+
+def manifest_path(cfg: RawConfig) -> Path:
+    return ca_dir(cfg) / MANIFEST_NAME
+
+
+def load_manifest(path: Path) -> list[IssuerEntry]:
+    """Read and check the manifest; a missing file means no ceremony has run yet."""
+    if not path.exists():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    issuers = data.get("issuers", {})
+    entries: list[IssuerEntry] = []
+    for name, raw in issuers.items():
+        if not NAME_RE.match(name):
+            raise ConfigError(f"{path}: issuer name {name!r} must match [a-z0-9-]+")
+        check_keys(raw, ENTRY_KEYS, f"issuers.{name}")
+        role = raw.get("role")
+        if role not in ("root", "issuing"):
+            raise ConfigError(f"{path}: issuer {name} role must be root or issuing")
+        entries.append(
+            IssuerEntry(
+                name=name,
+                role=role,
+                key_label=str(raw["key_label"]),
+                certificate_path=(path.parent / str(raw["certificate"])).resolve(),
+                parent=raw.get("parent"),
+                active=bool(raw.get("active", False)),
+            )
+        )
+    actives = [e for e in entries if e.active]
+    if entries and len(actives) != 1:
+        raise ConfigError(f"{path}: exactly one issuer must be active, found {len(actives)}")
+    if any(e.active and e.role != "issuing" for e in entries):
+        raise ConfigError(f"{path}: the active issuer must be an issuing CA")
+    return entries
+
+
+def save_manifest(path: Path, entries: list[IssuerEntry]) -> None:
+    """Write atomically, so a crash mid-ceremony never leaves a half-written manifest."""
+    doc: dict[str, dict[str, dict[str, object]]] = {"issuers": {}}
+    for e in entries:
+        item: dict[str, object] = {
+            "role": e.role,
+            "key_label": e.key_label,
+            "certificate": str(e.certificate_path.relative_to(path.parent.resolve())),
+        }
+        if e.parent:
+            item["parent"] = e.parent
+        if e.role == "issuing":
+            item["active"] = e.active
+        doc["issuers"][e.name] = item
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install what `make run` and `make test` need and is missing: Debian packages and a virtualenv.
+# Idempotent and quiet when everything is present, so it runs before every make target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command-or-file -> Debian package that provides it
+declare -A NEED=(
+  [/usr/lib/softhsm/libsofthsm2.so]=softhsm2
+  [/usr/bin/softhsm2-util]=softhsm2
+  [/usr/bin/pkcs11-tool]=opensc
+  [/usr/bin/p11-kit]=p11-kit
+  [/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so]=p11-kit-modules
+  [/usr/bin/openssl]=openssl
+  [/usr/bin/promtool]=prometheus
+  [/usr/bin/chromium]=chromium
+)
+# PostgreSQL server binaries live under a versioned folder; any version will do.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then NEED[/postgres]=postgresql; fi
+
+missing=()
+for path in "${!NEED[@]}"; do
+  [[ -e "$path" ]] || missing+=("${NEED[$path]}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+# Debian's postgresql package starts a system cluster; we never use it, and it must not
+# hold port 5432 hostage for anyone else either, so leave it alone.
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ! -e "$stamp" ]]; then
+  echo "bootstrap: installing Python dependencies"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,109 @@
+"""``ca-signer``: run the signing daemon, or check its configuration against the token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from hsm_config.config import ConfigError, config_path, load, token_config
+from signer.config import SignerConfig, load_signer_config
+from signer.errors import SignerError
+from signer.metrics import SignerMetrics
+from signer.pool import WorkerPool
+from signer.server import SignerServer
+
+log = logging.getLogger("signer")
+
+
+def check_config(config: str, scfg: SignerConfig) -> int:
+    """Everything a worker checks before taking work, done once in this process."""
+    from signer.hsm.token import TokenHandle
+    from signer.worker import open_registry
+
+    handle = TokenHandle(token_config(load(config)))
+    try:
+        handle.open()
+        registry = open_registry(handle, scfg)
+    finally:
+        handle.close()
+    print(f"token {handle.cfg.label!r}: logged in, test signatures verified")
+    for issuer in registry.issuers.values():
+        flag = " (active)" if issuer.active else ""
+        print(f"issuer {issuer.name}{flag}: {issuer.certificate.subject.rfc4514_string()}")
+    for profile in scfg.profiles.values():
+        print(f"profile {profile.name}: usage {profile.usage}")
+    return 0
+
+
+async def serve(config: str, scfg: SignerConfig) -> int:
+    registry = CollectorRegistry()
+    metrics = SignerMetrics(registry)
+    if scfg.metrics_port:
+        start_http_server(scfg.metrics_port, scfg.metrics_host, registry=registry)
+        log.info("metrics on http://%s:%d/metrics", scfg.metrics_host, scfg.metrics_port)
+    pool = WorkerPool(
+        config,
+        scfg.workers,
+        metrics,
+        batch_max=scfg.batch_max,
+        max_queue=scfg.max_queue,
+        pipeline_depth=scfg.pipeline_depth,
+    )
+    server = SignerServer(scfg, pool, metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await pool.start()
+    await server.start()
+    if await pool.wait_ready(60):
+        log.info("ready: %d worker(s), active issuer %s", scfg.workers, scfg.active_issuer.name)
+    else:
+        log.warning("no worker is ready yet; serving retryable errors until the token answers")
+    await stop.wait()
+    log.info("stopping")
+    await server.stop()
+    await pool.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ca-signer", description=__doc__)
+    parser.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the configuration, the token and every issuer key, then exit",
+    )
+    args = parser.parse_args(argv)
+    config = str(config_path(args.config).resolve())
+    try:
+        scfg = load_signer_config(load(config))
+    except ConfigError as exc:
+        print(f"ca-signer: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, scfg.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        if args.check_config:
+            return check_config(config, scfg)
+        try:
+            import uvloop
+
+            return uvloop.run(serve(config, scfg))
+        except ImportError:
+            return asyncio.run(serve(config, scfg))
+    except (ConfigError, SignerError) as exc:
+        print(f"ca-signer: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The gateway's client for one or more signer daemons.
+
+Concurrent ``issue()`` calls are coalesced into one RPC (bounded by ``batch_max`` items and
+``batch_wait`` seconds), batches are spread round-robin over the signers that answer, and a batch
+whose signer is down (or answers with a retryable error) is tried on the next one. This module
+imports nothing that touches PKCS#11, so the gateway can use it freely.
+
+A retry after a lost connection may mean the first signer signed too; the certificate has the
+serial the gateway chose and recorded, and only the answer the gateway receives is stored and
+released, so no unknown certificate reaches anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from signer.errors import ErrorKind, SignerError
+from signer.protocol import HEADER, MAX_FRAME, CrlRequest, Frame, IssueRequest, OcspRequest, Result
+
+
+@dataclass(frozen=True)
+class Address:
+    scheme: str  # "unix" or "tls"
+    target: str  # path, or host:port
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        if text.startswith("unix:"):
+            return cls("unix", text[5:])
+        if text.startswith("tls://"):
+            return cls("tls", text[6:])
+        raise ValueError(f"signer address must be unix:PATH or tls://HOST:PORT, got {text!r}")
+
+    def __str__(self) -> str:
+        return f"unix:{self.target}" if self.scheme == "unix" else f"tls://{self.target}"
+
+
+class Connection:
+    """One multiplexed connection to one signer: many requests in flight, matched by id."""
+
+    def __init__(self, address: Address, ssl_context: ssl.SSLContext | None) -> None:
+        self.address = address
+        self.ssl_context = ssl_context
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._ids = itertools.count(1)
+        self._read_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.down_until = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def _connect(self, timeout: float) -> None:
+        if self.scheme_unix:
+            coro = asyncio.open_unix_connection(self.address.target, limit=MAX_FRAME)
+        else:
+            host, _, port = self.address.target.rpartition(":")
+            coro = asyncio.open_connection(host, int(port), ssl=self.ssl_context, limit=MAX_FRAME)
+        self._reader, self._writer = await asyncio.wait_for(coro, timeout)
+        self._read_task = asyncio.create_task(self._read_loop(self._reader))
+
+    @property
+    def scheme_unix(self) -> bool:
+        return self.address.scheme == "unix"
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+                frame = Frame.decode(await reader.readexactly(length))
+                fut = self._pending.pop(frame.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(frame)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, SignerError):
+            pass
+        finally:
+            self._drop(f"connection to {self.address} lost")
+
+    def _drop(self, why: str) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(SignerError(ErrorKind.UNAVAILABLE, why))
+
+    async def call(self, frame: Frame, timeout: float) -> Frame:
+        async with self._lock:
+            if not self.connected:
+                try:
+                    await self._connect(timeout)
+                except (OSError, TimeoutError) as exc:
+                    self.down_until = time.monotonic() + 1.0
+                    raise SignerError(
+                        ErrorKind.UNAVAILABLE, f"cannot reach signer {self.address}: {exc}"
+                    ) from None
+        frame.id = next(self._ids)
+        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[frame.id] = fut
+        assert self._writer is not None
+        self._writer.write(frame.encode())
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._pending.pop(frame.id, None)
+            raise SignerError(
+                ErrorKind.UNAVAILABLE, f"signer {self.address} did not answer in {timeout}s"
+            ) from None
+        except SignerError:
+            self.down_until = time.monotonic() + 1.0
+            raise
+
+    async def close(self) -> None:
+        self._drop("client closed")
+        if self._read_task is not None:
+            self._read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._read_task
+
+
+class SignerClient:
+    def __init__(
+        self,
+        addresses: list[str],
+        *,
+        batch_max: int = 128,
+        batch_wait: float = 0.001,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if not addresses:
+            raise ValueError("at least one signer address is required")
+        self.connections = [Connection(Address.parse(a), ssl_context) for a in addresses]
+        self.batch_max = batch_max
+        self.batch_wait = batch_wait
+        self.timeout = timeout
+        self._rr = itertools.count()
+        self._pending: list[tuple[IssueRequest, float | None, asyncio.Future[bytes]]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Nothing to do eagerly: connections open on first use and re-open after faults."""
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        for conn in self.connections:
+            await conn.close()
+
+    # -- routing ---------------------------------------------------------------------------
+    def _order(self) -> list[Connection]:
+        """Connections to try, healthy ones first, starting at the next in round-robin order."""
+        n = len(self.connections)
+        start = next(self._rr) % n
+        ring = [self.connections[(start + i) % n] for i in range(n)]
+        now = time.monotonic()
+        return [c for c in ring if c.down_until <= now] + [c for c in ring if c.down_until > now]
+
+    async def _call(self, op: str, items: list[Any], deadline: float | None) -> list[Result]:
+        """Send a batch; items with retryable failures are tried on the other signers."""
+        results: list[Result | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        last_error = SignerError(ErrorKind.UNAVAILABLE, "no signer configured")
+        for conn in self._order():
+            if not todo:
+                break
+            frame = Frame(id=0, op=op, items=[items[i] for i in todo], deadline=deadline)
+            try:
+                answer = await conn.call(frame, self._timeout(deadline))
+            except SignerError as exc:
+                last_error = exc
+                continue
+            if answer.error is not None:
+                last_error = Result.from_wire(answer.error).error or last_error
+                if not last_error.retryable:
+                    break
+                continue
+            got = [Result.from_wire(r) for r in (answer.results or [])]
+            if len(got) != len(todo):
+                last_error = SignerError(ErrorKind.INTERNAL, "signer answered the wrong count")
+                continue
+            still = []
+            for i, res in zip(todo, got, strict=True):
+                results[i] = res
+                if res.error is not None and res.error.retryable:
+                    still.append(i)
+            todo = still
+        for i in todo:
+            if results[i] is None:
+                results[i] = Result(error=last_error)
+        return [r for r in results if r is not None]
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout
+        return max(0.05, min(self.timeout, deadline - time.time()))
+
+    # -- operations ------------------------------------------------------------------------
+    async def issue(self, request: IssueRequest, deadline: float | None = None) -> bytes:
+        """Issue one certificate; concurrent calls share one RPC. Raises ``SignerError``."""
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, deadline, fut))
+        if len(self._pending) >= self.batch_max:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self.batch_wait, self._flush
+            )
+        return await fut
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.create_task(self._send_issue_batch(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send_issue_batch(
+        self, batch: list[tuple[IssueRequest, float | None, asyncio.Future[bytes]]]
+    ) -> None:
+        deadlines = [d for _, d, _ in batch if d is not None]
+        deadline = min(deadlines) if len(deadlines) == len(batch) else None
+        try:
+            results = await self._call("issue", [r.to_wire() for r, _, _ in batch], deadline)
+        except Exception as exc:  # never leave a caller waiting
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, _, fut), res in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if res.error is not None:
+                fut.set_exception(res.error)
+            else:
+                fut.set_result(res.der or b"")
+
+    async def issue_many(
+        self, requests: list[IssueRequest], deadline: float | None = None
+    ) -> list[Result]:
+        """Issue a batch the caller has already gathered, as one RPC."""
+        return await self._call("issue", [r.to_wire() for r in requests], deadline)
+
+    async def sign_crl(self, request: CrlRequest, deadline: float | None = None) -> bytes:
+        (result,) = await self._call("crl", [request.to_wire()], deadline)
+        return result.unwrap()
+
+    async def sign_ocsp(
+        self, requests: list[OcspRequest], deadline: float | None = None
+    ) -> list[Result]:
+        return await self._call("ocsp", [r.to_wire() for r in requests], deadline)
+
+    async def health(self) -> dict[str, Any]:
+        """The first answering signer's health; raises ``SignerError`` when none answers."""
+        last = SignerError(ErrorKind.UNAVAILABLE, "no signer answered")
+        for conn in self._order():
+            try:
+                frame = await conn.call(Frame(id=0, op="health"), min(self.timeout, 3.0))
+            except SignerError as exc:
+                last = exc
+                continue
+            body = frame.body or {}
+            body["address"] = str(conn.address)
+            if body.get("status") in ("ok", "degraded"):
+                return body
+            last = SignerError(ErrorKind.TOKEN_UNAVAILABLE, f"signer {conn.address} is down")
+        raise last

@@ -1,0 +1,138 @@
+"""The signer's configuration, parsed strictly into validated runtime objects.
+
+Everything that can be checked without the token is checked here, at start: unknown keys,
+profiles that name no usage, validities out of range, a manifest without an active issuer, issuer
+certificates that are not CAs. What needs the token (issuer certificate <-> token key) is checked
+by each worker when it opens the token, before it takes work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from hsm_config.config import ConfigError, RawConfig, check_keys, token_config
+from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
+from signer.issuance.profile import Profile, parse_profiles
+
+SIGNER_KEYS = {
+    "socket",
+    "tcp",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "workers",
+    "batch_max",
+    "max_queue",
+    "metrics_port",
+    "metrics_host",
+    "log_level",
+    "pipeline_depth",
+}
+
+
+@dataclass(frozen=True)
+class IssuerSpec:
+    """An issuer as the config knows it: manifest entry plus its parsed certificate."""
+
+    name: str
+    role: str
+    key_label: str
+    active: bool
+    certificate: x509.Certificate
+
+    @classmethod
+    def from_entry(cls, entry: IssuerEntry) -> IssuerSpec:
+        cert = entry.load_certificate()
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound as exc:
+            raise ConfigError(f"issuer {entry.name}: certificate lacks {exc.oid}") from exc
+        if not bc.ca:
+            raise ConfigError(f"issuer {entry.name}: certificate is not a CA certificate")
+        if not (ku.key_cert_sign and ku.crl_sign):
+            raise ConfigError(f"issuer {entry.name}: certificate lacks keyCertSign/cRLSign")
+        return cls(entry.name, entry.role, entry.key_label, entry.active, cert)
+
+
+@dataclass(frozen=True)
+class SignerConfig:
+    config_path: Path
+    socket: Path | None
+    tcp: str | None
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_client_ca: Path | None
+    workers: int
+    batch_max: int
+    max_queue: int
+    pipeline_depth: int
+    metrics_host: str
+    metrics_port: int
+    log_level: str
+    public_url: str
+    profiles: dict[str, Profile]
+    issuers: dict[str, IssuerSpec]
+
+    @property
+    def active_issuer(self) -> IssuerSpec:
+        return next(i for i in self.issuers.values() if i.active)
+
+
+def public_url(cfg: RawConfig) -> str:
+    gw = cfg.section("gateway")
+    url = str(gw.get("public_url") or "")
+    if not url:
+        url = f"http://127.0.0.1:{int(gw.get('port', 8080))}"
+    return url.rstrip("/")
+
+
+def _int(sec: dict[str, object], key: str, default: int, lo: int, hi: int) -> int:
+    value = sec.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"[signer] {key} must be an integer in {lo}..{hi}")
+    return value
+
+
+def load_signer_config(cfg: RawConfig) -> SignerConfig:
+    sec = cfg.section("signer")
+    check_keys(sec, SIGNER_KEYS, "signer")
+    token_config(cfg)  # fail early on a missing PIN file, not inside every worker
+    socket = sec.get("socket") or None
+    tcp = sec.get("tcp") or None
+    if not socket and not tcp:
+        raise ConfigError("[signer]: set socket, tcp or both")
+
+    def opt_path(key: str) -> Path | None:
+        value = sec.get(key)
+        return cfg.resolve(str(value)) if value else None
+
+    tls = (opt_path("tls_cert"), opt_path("tls_key"), opt_path("tls_client_ca"))
+    if tcp and not all(tls):
+        raise ConfigError("[signer] tcp needs tls_cert, tls_key and tls_client_ca (mutual TLS)")
+    entries = load_manifest(manifest_path(cfg))
+    if not entries:
+        raise ConfigError(f"{manifest_path(cfg)}: no issuers; run the key ceremony first")
+    issuers = {e.name: IssuerSpec.from_entry(e) for e in entries}
+    profiles = parse_profiles(cfg)
+    return SignerConfig(
+        config_path=cfg.path,
+        socket=cfg.resolve(str(socket)) if socket else None,
+        tcp=str(tcp) if tcp else None,
+        tls_cert=tls[0],
+        tls_key=tls[1],
+        tls_client_ca=tls[2],
+        workers=_int(sec, "workers", 2, 1, 64),
+        batch_max=_int(sec, "batch_max", 64, 1, 4096),
+        max_queue=_int(sec, "max_queue", 8192, 1, 1_000_000),
+        pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
+        metrics_host=str(sec.get("metrics_host", "127.0.0.1")),
+        metrics_port=_int(sec, "metrics_port", 9101, 0, 65535),
+        log_level=str(sec.get("log_level", "info")),
+        public_url=public_url(cfg),
+        profiles=profiles,
+        issuers=issuers,
+    )

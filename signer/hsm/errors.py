@@ -1,0 +1,66 @@
+"""Translate PKCS#11 exceptions into the project's error kinds.
+
+Faults are sorted into two classes. A *token fault* (device gone, session lost, module
+uninitialised, p11-kit server vanished) means the session and possibly the whole module context
+are unusable: the worker throws the session away and heals. Anything else is a problem with one
+operation and the session stays.
+"""
+
+from __future__ import annotations
+
+import pkcs11.exceptions as p11e
+
+from signer.errors import ErrorKind, SignerError
+
+# Return codes after which the session (and maybe the module) cannot be trusted any more.
+TOKEN_FAULTS: tuple[type[BaseException], ...] = (
+    p11e.DeviceError,
+    p11e.DeviceMemory,
+    p11e.DeviceRemoved,
+    p11e.TokenNotPresent,
+    p11e.TokenNotRecognised,
+    p11e.SessionClosed,
+    p11e.SessionHandleInvalid,
+    p11e.SessionCount,
+    p11e.UserNotLoggedIn,
+    p11e.GeneralError,
+    p11e.FunctionFailed,
+    p11e.HostMemory,
+    p11e.OperationActive,
+    p11e.OperationNotInitialized,
+    p11e.NoSuchToken,
+    p11e.SlotIDInvalid,
+    p11e.ObjectHandleInvalid,
+    p11e.KeyHandleInvalid,
+)
+
+
+class TokenFault(SignerError):
+    """The token or its session failed; the caller must re-open before trying again."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(ErrorKind.TOKEN_UNAVAILABLE, message)
+        self.cause = cause
+
+
+def is_token_fault(exc: BaseException) -> bool:
+    if isinstance(exc, TOKEN_FAULTS):
+        return True
+    # python-pkcs11 raises the base class for codes it has no class for (for example
+    # CKR_CRYPTOKI_NOT_INITIALIZED after p11-kit's server went away).
+    return type(exc) is p11e.PKCS11Error
+
+
+def describe(exc: BaseException) -> str:
+    """A readable one-line description; PKCS#11 exceptions often have empty messages."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def translate(exc: BaseException, doing: str) -> SignerError:
+    if isinstance(exc, SignerError):
+        return exc
+    if is_token_fault(exc):
+        return TokenFault(f"token fault while {doing}: {describe(exc)}", exc)
+    return SignerError(ErrorKind.INTERNAL, f"PKCS#11 error while {doing}: {describe(exc)}")

@@ -1,0 +1,1 @@
+"""Certificate, CRL and OCSP construction under profiles the signer enforces itself."""

@@ -1,0 +1,204 @@
+"""Turn typed requests into signed, verified DER: certificates, CRLs, OCSP responses.
+
+Each function reads as the pipeline it is: check the request against the profile, build with
+cryptography's builders, sign on the token (the key object's ``sign()`` calls C_Sign), verify the
+signature with the CA public key, and only then hand out the bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from signer.errors import ErrorKind, SignerError
+from signer.issuance import verify
+from signer.issuance.issuer import Issuer
+from signer.issuance.profile import (
+    Profile,
+    check_subject,
+    check_validity,
+    load_subject_key,
+)
+from signer.protocol import CrlRequest, IssueRequest, OcspRequest
+
+UTC = dt.UTC
+DER = serialization.Encoding.DER
+
+REASONS: dict[str, x509.ReasonFlags] = {
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+    "unspecified": x509.ReasonFlags.unspecified,
+}
+
+
+def _time(ts: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, UTC)
+
+
+@lru_cache(maxsize=64)
+def _oid(dotted: str) -> x509.ObjectIdentifier:
+    return x509.ObjectIdentifier(dotted)
+
+
+def _name(pairs: tuple[tuple[str, str], ...]) -> x509.Name:
+    return x509.Name(
+        [x509.RelativeDistinguishedName([x509.NameAttribute(_oid(o), v)]) for o, v in pairs]
+    )
+
+
+class Registry:
+    """Issuers and profiles known to one worker, with the lookups requests need."""
+
+    def __init__(
+        self,
+        issuers: Mapping[str, Issuer],
+        profiles: Mapping[str, Profile],
+        clock: Callable[[], float],
+    ) -> None:
+        self.issuers = dict(issuers)
+        self.profiles = dict(profiles)
+        self.clock = clock
+        active = [i for i in self.issuers.values() if i.active]
+        if len(active) != 1:
+            raise SignerError(ErrorKind.INTERNAL, "exactly one issuer must be active")
+        self.active = active[0]
+
+    def issuer(self, name: str | None, *, for_issuance: bool = False) -> Issuer:
+        if name is None:
+            return self.active
+        issuer = self.issuers.get(name)
+        if issuer is None:
+            raise SignerError(ErrorKind.UNKNOWN_ISSUER, f"unknown issuer {name!r}")
+        if for_issuance and (issuer.role != "issuing" or not issuer.active):
+            # rotated-out and root keys sign CRLs and OCSP answers, never new certificates
+            raise SignerError(ErrorKind.UNKNOWN_ISSUER, f"issuer {name!r} does not issue")
+        return issuer
+
+    def profile(self, name: str) -> Profile:
+        profile = self.profiles.get(name)
+        if profile is None:
+            raise SignerError(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {name!r}")
+        return profile
+
+
+def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
+    # 1. validate: profile, issuer, subject, key, validity
+    profile = reg.profile(req.profile)
+    issuer = reg.issuer(req.issuer, for_issuance=True)
+    check_subject(req.subject)
+    subject_key = load_subject_key(req.spki)
+    if req.serial <= 0 or req.serial.bit_length() > 159 or req.serial.bit_length() < 64:
+        raise SignerError(ErrorKind.BAD_REQUEST, "serial must be positive with 64-159 bits")
+    check_validity(
+        profile,
+        req.not_before,
+        req.not_after,
+        int(reg.clock()),
+        int(issuer.certificate.not_valid_after_utc.timestamp()),
+    )
+    # 2. build from the profile template; the request contributes no extension of its own
+    builder = (
+        issuer.template(profile, subject_key)
+        .subject_name(_name(req.subject))
+        .public_key(subject_key)
+        .serial_number(req.serial)
+        .not_valid_before(_time(req.not_before))
+        .not_valid_after(_time(req.not_after))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
+    )
+    # 3. sign on the token, 4. verify before release
+    cert = builder.sign(issuer.key, issuer.hash_algorithm)
+    verify.certificate(issuer, cert)
+    return cert.public_bytes(DER)
+
+
+def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
+    issuer = reg.issuer(req.issuer)
+    if req.next_update <= req.this_update:
+        raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
+    revoked = []
+    for entry in req.entries:
+        b = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial)
+            .revocation_date(_time(entry.revoked_at))
+        )
+        if entry.reason != "unspecified":  # RFC 5280 5.3.1: omit rather than unspecified
+            b = b.add_extension(x509.CRLReason(REASONS[entry.reason]), critical=False)
+        revoked.append(b.build())
+    # The constructor takes the whole list: add_revoked_certificate() copies it each time,
+    # which is quadratic for large CRLs.
+    builder = x509.CertificateRevocationListBuilder(
+        issuer_name=issuer.certificate.subject,
+        last_update=_time(req.this_update),
+        next_update=_time(req.next_update),
+        extensions=[
+            x509.Extension(x509.oid.ExtensionOID.CRL_NUMBER, False, x509.CRLNumber(req.crl_number)),
+            x509.Extension(
+                x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+                False,
+                issuer.authority_key_identifier(),
+            ),
+        ],
+        revoked_certificates=revoked,
+    )
+    crl = builder.sign(issuer.key, issuer.hash_algorithm)
+    verify.crl(issuer, crl)
+    return crl.public_bytes(DER)
+
+
+def _issuer_hashes(issuer: Issuer) -> tuple[bytes, bytes]:
+    name_hash = hashes.Hash(hashes.SHA1())  # noqa: S303 -- RFC 6960 CertID uses SHA-1
+    name_hash.update(issuer.certificate.subject.public_bytes())
+    # keyHash is over the BIT STRING contents of the subjectPublicKey (RFC 6960 4.1.1); the
+    # key identifier method 1 of RFC 5280 is exactly that SHA-1
+    key_hash = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key).digest
+    return name_hash.finalize(), key_hash
+
+
+def sign_ocsp(reg: Registry, req: OcspRequest) -> bytes:
+    issuer = reg.issuer(req.issuer)
+    if req.next_update <= req.this_update:
+        raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
+    name_hash, key_hash = _issuer_hashes(issuer)
+    status = {
+        "good": ocsp.OCSPCertStatus.GOOD,
+        "revoked": ocsp.OCSPCertStatus.REVOKED,
+        "unknown": ocsp.OCSPCertStatus.UNKNOWN,
+    }[req.status]
+    revoked = req.status == "revoked"
+    reason = None
+    if revoked and req.reason and req.reason != "unspecified":
+        reason = REASONS[req.reason]
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response_by_hash(
+            issuer_name_hash=name_hash,
+            issuer_key_hash=key_hash,
+            serial_number=req.serial,
+            algorithm=hashes.SHA1(),  # noqa: S303 -- the CertID hash, not a signature
+            cert_status=status,
+            this_update=_time(req.this_update),
+            next_update=_time(req.next_update),
+            revocation_time=_time(req.revoked_at) if revoked and req.revoked_at else None,
+            revocation_reason=reason,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.certificate)
+    )
+    if req.nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(req.nonce), critical=False)
+    response = builder.sign(issuer.key, issuer.hash_algorithm)
+    verify.ocsp_response(issuer, response)
+    return response.public_bytes(DER)

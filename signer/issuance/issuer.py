@@ -1,0 +1,118 @@
+"""A CA as the worker uses it: certificate, token-backed key, and pre-built templates.
+
+Builders in cryptography are immutable, so the parts of a certificate that are the same for
+every certificate of an (issuer, profile, key family) triple (issuer name, basic constraints,
+key usage, AKI, CRL distribution point, AIA, policies) are put into a builder once, and each
+certificate only adds subject, key, serial, validity and SKI. That halves the Python work per
+certificate, which matters because the token is the only thing that should be slow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from signer.errors import ErrorKind, SignerError
+from signer.hsm.keys import TokenECPrivateKey, TokenRSAPrivateKey, signature_hash
+from signer.issuance.profile import Profile
+
+TokenKey = TokenRSAPrivateKey | TokenECPrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+@dataclass
+class Issuer:
+    name: str
+    role: str
+    active: bool
+    certificate: x509.Certificate
+    key: TokenKey
+    public_url: str
+    hash_algorithm: hashes.HashAlgorithm = field(init=False)
+    public_key: PublicKey = field(init=False)
+    _templates: dict[tuple[str, str], x509.CertificateBuilder] = field(
+        init=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        pub = self.certificate.public_key()
+        if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise SignerError(ErrorKind.INTERNAL, f"issuer {self.name}: unsupported key type")
+        self.public_key = pub
+        self.hash_algorithm = signature_hash(pub)
+
+    @property
+    def crl_url(self) -> str:
+        return f"{self.public_url}/crl/{self.name}.crl"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"{self.public_url}/ocsp"
+
+    @property
+    def ca_issuers_url(self) -> str:
+        return f"{self.public_url}/ca/{self.name}.crt"
+
+    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.public_key)
+
+    def template(self, profile: Profile, subject_key: PublicKey) -> x509.CertificateBuilder:
+        family = "ec" if isinstance(subject_key, ec.EllipticCurvePublicKey) else "rsa"
+        cached = self._templates.get((profile.name, family))
+        if cached is not None:
+            return cached
+        builder = (
+            x509.CertificateBuilder()
+            .issuer_name(self.certificate.subject)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(profile.key_usage(subject_key), critical=True)
+            .add_extension(self.authority_key_identifier(), critical=False)
+            .add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(self.ocsp_url),
+                        ),
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.CA_ISSUERS,
+                            x509.UniformResourceIdentifier(self.ca_issuers_url),
+                        ),
+                    ]
+                ),
+                critical=False,
+            )
+        )
+        if profile.policy_oids:
+            builder = builder.add_extension(
+                x509.CertificatePolicies(
+                    [
+                        x509.PolicyInformation(x509.ObjectIdentifier(oid), None)
+                        for oid in profile.policy_oids
+                    ]
+                ),
+                critical=False,
+            )
+        self._templates[(profile.name, family)] = builder
+        return builder

@@ -1,0 +1,139 @@
+"""Named certificate profiles: the only shapes of end-entity certificate the signer will sign.
+
+A request names a profile; everything that makes a certificate powerful (CA flag, key usages,
+policies, validity ceiling) comes from the profile, never from the request. Profile config is
+parsed into frozen objects once, at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from hsm_config.config import ConfigError, RawConfig, check_keys
+from signer.errors import ErrorKind, SignerError
+
+USAGES = ("signing", "encryption")
+PROFILE_KEYS = {"usage", "max_validity_days", "policy_oids", "max_backdate_seconds"}
+ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 8192
+
+# Subject attributes an end-entity certificate may carry, with their upper length bounds
+# (RFC 5280 Appendix A upper bounds).
+SUBJECT_ATTRIBUTES: dict[str, int] = {
+    x509.NameOID.COUNTRY_NAME.dotted_string: 2,
+    x509.NameOID.ORGANIZATION_NAME.dotted_string: 64,
+    x509.NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: 64,
+    x509.NameOID.COMMON_NAME.dotted_string: 64,
+    x509.NameOID.SERIAL_NUMBER.dotted_string: 64,
+    x509.NameOID.EMAIL_ADDRESS.dotted_string: 255,
+    x509.NameOID.GIVEN_NAME.dotted_string: 64,
+    x509.NameOID.SURNAME.dotted_string: 64,
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    usage: str
+    max_validity_seconds: int
+    policy_oids: tuple[str, ...]
+    max_backdate_seconds: int = 3600
+
+    def key_usage(self, public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> x509.KeyUsage:
+        """The key usage bits for this profile and the subject key's algorithm."""
+        signing = self.usage == "signing"
+        ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
+        return x509.KeyUsage(
+            digital_signature=signing,
+            content_commitment=signing,
+            key_encipherment=not signing and not ec_key,
+            data_encipherment=not signing and not ec_key,
+            key_agreement=not signing and ec_key,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        )
+
+
+def parse_profiles(cfg: RawConfig) -> dict[str, Profile]:
+    raw = cfg.section("profiles")
+    if not raw:
+        raise ConfigError("[profiles]: at least one profile is required")
+    profiles: dict[str, Profile] = {}
+    for name, sec in raw.items():
+        if not isinstance(sec, dict):
+            raise ConfigError(f"[profiles.{name}] must be a table")
+        check_keys(sec, PROFILE_KEYS, f"profiles.{name}")
+        usage = sec.get("usage")
+        if usage not in USAGES:
+            raise ConfigError(f"[profiles.{name}] usage must be one of {', '.join(USAGES)}")
+        days = sec.get("max_validity_days")
+        if not isinstance(days, int) or not 1 <= days <= 3650:
+            raise ConfigError(f"[profiles.{name}] max_validity_days must be 1..3650")
+        oids = sec.get("policy_oids", [])
+        try:
+            policies = tuple(x509.ObjectIdentifier(o).dotted_string for o in oids)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"[profiles.{name}] policy_oids: {exc}") from exc
+        backdate = sec.get("max_backdate_seconds", 3600)
+        if not isinstance(backdate, int) or not 0 <= backdate <= 86400:
+            raise ConfigError(f"[profiles.{name}] max_backdate_seconds must be 0..86400")
+        profiles[name] = Profile(name, usage, days * 86400, policies, backdate)
+    return profiles
+
+
+def load_subject_key(spki: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    """Parse the subject public key and refuse weak or unsupported keys."""
+    try:
+        key = load_der_public_key(spki)
+    except (ValueError, TypeError) as exc:
+        raise SignerError(ErrorKind.BAD_REQUEST, "spki is not a DER SubjectPublicKeyInfo") from exc
+    if isinstance(key, rsa.RSAPublicKey):
+        if not RSA_MIN_BITS <= key.key_size <= RSA_MAX_BITS:
+            raise SignerError(ErrorKind.WEAK_KEY, f"RSA key of {key.key_size} bits")
+        if key.public_numbers().e != 65537:
+            raise SignerError(ErrorKind.WEAK_KEY, "RSA public exponent must be 65537")
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ALLOWED_CURVES):
+            raise SignerError(ErrorKind.WEAK_KEY, f"curve {key.curve.name} is not allowed")
+        return key
+    raise SignerError(ErrorKind.WEAK_KEY, f"key type {type(key).__name__} is not allowed")
+
+
+def check_subject(pairs: tuple[tuple[str, str], ...]) -> None:
+    if not pairs:
+        raise SignerError(ErrorKind.PROFILE_VIOLATION, "empty subject")
+    if len(pairs) > 16:
+        raise SignerError(ErrorKind.PROFILE_VIOLATION, "too many subject attributes")
+    for oid, value in pairs:
+        bound = SUBJECT_ATTRIBUTES.get(oid)
+        if bound is None:
+            raise SignerError(ErrorKind.PROFILE_VIOLATION, f"subject attribute {oid} not allowed")
+        if not value or len(value) > bound or value != value.strip():
+            raise SignerError(ErrorKind.PROFILE_VIOLATION, f"subject attribute {oid} bad value")
+        if any(ord(c) < 0x20 for c in value):
+            raise SignerError(ErrorKind.PROFILE_VIOLATION, "control characters in subject")
+
+
+def check_validity(
+    profile: Profile, not_before: int, not_after: int, now: int, issuer_not_after: int
+) -> None:
+    if not_after <= not_before:
+        raise SignerError(ErrorKind.PROFILE_VIOLATION, "not_after must be after not_before")
+    if not_after - not_before > profile.max_validity_seconds:
+        raise SignerError(
+            ErrorKind.PROFILE_VIOLATION, f"validity longer than profile {profile.name} allows"
+        )
+    if not_before < now - profile.max_backdate_seconds:
+        raise SignerError(ErrorKind.PROFILE_VIOLATION, "not_before is backdated too far")
+    if not_before > now + 86400:
+        raise SignerError(ErrorKind.PROFILE_VIOLATION, "not_before too far in the future")
+    if not_after > issuer_not_after:
+        raise SignerError(ErrorKind.PROFILE_VIOLATION, "certificate would outlive its issuer")

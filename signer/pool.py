@@ -1,0 +1,373 @@
+"""The worker pool: one queue for items from every connection, batches handed to processes.
+
+Items from all RPC connections go into one queue. Whenever a worker has room (it may hold
+``pipeline_depth`` batches, so it never waits for the next one), the pool cuts a batch from the
+head of the queue: as many items as are waiting, shared fairly among the workers with room, at
+most ``batch_max``. No timer is needed: while every worker is busy the queue fills, and the next
+batch takes what has gathered, so batches grow exactly when load does.
+
+Admission is bounded: a request that would overflow the queue, or that cannot be finished before
+its deadline at the measured per-item cost, is refused at once with ``overloaded``. A worker that
+dies fails its in-flight items with ``worker_failed`` (retryable) and is replaced with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing as mp
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgpack
+
+from signer.errors import ErrorKind
+from signer.metrics import SignerMetrics
+from signer.worker import worker_main
+
+log = logging.getLogger("signer.pool")
+
+Item = tuple[str, Any]  # (operation, wire item)
+
+
+def _err(kind: ErrorKind, message: str) -> dict[str, str]:
+    return {"error": kind.value, "message": message}
+
+
+@dataclass
+class Job:
+    """One RPC request: its items, where the results go, and when it must be done."""
+
+    op: str
+    items: list[Any]
+    deadline: float | None
+    future: asyncio.Future[list[dict[str, Any]]]
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    remaining: int = 0
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.items)
+        self.remaining = len(self.items)
+
+    def settle(self, index: int, result: dict[str, Any]) -> None:
+        if self.results[index] is None:
+            self.results[index] = result
+            self.remaining -= 1
+            if self.remaining == 0 and not self.future.done():
+                self.future.set_result(self.results)  # type: ignore[arg-type]
+
+
+@dataclass
+class Batch:
+    id: int
+    parts: list[tuple[Job, int]]
+    sent_at: float
+
+
+@dataclass
+class WorkerSlot:
+    index: int
+    process: Any = None
+    conn: Connection | None = None
+    state: str = "starting"
+    detail: str = ""
+    pid: int | None = None
+    inflight: dict[int, Batch] = field(default_factory=dict)
+    restarts: int = 0
+    started_at: float = 0.0
+    generation: int = 0
+
+    @property
+    def inflight_items(self) -> int:
+        return sum(len(b.parts) for b in self.inflight.values())
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        config_path: str,
+        workers: int,
+        metrics: SignerMetrics,
+        *,
+        batch_max: int = 64,
+        max_queue: int = 8192,
+        pipeline_depth: int = 2,
+        stagger: float = 0.25,
+    ) -> None:
+        self.config_path = config_path
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.max_queue = max_queue
+        self.pipeline_depth = pipeline_depth
+        self.stagger = stagger
+        self.slots = [WorkerSlot(i) for i in range(workers)]
+        self.queue: deque[tuple[Job, int]] = deque()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._batch_ids = 0
+        self._ctx = mp.get_context("spawn")
+        self._closing = False
+        self._item_cost: dict[str, float] = {"issue": 0.002, "crl": 0.05, "ocsp": 0.0005}
+        self._ready_event = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for slot in self.slots:
+            self._spawn(slot, delay_index=slot.index)
+        self._update_gauges()
+
+    async def wait_ready(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ready_event.wait(), seconds)
+            return True
+        except TimeoutError:
+            return False
+
+    def _spawn(self, slot: WorkerSlot, delay_index: int = 0) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(self.config_path, delay_index, child, self.stagger),
+            name=f"ca-signer-worker-{slot.index}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        slot.process, slot.conn, slot.state, slot.pid = proc, parent, "starting", proc.pid
+        slot.started_at = time.monotonic()
+        slot.generation += 1
+        gen = slot.generation
+        threading.Thread(
+            target=self._reader, args=(slot, parent, gen), daemon=True, name=f"reader-{slot.index}"
+        ).start()
+
+    def _reader(self, slot: WorkerSlot, conn: Connection, gen: int) -> None:
+        """Blocking reads in a thread; everything else happens on the event loop."""
+        assert self.loop is not None
+        while True:
+            try:
+                raw = conn.recv_bytes()
+            except (EOFError, OSError):
+                self.loop.call_soon_threadsafe(self._on_exit, slot, gen)
+                return
+            msg = msgpack.unpackb(raw, raw=False)
+            self.loop.call_soon_threadsafe(self._on_message, slot, gen, msg)
+
+    async def stop(self) -> None:
+        self._closing = True
+        for slot in self.slots:
+            if slot.conn is not None:
+                try:
+                    slot.conn.send_bytes(msgpack.packb({"t": "stop"}))
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 3
+        for slot in self.slots:
+            if slot.process is not None:
+                await asyncio.to_thread(slot.process.join, max(0.1, deadline - time.monotonic()))
+                if slot.process.is_alive():
+                    slot.process.kill()
+        self._fail_queue(ErrorKind.UNAVAILABLE, "signer shutting down")
+
+    # -- events from workers --------------------------------------------------------------------
+    def _on_message(self, slot: WorkerSlot, gen: int, msg: dict[str, Any]) -> None:
+        if gen != slot.generation:
+            return
+        kind = msg.get("t")
+        if kind == "state":
+            previous = slot.state
+            slot.state, slot.detail = msg["state"], msg.get("detail", "")
+            if slot.state == "ready":
+                self._ready_event.set()
+                if previous == "healing":
+                    log.info("worker %d healed: token ready again", slot.index)
+            elif slot.state == "healing" and previous != "healing":
+                self.metrics.token_faults.inc()
+                log.warning("worker %d healing: %s", slot.index, slot.detail)
+            elif slot.state == "failed":
+                log.error("worker %d cannot serve: %s", slot.index, slot.detail)
+            self._update_gauges()
+            self._dispatch()
+        elif kind == "result":
+            batch = slot.inflight.pop(msg["id"], None)
+            if batch is None:
+                return
+            results = msg["results"]
+            durations = msg.get("durations", [])
+            for (job, index), result in zip(batch.parts, results, strict=False):
+                op = job.op
+                if "error" in result:
+                    self.metrics.errors.labels(kind=result["error"]).inc()
+                else:
+                    self.metrics.signatures.labels(operation=op).inc()
+                job.settle(index, result)
+            for d in durations:
+                self.metrics.item_seconds.observe(d)
+            if durations:
+                op = batch.parts[0][0].op
+                avg = sum(durations) / len(durations)
+                self._item_cost[op] = 0.8 * self._item_cost.get(op, avg) + 0.2 * avg
+            if msg.get("token_fault"):
+                slot.state = "healing"
+                self._update_gauges()
+            self._dispatch()
+
+    def _on_exit(self, slot: WorkerSlot, gen: int) -> None:
+        if gen != slot.generation:
+            return
+        lost = list(slot.inflight.values())
+        slot.inflight.clear()
+        failed = slot.state == "failed"
+        slot.state, slot.conn = "dead", None
+        n = 0
+        for batch in lost:
+            for job, index in batch.parts:
+                job.settle(index, _err(ErrorKind.WORKER_FAILED, "worker process died mid-batch"))
+                n += 1
+        if n:
+            self.metrics.errors.labels(kind=ErrorKind.WORKER_FAILED.value).inc(n)
+        self._update_gauges()
+        if self._closing:
+            return
+        self.metrics.worker_restarts.inc()
+        slot.restarts += 1
+        # a worker that died young (or refused its configuration) is restarted more slowly
+        young = time.monotonic() - slot.started_at < 10
+        delay = min(30.0, 0.5 * 2 ** min(slot.restarts, 6)) if young or failed else 0.2
+        log.warning(
+            "worker %d (pid %s) exited; %d in-flight items failed; restart in %.1fs",
+            slot.index,
+            slot.pid,
+            n,
+            delay,
+        )
+        assert self.loop is not None
+        self.loop.call_later(delay, self._respawn, slot)
+        self._dispatch()
+
+    def _respawn(self, slot: WorkerSlot) -> None:
+        if not self._closing and slot.state == "dead":
+            self._spawn(slot)
+            self._update_gauges()
+
+    # -- admission and dispatch -------------------------------------------------------------------
+    def ready_workers(self) -> int:
+        return sum(1 for s in self.slots if s.state == "ready")
+
+    def submit(self, op: str, items: list[Any], deadline: float | None) -> asyncio.Future[Any]:
+        """Queue a request's items; the future yields one result dict per item."""
+        assert self.loop is not None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        job = Job(op, items, deadline, fut)
+        if not items:
+            fut.set_result([])
+            return fut
+        ready = self.ready_workers()
+        refusal: dict[str, str] | None = None
+        if ready == 0:
+            refusal = _err(ErrorKind.TOKEN_UNAVAILABLE, "no worker has the token ready")
+        elif len(self.queue) + len(items) > self.max_queue:
+            refusal = _err(ErrorKind.OVERLOADED, "signer queue is full")
+        elif deadline is not None:
+            backlog = len(self.queue) + sum(s.inflight_items for s in self.slots) + len(items)
+            estimate = backlog * self._item_cost.get(op, 0.002) / ready
+            if time.time() + estimate > deadline:
+                refusal = _err(ErrorKind.OVERLOADED, "cannot finish before the deadline")
+        if refusal is not None:
+            self.metrics.errors.labels(kind=refusal["error"]).inc(len(items))
+            fut.set_result([refusal] * len(items))
+            return fut
+        self.metrics.requests.labels(operation=op).inc()
+        self.queue.extend((job, i) for i in range(len(items)))
+        self._dispatch()
+        return fut
+
+    def _dispatch(self) -> None:
+        while self.queue:
+            free = [
+                s
+                for s in self.slots
+                if s.state == "ready"
+                and s.conn is not None
+                and len(s.inflight) < self.pipeline_depth
+            ]
+            if not free:
+                if self.ready_workers() == 0 and all(
+                    s.state in ("healing", "dead", "failed") for s in self.slots
+                ):
+                    # nobody can take work: fail fast instead of letting callers hang
+                    self._fail_queue(ErrorKind.TOKEN_UNAVAILABLE, "token unavailable; healing")
+                break
+            slot = min(free, key=lambda s: (len(s.inflight), s.inflight_items))
+            size = min(self.batch_max, max(1, math.ceil(len(self.queue) / len(free))))
+            parts: list[tuple[Job, int]] = []
+            now = time.time()
+            while self.queue and len(parts) < size:
+                job, index = self.queue.popleft()
+                if job.deadline is not None and job.deadline < now:
+                    job.settle(index, _err(ErrorKind.DEADLINE_EXCEEDED, "deadline passed in queue"))
+                    self.metrics.errors.labels(kind=ErrorKind.DEADLINE_EXCEEDED.value).inc()
+                    continue
+                parts.append((job, index))
+            if not parts:
+                continue
+            self._batch_ids += 1
+            batch = Batch(self._batch_ids, parts, time.monotonic())
+            payload = msgpack.packb(
+                {
+                    "t": "batch",
+                    "id": batch.id,
+                    "items": [(job.op, job.items[i]) for job, i in parts],
+                },
+                use_bin_type=True,
+            )
+            slot.inflight[batch.id] = batch
+            assert slot.conn is not None
+            try:
+                slot.conn.send_bytes(payload)
+            except OSError:
+                # the reader thread will notice the death and fail the in-flight batch
+                continue
+            self.metrics.batch_size.observe(len(parts))
+        self.metrics.queue_depth.set(len(self.queue))
+
+    def _fail_queue(self, kind: ErrorKind, message: str) -> None:
+        n = len(self.queue)
+        while self.queue:
+            job, index = self.queue.popleft()
+            job.settle(index, _err(kind, message))
+        if n:
+            self.metrics.errors.labels(kind=kind.value).inc(n)
+        self.metrics.queue_depth.set(0)
+
+    def _update_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        for s in self.slots:
+            counts[s.state] = counts.get(s.state, 0) + 1
+        for state in ("starting", "ready", "healing", "dead", "failed"):
+            self.metrics.workers.labels(state=state).set(counts.get(state, 0))
+        self.metrics.token_up.set(1 if counts.get("ready") else 0)
+
+    def health(self) -> dict[str, Any]:
+        ready = self.ready_workers()
+        status = "ok" if ready == len(self.slots) else ("degraded" if ready else "down")
+        return {
+            "status": status,
+            "queue": len(self.queue),
+            "workers": [
+                {
+                    "index": s.index,
+                    "pid": s.pid,
+                    "state": s.state,
+                    "detail": s.detail,
+                    "restarts": s.restarts,
+                    "inflight": s.inflight_items,
+                }
+                for s in self.slots
+            ],
+        }

@@ -1,0 +1,221 @@
+"""A signing worker: one process, one PKCS#11 context, one logged-in session.
+
+python-pkcs11 initialises the module without ``CKF_OS_LOCKING_OK``, so SoftHSM is not safe to
+share between threads; a process per worker gives real parallelism on the token instead. The
+worker receives batches over a pipe, runs each item through the issuance pipeline and returns one
+result per item. On a token fault it answers what it holds with a retryable error, then heals:
+re-initialise the module, log in again, find the keys, cross-check them against the issuer
+certificates and make a test signature before it reports ready again. While healing it keeps
+answering (with ``token_unavailable``) so nobody waits on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from hsm_config.config import ConfigError, load, token_config
+from signer.config import SignerConfig, load_signer_config
+from signer.errors import ErrorKind, SignerError
+from signer.hsm.errors import TokenFault, describe, is_token_fault
+from signer.hsm.token import TokenHandle
+from signer.issuance import build, verify
+from signer.issuance.issuer import Issuer
+from signer.protocol import CrlRequest, IssueRequest, OcspRequest
+
+log = logging.getLogger("signer.worker")
+
+TEST_MESSAGE = b"signer self-test: the key on the token matches the issuer certificate"
+
+OPERATIONS = {
+    "issue": (IssueRequest.from_wire, build.issue_certificate),
+    "crl": (CrlRequest.from_wire, build.sign_crl),
+    "ocsp": (OcspRequest.from_wire, build.sign_ocsp),
+}
+
+
+def _pack(msg: dict[str, Any]) -> bytes:
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def open_registry(handle: TokenHandle, scfg: SignerConfig) -> build.Registry:
+    """Find every issuer's key on the token and prove it matches the issuer certificate."""
+    issuers: dict[str, Issuer] = {}
+    for spec in scfg.issuers.values():
+        try:
+            token_public = handle.find_public_key(spec.key_label)
+        except TokenFault:
+            raise
+        except Exception as exc:
+            if is_token_fault(exc):
+                raise TokenFault(f"finding key {spec.key_label!r}: {describe(exc)}", exc) from None
+            raise ConfigError(
+                f"issuer {spec.name}: key {spec.key_label!r} not usable on the token: "
+                f"{describe(exc)}"
+            ) from exc
+        if token_public != spec.certificate.public_key():
+            raise ConfigError(
+                f"issuer {spec.name}: the certificate does not match token key {spec.key_label!r}"
+            )
+        key = handle.signing_key(spec.key_label, token_public)
+        issuer = Issuer(
+            name=spec.name,
+            role=spec.role,
+            active=spec.active,
+            certificate=spec.certificate,
+            key=key,
+            public_url=scfg.public_url,
+        )
+        # test signature: the key signs, and the signature verifies with the certificate's key
+        if isinstance(issuer.public_key, rsa.RSAPublicKey):
+            sig = key.sign(TEST_MESSAGE, padding.PKCS1v15(), issuer.hash_algorithm)
+        else:
+            sig = key.sign(TEST_MESSAGE, ec.ECDSA(issuer.hash_algorithm))
+        verify.signature(issuer, sig, TEST_MESSAGE, issuer.hash_algorithm)
+        issuers[spec.name] = issuer
+    return build.Registry(issuers, scfg.profiles, time.time)
+
+
+class Worker:
+    def __init__(self, conn: Connection, scfg: SignerConfig, handle: TokenHandle) -> None:
+        self.conn = conn
+        self.scfg = scfg
+        self.handle = handle
+        self.registry: build.Registry | None = None
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.conn.send_bytes(_pack(msg))
+
+    def state(self, state: str, detail: str = "") -> None:
+        self.send({"t": "state", "state": state, "detail": detail, "pid": os.getpid()})
+
+    # -- healing ---------------------------------------------------------------------------
+    def connect(self, first: bool) -> None:
+        """Open the token and the registry, retrying with backoff; answer batches meanwhile."""
+        delay = 0.1
+        while True:
+            try:
+                if first:
+                    self.handle.open()
+                else:
+                    self.handle.reopen(attempts=1)
+                self.registry = open_registry(self.handle, self.scfg)
+                self.state("ready")
+                return
+            except ConfigError as exc:
+                self.state("failed", str(exc))
+                log.error("worker cannot serve: %s", exc)
+                sys.exit(3)
+            except Exception as exc:
+                first = False
+                if not (isinstance(exc, TokenFault) or is_token_fault(exc)):
+                    log.exception("unexpected error while opening the token")
+                self.state("healing", describe(exc))
+                log.warning("token unavailable, retrying in %.1fs: %s", delay, describe(exc))
+                self.registry = None
+                self.drain(delay)
+                delay = min(delay * 2, 5.0)
+
+    def drain(self, seconds: float) -> None:
+        """Wait up to ``seconds``, failing any batch that arrives meanwhile as retryable."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.conn.poll(left):
+                msg = msgpack.unpackb(self.conn.recv_bytes(), raw=False)
+                if msg.get("t") == "batch":
+                    err = {"error": ErrorKind.TOKEN_UNAVAILABLE.value, "message": "token healing"}
+                    self.send(
+                        {
+                            "t": "result",
+                            "id": msg["id"],
+                            "results": [err] * len(msg["items"]),
+                            "durations": [],
+                            "token_fault": False,
+                        }
+                    )
+
+    # -- work ------------------------------------------------------------------------------
+    def run_batch(self, msg: dict[str, Any]) -> bool:
+        """Process one batch; returns False when a token fault means the session is gone."""
+        assert self.registry is not None
+        results: list[dict[str, Any]] = []
+        durations: list[float] = []
+        fault: TokenFault | None = None
+        for op, item in msg["items"]:
+            if fault is not None:
+                results.append({"error": fault.kind.value, "message": fault.message})
+                continue
+            t0 = time.perf_counter()
+            try:
+                parse, run = OPERATIONS[op]
+                results.append({"der": run(self.registry, parse(item))})
+                durations.append(time.perf_counter() - t0)
+            except TokenFault as exc:
+                fault = exc
+                results.append({"error": exc.kind.value, "message": exc.message})
+            except SignerError as exc:
+                results.append({"error": exc.kind.value, "message": exc.message})
+            except KeyError:
+                results.append({"error": ErrorKind.BAD_REQUEST.value, "message": "unknown op"})
+            except Exception as exc:
+                if is_token_fault(exc):
+                    fault = TokenFault(f"token fault: {describe(exc)}", exc)
+                    results.append({"error": fault.kind.value, "message": fault.message})
+                else:
+                    log.exception("item failed")
+                    results.append(
+                        {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
+                    )
+        self.send(
+            {
+                "t": "result",
+                "id": msg["id"],
+                "results": results,
+                "durations": durations,
+                "token_fault": fault is not None,
+            }
+        )
+        return fault is None
+
+    def serve(self) -> None:
+        self.connect(first=True)
+        while True:
+            try:
+                raw = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the pool went away: nothing left to serve
+            msg = msgpack.unpackb(raw, raw=False)
+            kind = msg.get("t")
+            if kind == "stop":
+                return
+            if kind == "batch":
+                if not self.run_batch(msg):
+                    log.warning("token fault: reopening the session")
+                    self.connect(first=False)
+
+
+def worker_main(config_path: str, index: int, conn: Connection, stagger: float) -> None:
+    """Entry point of a worker process (started with the ``spawn`` method)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when workers stop
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s worker-{index} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    cfg = load(config_path)
+    scfg = load_signer_config(cfg)
+    # staggered log-in: SoftHSM rewrites token files at login
+    time.sleep(index * stagger)
+    worker = Worker(conn, scfg, TokenHandle(token_config(cfg)))
+    try:
+        worker.serve()
+    finally:
+        worker.handle.close()
