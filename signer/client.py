@@ -59,13 +59,13 @@ class Connection:
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
-    async def _connect(self, timeout: float) -> None:
+    async def _connect(self, wait_s: float) -> None:
         if self.scheme_unix:
             coro = asyncio.open_unix_connection(self.address.target, limit=MAX_FRAME)
         else:
             host, _, port = self.address.target.rpartition(":")
             coro = asyncio.open_connection(host, int(port), ssl=self.ssl_context, limit=MAX_FRAME)
-        self._reader, self._writer = await asyncio.wait_for(coro, timeout)
+        self._reader, self._writer = await asyncio.wait_for(coro, wait_s)
         self._read_task = asyncio.create_task(self._read_loop(self._reader))
 
     @property
@@ -94,11 +94,11 @@ class Connection:
             if not fut.done():
                 fut.set_exception(SignerError(ErrorKind.UNAVAILABLE, why))
 
-    async def call(self, frame: Frame, timeout: float) -> Frame:
+    async def call(self, frame: Frame, wait_s: float) -> Frame:
         async with self._lock:
             if not self.connected:
                 try:
-                    await self._connect(timeout)
+                    await self._connect(wait_s)
                 except (OSError, TimeoutError) as exc:
                     self.down_until = time.monotonic() + 1.0
                     raise SignerError(
@@ -110,11 +110,11 @@ class Connection:
         assert self._writer is not None
         self._writer.write(frame.encode())
         try:
-            return await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(fut, wait_s)
         except TimeoutError:
             self._pending.pop(frame.id, None)
             raise SignerError(
-                ErrorKind.UNAVAILABLE, f"signer {self.address} did not answer in {timeout}s"
+                ErrorKind.UNAVAILABLE, f"signer {self.address} did not answer in {wait_s}s"
             ) from None
         except SignerError:
             self.down_until = time.monotonic() + 1.0
