@@ -214,9 +214,7 @@ class SignerClient:
         if len(self._pending) >= self.batch_max:
             self._flush()
         elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(
-                self.batch_wait, self._flush
-            )
+            self._flush_handle = asyncio.get_running_loop().call_later(self.batch_wait, self._flush)
         return await fut
 
     def _flush(self) -> None:

@@ -199,13 +199,15 @@ class WorkerPool:
                 return
             results = msg["results"]
             durations = msg.get("durations", [])
+            ok: dict[str, int] = {}
             for (job, index), result in zip(batch.parts, results, strict=False):
-                op = job.op
                 if "error" in result:
                     self.metrics.errors.labels(kind=result["error"]).inc()
                 else:
-                    self.metrics.signatures.labels(operation=op).inc()
+                    ok[job.op] = ok.get(job.op, 0) + 1
                 job.settle(index, result)
+            for op, count in ok.items():
+                self.metrics.signatures.labels(operation=op).inc(count)
             for d in durations:
                 self.metrics.item_seconds.observe(d)
             if durations:

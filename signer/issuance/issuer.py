@@ -69,13 +69,11 @@ class Issuer:
         cached = self._templates.get((profile.name, family))
         if cached is not None:
             return cached
-        builder = (
-            x509.CertificateBuilder()
-            .issuer_name(self.certificate.subject)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(profile.key_usage(subject_key), critical=True)
-            .add_extension(self.authority_key_identifier(), critical=False)
-            .add_extension(
+        extensions: list[tuple[x509.ExtensionType, bool]] = [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (profile.key_usage(subject_key), True),
+            (self.authority_key_identifier(), False),
+            (
                 x509.CRLDistributionPoints(
                     [
                         x509.DistributionPoint(
@@ -86,9 +84,9 @@ class Issuer:
                         )
                     ]
                 ),
-                critical=False,
-            )
-            .add_extension(
+                False,
+            ),
+            (
                 x509.AuthorityInformationAccess(
                     [
                         x509.AccessDescription(
@@ -101,18 +99,35 @@ class Issuer:
                         ),
                     ]
                 ),
-                critical=False,
-            )
-        )
+                False,
+            ),
+        ]
         if profile.policy_oids:
-            builder = builder.add_extension(
-                x509.CertificatePolicies(
-                    [
-                        x509.PolicyInformation(x509.ObjectIdentifier(oid), None)
-                        for oid in profile.policy_oids
-                    ]
-                ),
-                critical=False,
-            )
+            policies = [
+                x509.PolicyInformation(x509.ObjectIdentifier(oid), None)
+                for oid in profile.policy_oids
+            ]
+            extensions.append((x509.CertificatePolicies(policies), False))
+        builder = template_builder(self.certificate.subject, extensions, preencode=True)
         self._templates[(profile.name, family)] = builder
         return builder
+
+
+def template_builder(
+    issuer_name: x509.Name,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+    *,
+    preencode: bool,
+) -> x509.CertificateBuilder:
+    """A builder holding the issuer name and the fixed extensions of a profile.
+
+    With ``preencode`` every extension value is encoded once, by cryptography itself, and kept
+    as bytes: the encoder then copies them instead of walking Python objects for each
+    certificate. The DER is identical either way (a unit test compares them).
+    """
+    builder = x509.CertificateBuilder().issuer_name(issuer_name)
+    for value, critical in extensions:
+        if preencode:
+            value = x509.UnrecognizedExtension(value.oid, value.public_bytes())
+        builder = builder.add_extension(value, critical=critical)
+    return builder

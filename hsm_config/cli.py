@@ -1,0 +1,135 @@
+"""``ca-keys``: the security officer's command line. It parses and dispatches, nothing more.
+
+Every verb takes ``--config`` (default ``$CA_CONFIG``, else ``var/ca.toml``). PINs come from the
+configuration's secret files / environment variables or a terminal prompt, never from argv.
+Expected failures print one line on stderr and return non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hsm_config import ceremony, inventory, keygen
+from hsm_config.config import ConfigError, RawConfig, load
+from hsm_config.keygen import KeysError
+from hsm_config.manifest import load_manifest, manifest_path
+from signer.errors import SignerError
+
+
+def _init_token(cfg: RawConfig, args: argparse.Namespace) -> int:
+    print(keygen.init_token(keygen.load_token_config(cfg, need_so_pin=True), args.exist_ok))
+    return 0
+
+
+def _generate(cfg: RawConfig, args: argparse.Namespace) -> int:
+    keygen.key_spec(args.type)
+    with keygen.open_token(keygen.load_token_config(cfg), rw=True) as handle:
+        key = keygen.generate(handle, args.label, args.type)
+    print(f"generated {key.key_type} key {key.label!r} id {key.key_id.hex()} on the token")
+    print("test signature verified")
+    print(f"public key SHA-256 {key.fingerprint}")
+    return 0
+
+
+def _ceremony(cfg: RawConfig, args: argparse.Namespace) -> int:
+    ceremony.run_ceremony(cfg, ceremony.load_spec(Path(args.file)))
+    return 0
+
+
+def _dev_ceremony(cfg: RawConfig, args: argparse.Namespace) -> int:
+    ceremony.dev_ceremony(cfg)
+    return 0
+
+
+def _list(cfg: RawConfig, args: argparse.Namespace) -> int:
+    with keygen.open_token(keygen.load_token_config(cfg), rw=False) as handle:
+        rows = inventory.list_objects(handle)
+    print(inventory.to_json(rows) if args.json else inventory.format_table(rows))
+    return 0
+
+
+def _check(cfg: RawConfig, args: argparse.Namespace) -> int:
+    entries = load_manifest(manifest_path(cfg))
+    with keygen.open_token(keygen.load_token_config(cfg), rw=False) as handle:
+        problems = inventory.check(handle, entries)
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
+    else:
+        for line in problems:
+            print(f"FLAG: {line}")
+        if not problems:
+            print("all CA keys OK")
+    return 1 if problems else 0
+
+
+def _rotate(cfg: RawConfig, args: argparse.Namespace) -> int:
+    ceremony.rotate(cfg, key_type=args.type, name=args.name)
+    return 0
+
+
+Verb = Callable[[RawConfig, argparse.Namespace], int]
+VERBS: dict[str, Verb] = {
+    "init-token": _init_token,
+    "generate": _generate,
+    "ceremony": _ceremony,
+    "dev-ceremony": _dev_ceremony,
+    "list": _list,
+    "check": _check,
+    "rotate": _rotate,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", help="configuration file (default: $CA_CONFIG, else var/ca.toml)"
+    )
+    parser = argparse.ArgumentParser(prog="ca-keys", description="CA key management on a token")
+    # accepted before the verb too; the verb's own --config wins when both are given
+    parser.add_argument("--config", dest="global_config", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    p = sub.add_parser("init-token", parents=[common], help="initialise a SoftHSM dev token")
+    p.add_argument("--exist-ok", action="store_true", help="succeed if the token exists")
+    p = sub.add_parser("generate", parents=[common], help="generate a CA key pair on the token")
+    p.add_argument("--label", required=True)
+    p.add_argument("--type", required=True, choices=sorted(keygen.KEY_TYPES))
+    p = sub.add_parser("ceremony", parents=[common], help="root + issuing CA from a ceremony file")
+    p.add_argument("file", help="reviewed ceremony file (see ceremony.example.toml)")
+    sub.add_parser("dev-ceremony", parents=[common], help="development ceremony, once")
+    for verb, text in (
+        ("list", "keys and certificates on the token"),
+        ("check", "flag CA keys that are not fit for purpose"),
+    ):
+        p = sub.add_parser(verb, parents=[common], help=text)
+        p.add_argument("--json", action="store_true")
+    p = sub.add_parser("rotate", parents=[common], help="new issuing key and certificate")
+    p.add_argument("--type", choices=sorted(keygen.KEY_TYPES))
+    p.add_argument("--name", help="issuer name and key label (default issuing-<n+1>)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The token adapter logs retries as warnings; for an operator the one error line suffices.
+    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    try:
+        cfg = load(args.config or args.global_config)
+        return VERBS[args.verb](cfg, args)
+    except KeysError as exc:
+        print(f"ca-keys {args.verb}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (ConfigError, SignerError) as exc:
+        print(f"ca-keys {args.verb}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ca-keys {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The CA ceremony, the dev ceremony and rotation on real SoftHSM tokens."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11 import Attribute, ObjectClass
+
+from hsm_config import ceremony, keygen
+from hsm_config.config import load
+from hsm_config.manifest import load_manifest, manifest_path
+from tests.support.softhsm import REPO, new_token, run_ca_keys, token_pins, write_config
+
+OUTPUTS: list[str] = []  # every CLI output of this module, checked for PINs at the end
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = run_ca_keys(config, *args)
+    OUTPUTS.extend([result.stdout, result.stderr])
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def ca_folder(config: Path) -> Path:
+    return config.parent / "ca"
+
+
+def openssl_verify(root: Path, cert: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "verify", "-x509_strict", "-CAfile", str(root), str(cert)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_chain_verifies_with_openssl(ca_config: Path) -> None:
+    folder = ca_folder(ca_config)
+    result = openssl_verify(folder / "root-1.pem", folder / "issuing-1.pem")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_root_and_issuing_extensions(ca_config: Path) -> None:
+    root = load_cert(ca_folder(ca_config) / "root-1.pem")
+    issuing = load_cert(ca_folder(ca_config) / "issuing-1.pem")
+    assert root.subject == root.issuer
+    assert issuing.issuer == root.subject
+    for cert, path_len, digital_signature in ((root, None, False), (issuing, 0, True)):
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+        assert bc.critical and bc.value.ca and bc.value.path_length == path_len
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+        assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
+        assert ku.value.digital_signature is digital_signature
+        assert not ku.value.key_encipherment
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+        assert cert.serial_number.bit_length() >= 64
+    root_ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = issuing.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == root_ski.digest
+    assert issuing.not_valid_after_utc <= root.not_valid_after_utc
+    assert issuing.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == (
+        "Dev Issuing CA 1"
+    )
+
+
+def test_certificates_stored_on_token(ca_config: Path) -> None:
+    tcfg = keygen.load_token_config(load(ca_config, environ={}))
+    with keygen.open_token(tcfg, rw=False) as handle:
+        for label in ("root-1", "issuing-1"):
+            on_token = handle.find_certificate(label)
+            assert on_token == load_cert(ca_folder(ca_config) / f"{label}.pem")
+            assert on_token.public_key() == handle.find_public_key(label)
+            obj = next(
+                iter(
+                    handle.session.get_objects(
+                        {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label}
+                    )
+                )
+            )
+            assert bytes(obj[Attribute.ID]) == keygen.key_id(handle.session, label)
+            assert bytes(obj[Attribute.SUBJECT]) == on_token.subject.public_bytes()
+
+
+def test_manifest_written(ca_config: Path) -> None:
+    entries = {e.name: e for e in load_manifest(manifest_path(load(ca_config, environ={})))}
+    assert entries["root-1"].role == "root" and not entries["root-1"].active
+    assert entries["issuing-1"].active and entries["issuing-1"].parent == "root-1"
+    assert (ca_folder(ca_config) / "ceremony-dev.toml").exists()
+
+
+def test_dev_ceremony_is_idempotent(ca_config: Path) -> None:
+    before = (ca_folder(ca_config) / "issuers.toml").read_bytes()
+    result = cli(ca_config, "dev-ceremony")
+    assert result.returncode == 0, result.stderr
+    assert "already done" in result.stdout
+    assert (ca_folder(ca_config) / "issuers.toml").read_bytes() == before
+
+
+def test_second_ceremony_run_refused(ca_config: Path) -> None:
+    folder = ca_folder(ca_config)
+    pems = {p: p.read_bytes() for p in folder.glob("*.pem")}
+    result = cli(ca_config, "ceremony", str(folder / "ceremony-dev.toml"))
+    assert result.returncode == 2
+    assert "already" in result.stderr
+    assert {p: p.read_bytes() for p in folder.glob("*.pem")} == pems
+
+
+def _spec_file(tmp_path: Path, root: str, issuing: str, root_label: str | None = None) -> Path:
+    text = (REPO / "ceremony.example.toml").read_text()
+    text = text.replace('"root-2025"', f'"{root}"', 1)
+    text = text.replace('key_label = "root-2025"', f'key_label = "{root_label or root}"')
+    text = text.replace('"issuing-2025-1"', f'"{issuing}"')
+    path = tmp_path / "ceremony.toml"
+    path.write_text(text)
+    return path
+
+
+def test_existing_output_file_refused_before_any_key(ca_config: Path, tmp_path: Path) -> None:
+    spec = _spec_file(tmp_path, "root-x", "issuing-x")
+    blocker = ca_folder(ca_config) / "issuing-x.pem"
+    blocker.write_text("not mine")
+    try:
+        result = cli(ca_config, "ceremony", str(spec))
+        assert result.returncode == 2
+        assert "never overwrites" in result.stderr
+        assert blocker.read_text() == "not mine"
+        tcfg = keygen.load_token_config(load(ca_config, environ={}))
+        with keygen.open_token(tcfg, rw=False) as handle:
+            assert not keygen.label_in_use(handle.session, "root-x")
+    finally:
+        blocker.unlink()
+
+
+def test_existing_label_refused(ca_config: Path, tmp_path: Path) -> None:
+    spec = _spec_file(tmp_path, "root-y", "issuing-y", root_label="issuing-1")
+    result = cli(ca_config, "ceremony", str(spec))
+    assert result.returncode == 2
+    assert "'issuing-1' already exists" in result.stderr
+    assert not (ca_folder(ca_config) / "root-y.pem").exists()
+
+
+def test_example_ceremony_on_fresh_token(tmp_path: Path) -> None:
+    config = write_config(tmp_path, token=new_token())
+    result = cli(config, "ceremony", str(REPO / "ceremony.example.toml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("certificate SHA-256") == 2
+    folder = ca_folder(config)
+    assert openssl_verify(folder / "root-2025.pem", folder / "issuing-2025-1.pem").returncode == 0
+    root = load_cert(folder / "root-2025.pem")
+    assert isinstance(root.public_key(), ec.EllipticCurvePublicKey)
+    assert root.signature_hash_algorithm is not None
+    assert root.signature_hash_algorithm.name == "sha384"  # P-384 root signs with SHA-384
+    check = cli(config, "check")
+    assert check.returncode == 0
+    for pin in token_pins(config):
+        assert pin not in result.stdout + result.stderr + check.stdout + check.stderr
+
+
+def test_rotate_keeps_old_issuer_inactive(ca_config: Path) -> None:
+    result = cli(ca_config, "rotate", "--type", "p256")
+    assert result.returncode == 0, result.stderr
+    cfg = load(ca_config, environ={})
+    entries = {e.name: e for e in load_manifest(manifest_path(cfg))}
+    assert entries["issuing-2"].active and entries["issuing-2"].parent == "root-1"
+    assert not entries["issuing-1"].active
+    assert entries["issuing-1"].certificate_path.exists()
+    folder = ca_folder(ca_config)
+    assert openssl_verify(folder / "root-1.pem", folder / "issuing-2.pem").returncode == 0
+    new = load_cert(folder / "issuing-2.pem")
+    assert new.subject != load_cert(folder / "issuing-1.pem").subject
+    assert isinstance(new.public_key(), ec.EllipticCurvePublicKey)
+    tcfg = keygen.load_token_config(cfg)
+    with keygen.open_token(tcfg, rw=False) as handle:
+        assert handle.find_certificate("issuing-2") == new
+        assert handle.find_public_key("issuing-1") is not None  # old key kept for CRL/OCSP
+    again = cli(ca_config, "rotate", "--name", "issuing-2")
+    assert again.returncode == 2
+    check = cli(ca_config, "check")
+    assert check.returncode == 0, check.stdout
+
+
+def test_ec_ceremony(ca_config_ec: Path) -> None:
+    folder = ca_folder(ca_config_ec)
+    assert openssl_verify(folder / "root-1.pem", folder / "issuing-1.pem").returncode == 0
+    issuing = load_cert(folder / "issuing-1.pem")
+    assert isinstance(issuing.public_key(), ec.EllipticCurvePublicKey)
+    assert issuing.signature_algorithm_oid == x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256
+    result = cli(ca_config_ec, "rotate", "--name", "issuing-ec-2", "--type", "rsa2048")
+    assert result.returncode == 0, result.stderr
+    cfg = load(ca_config_ec, environ={})
+    active = [e.name for e in load_manifest(manifest_path(cfg)) if e.active]
+    assert active == ["issuing-ec-2"]
+
+
+def test_check_flags_certificate_key_mismatch(ca_config_ec: Path, tmp_path: Path) -> None:
+    cfg = load(ca_config_ec, environ={})
+    path = manifest_path(cfg)
+    original = path.read_bytes()
+    data = tomllib.loads(original.decode())
+    data["issuers"]["root-1"]["certificate"] = "issuing-1.pem"  # wrong certificate for the key
+    path.write_text(tomli_w.dumps(data))
+    try:
+        result = cli(ca_config_ec, "check")
+        assert result.returncode == 1
+        assert "does not match key 'root-1'" in result.stdout
+    finally:
+        path.write_bytes(original)
+
+
+def test_load_spec_refuses_unknown_keys(tmp_path: Path) -> None:
+    text = (REPO / "ceremony.example.toml").read_text().replace("path_len = 0", "pathlen = 0")
+    path = tmp_path / "typo.toml"
+    path.write_text(text)
+    with pytest.raises(keygen.KeysError, match="pathlen"):
+        ceremony.load_spec(path)
+
+
+def test_pins_never_printed(ca_config: Path, ca_config_ec: Path) -> None:
+    """Runs last: none of the commands above printed a PIN of either token."""
+    assert len(OUTPUTS) > 10
+    for config in (ca_config, ca_config_ec):
+        for pin in token_pins(config):
+            assert all(pin not in text for text in OUTPUTS)
