@@ -215,6 +215,11 @@ class WorkerPool:
                 avg = sum(durations) / len(durations)
                 self._item_cost[op] = 0.8 * self._item_cost.get(op, avg) + 0.2 * avg
             if msg.get("token_fault"):
+                # counted here: the worker's own "healing" message then finds the slot
+                # already healing, and a fault healed at the first retry sends none at all
+                if slot.state != "healing":
+                    self.metrics.token_faults.inc()
+                    log.warning("worker %d hit a token fault; healing", slot.index)
                 slot.state = "healing"
                 self._update_gauges()
             self._dispatch()

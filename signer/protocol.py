@@ -100,8 +100,21 @@ class IssueRequest:
             "issuer": self.issuer,
         }
 
+    FIELDS = frozenset(
+        {"spki", "subject", "profile", "serial", "not_before", "not_after", "issuer"}
+    )
+
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> IssueRequest:
+        if not isinstance(d, dict):
+            raise SignerError(ErrorKind.BAD_REQUEST, "issue item must be a map")
+        extra = sorted(set(d) - cls.FIELDS)
+        if extra:
+            # CA flag, key usages, extensions, ...: a certificate's powers come from its profile
+            raise SignerError(
+                ErrorKind.PROFILE_VIOLATION,
+                f"field(s) {', '.join(map(str, extra))} not allowed: the profile decides",
+            )
         subject = _need(d, "subject", list)
         pairs: list[tuple[str, str]] = []
         for pair in subject:

@@ -1,0 +1,114 @@
+"""Signer pieces that need no token: wire contract, profiles, templates, import seams."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from signer.errors import ErrorKind, SignerError
+from signer.issuance.issuer import template_builder
+from signer.protocol import CrlRequest, Frame, IssueRequest, OcspRequest, RevokedEntry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_requests_round_trip_through_the_wire() -> None:
+    req = IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", (1 << 100) + 5, 10, 20, None)
+    assert IssueRequest.from_wire(req.to_wire()) == req
+    crl = CrlRequest("issuing-1", 3, 1, 2, (RevokedEntry(1 << 70, 5, "keyCompromise"),))
+    assert CrlRequest.from_wire(crl.to_wire()) == crl
+    o = OcspRequest("issuing-1", 1 << 80, "revoked", 1, 2, 1, "superseded", b"n")
+    assert OcspRequest.from_wire(o.to_wire()) == o
+
+
+@pytest.mark.parametrize(
+    "mutate, kind",
+    [
+        (lambda d: d.pop("spki"), ErrorKind.BAD_REQUEST),
+        (lambda d: d.update(serial="0abc"), ErrorKind.BAD_REQUEST),
+        (lambda d: d.update(serial="ABC"), ErrorKind.BAD_REQUEST),
+        (lambda d: d.update(not_before="soon"), ErrorKind.BAD_REQUEST),
+        (lambda d: d.update(not_before=True), ErrorKind.BAD_REQUEST),
+        (lambda d: d.update(subject=[["2.5.4.3"]]), ErrorKind.BAD_REQUEST),
+        (lambda d: d.update(basic_constraints={"ca": True}), ErrorKind.PROFILE_VIOLATION),
+    ],
+)
+def test_malformed_issue_items_are_refused_with_a_kind(mutate, kind) -> None:  # type: ignore[no-untyped-def]
+    wire = IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", 1 << 100, 10, 20).to_wire()
+    mutate(wire)
+    with pytest.raises(SignerError) as err:
+        IssueRequest.from_wire(wire)
+    assert err.value.kind is kind
+
+
+def test_frames_refuse_other_versions_and_garbage() -> None:
+    good = Frame(id=3, op="health").encode()[4:]
+    assert Frame.decode(good).op == "health"
+    import msgpack
+
+    for payload in (b"\xc1", msgpack.packb({"v": 2, "id": 1}), msgpack.packb({"v": 1, "id": "x"})):
+        with pytest.raises(SignerError) as err:
+            Frame.decode(payload)
+        assert err.value.kind is ErrorKind.BAD_REQUEST
+
+
+def test_preencoded_template_gives_identical_der() -> None:
+    """The fast path must not change a single byte of what is signed."""
+    ca = ec.generate_private_key(ec.SECP256R1())
+    subject_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "CA")])
+    exts: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), False),
+        (
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier("1.2.3"), None)]
+            ),
+            False,
+        ),
+    ]
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def finish(builder: x509.CertificateBuilder) -> bytes:
+        cert = (
+            builder.subject_name(name)
+            .public_key(subject_key)
+            .serial_number(1 << 70)
+            .not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(ca, hashes.SHA256())
+        )
+        return cert.tbs_certificate_bytes
+
+    assert finish(template_builder(name, exts, preencode=True)) == finish(
+        template_builder(name, exts, preencode=False)
+    )
+
+
+def test_gateway_side_of_the_seam_never_loads_pkcs11() -> None:
+    code = (
+        "import sys, signer.client, signer.protocol, signer.errors, hsm_config.config, "
+        "hsm_config.manifest; assert 'pkcs11' not in sys.modules, 'pkcs11 leaked'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_only_the_adapters_import_pkcs11() -> None:
+    offenders = []
+    for path in REPO.glob("*/**/*.py"):
+        rel = path.relative_to(REPO)
+        if rel.parts[0] in {".venv", "tests", "bench"} or rel.parts[:2] == ("signer", "hsm"):
+            continue
+        if rel.parts[0] == "hsm_config" and rel.name not in {"config.py", "manifest.py"}:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "import pkcs11" in text or "from pkcs11" in text:
+            offenders.append(str(rel))
+    assert offenders == []
