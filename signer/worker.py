@@ -146,44 +146,73 @@ class Worker:
     def run_batch(self, msg: dict[str, Any]) -> bool:
         """Process one batch; returns False when a token fault means the session is gone."""
         assert self.registry is not None
-        results: list[dict[str, Any]] = []
-        durations: list[float] = []
+        items: list[tuple[str, Any]] = msg["items"]
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        t0 = time.perf_counter()
         fault: TokenFault | None = None
-        for op, item in msg["items"]:
-            if fault is not None:
-                results.append({"error": fault.kind.value, "message": fault.message})
-                continue
-            t0 = time.perf_counter()
-            try:
-                parse, run = OPERATIONS[op]
-                results.append({"der": run(self.registry, parse(item))})
-                durations.append(time.perf_counter() - t0)
-            except TokenFault as exc:
-                fault = exc
-                results.append({"error": exc.kind.value, "message": exc.message})
-            except SignerError as exc:
-                results.append({"error": exc.kind.value, "message": exc.message})
-            except KeyError:
-                results.append({"error": ErrorKind.BAD_REQUEST.value, "message": "unknown op"})
-            except Exception as exc:
-                if is_token_fault(exc):
-                    fault = TokenFault(f"token fault: {describe(exc)}", exc)
-                    results.append({"error": fault.kind.value, "message": fault.message})
-                else:
-                    log.exception("item failed")
-                    results.append(
-                        {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
-                    )
+        try:
+            self._issue_items(items, results)
+            for i, (op, item) in enumerate(items):
+                if results[i] is None:
+                    results[i] = self._one(op, item)
+        except TokenFault as exc:
+            fault = exc
+        except Exception as exc:
+            if not is_token_fault(exc):
+                raise
+            fault = TokenFault(f"token fault: {describe(exc)}", exc)
+        if fault is not None:
+            failed = {"error": fault.kind.value, "message": fault.message}
+            # what was signed and verified before the fault stands; the rest may be retried
+            results = [failed if r is None else r for r in results]
+        done = sum(1 for r in results if r is not None and "der" in r)
+        per_item = (time.perf_counter() - t0) / max(1, len(items))
         self.send(
             {
                 "t": "result",
                 "id": msg["id"],
                 "results": results,
-                "durations": durations,
+                "durations": [per_item] * done,
                 "token_fault": fault is not None,
             }
         )
         return fault is None
+
+    def _issue_items(self, items: list[tuple[str, Any]], results: list[Any]) -> None:
+        """All issuance items of the batch go through the staged pipeline together."""
+        assert self.registry is not None
+        index: list[int] = []
+        reqs: list[IssueRequest] = []
+        for i, (op, item) in enumerate(items):
+            if op != "issue":
+                continue
+            try:
+                reqs.append(IssueRequest.from_wire(item))
+                index.append(i)
+            except SignerError as exc:
+                results[i] = {"error": exc.kind.value, "message": exc.message}
+        for i, out in zip(index, build.issue_batch(self.registry, reqs), strict=True):
+            if isinstance(out, SignerError):
+                results[i] = {"error": out.kind.value, "message": out.message}
+            else:
+                results[i] = {"der": out}
+
+    def _one(self, op: str, item: Any) -> dict[str, Any]:
+        assert self.registry is not None
+        try:
+            parse, run = OPERATIONS[op]
+            return {"der": run(self.registry, parse(item))}
+        except TokenFault:
+            raise
+        except SignerError as exc:
+            return {"error": exc.kind.value, "message": exc.message}
+        except KeyError:
+            return {"error": ErrorKind.BAD_REQUEST.value, "message": f"unknown operation {op!r}"}
+        except Exception as exc:
+            if is_token_fault(exc):
+                raise
+            log.exception("item failed")
+            return {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
 
     def serve(self) -> None:
         self.connect(first=True)

@@ -34,7 +34,9 @@ class Issuer:
     public_url: str
     hash_algorithm: hashes.HashAlgorithm = field(init=False)
     public_key: PublicKey = field(init=False)
-    _templates: dict[tuple[str, str], x509.CertificateBuilder] = field(
+    not_after: int = field(init=False)
+    subject: x509.Name = field(init=False)
+    _templates: dict[tuple[str, str], list[x509.Extension[x509.ExtensionType]]] = field(
         init=False, default_factory=dict
     )
 
@@ -44,6 +46,8 @@ class Issuer:
             raise SignerError(ErrorKind.INTERNAL, f"issuer {self.name}: unsupported key type")
         self.public_key = pub
         self.hash_algorithm = signature_hash(pub)
+        self.not_after = int(self.certificate.not_valid_after_utc.timestamp())
+        self.subject = self.certificate.subject
 
     @property
     def crl_url(self) -> str:
@@ -64,7 +68,14 @@ class Issuer:
         except x509.ExtensionNotFound:
             return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.public_key)
 
-    def template(self, profile: Profile, subject_key: PublicKey) -> x509.CertificateBuilder:
+    def template(
+        self, profile: Profile, subject_key: PublicKey
+    ) -> list[x509.Extension[x509.ExtensionType]]:
+        """The profile's fixed extensions for this key family, each value encoded once.
+
+        cryptography's encoder then copies bytes instead of walking Python objects for each
+        certificate; the DER is identical (a unit test compares them).
+        """
         family = "ec" if isinstance(subject_key, ec.EllipticCurvePublicKey) else "rsa"
         cached = self._templates.get((profile.name, family))
         if cached is not None:
@@ -108,26 +119,17 @@ class Issuer:
                 for oid in profile.policy_oids
             ]
             extensions.append((x509.CertificatePolicies(policies), False))
-        builder = template_builder(self.certificate.subject, extensions, preencode=True)
-        self._templates[(profile.name, family)] = builder
-        return builder
+        encoded = preencode(extensions)
+        self._templates[(profile.name, family)] = encoded
+        return encoded
 
 
-def template_builder(
-    issuer_name: x509.Name,
+def preencode(
     extensions: list[tuple[x509.ExtensionType, bool]],
-    *,
-    preencode: bool,
-) -> x509.CertificateBuilder:
-    """A builder holding the issuer name and the fixed extensions of a profile.
-
-    With ``preencode`` every extension value is encoded once, by cryptography itself, and kept
-    as bytes: the encoder then copies them instead of walking Python objects for each
-    certificate. The DER is identical either way (a unit test compares them).
-    """
-    builder = x509.CertificateBuilder().issuer_name(issuer_name)
-    for value, critical in extensions:
-        if preencode:
-            value = x509.UnrecognizedExtension(value.oid, value.public_bytes())
-        builder = builder.add_extension(value, critical=critical)
-    return builder
+) -> list[x509.Extension[x509.ExtensionType]]:
+    return [
+        x509.Extension(
+            value.oid, critical, x509.UnrecognizedExtension(value.oid, value.public_bytes())
+        )
+        for value, critical in extensions
+    ]
