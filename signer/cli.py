@@ -53,6 +53,7 @@ async def serve(config: str, scfg: SignerConfig) -> int:
         batch_max=scfg.batch_max,
         max_queue=scfg.max_queue,
         pipeline_depth=scfg.pipeline_depth,
+        stall_seconds=scfg.stall_seconds,
     )
     server = SignerServer(scfg, pool, metrics)
     stop = asyncio.Event()

@@ -30,6 +30,7 @@ SIGNER_KEYS = {
     "metrics_host",
     "log_level",
     "pipeline_depth",
+    "stall_seconds",
 }
 
 
@@ -70,6 +71,7 @@ class SignerConfig:
     batch_max: int
     max_queue: int
     pipeline_depth: int
+    stall_seconds: int
     metrics_host: str
     metrics_port: int
     log_level: str
@@ -129,6 +131,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         batch_max=_int(sec, "batch_max", 64, 1, 4096),
         max_queue=_int(sec, "max_queue", 8192, 1, 1_000_000),
         pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
+        stall_seconds=_int(sec, "stall_seconds", 30, 2, 3600),
         metrics_host=str(sec.get("metrics_host", "127.0.0.1")),
         metrics_port=_int(sec, "metrics_port", 9101, 0, 65535),
         log_level=str(sec.get("log_level", "info")),

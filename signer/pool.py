@@ -98,6 +98,7 @@ class WorkerPool:
         max_queue: int = 8192,
         pipeline_depth: int = 2,
         stagger: float = 0.25,
+        stall_seconds: float = 30.0,
     ) -> None:
         self.config_path = config_path
         self.metrics = metrics
@@ -105,6 +106,8 @@ class WorkerPool:
         self.max_queue = max_queue
         self.pipeline_depth = pipeline_depth
         self.stagger = stagger
+        self.stall_seconds = stall_seconds
+        self._watchdog: asyncio.Task[None] | None = None
         self.slots = [WorkerSlot(i) for i in range(workers)]
         self.queue: deque[tuple[Job, int]] = deque()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -120,6 +123,28 @@ class WorkerPool:
         for slot in self.slots:
             self._spawn(slot, delay_index=slot.index)
         self._update_gauges()
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Kill a worker whose batch has been on the token too long.
+
+        A token that stops answering (a hung network HSM) blocks the worker inside C_Sign,
+        where it cannot answer anything. Killing it fails its batches as retryable and a fresh
+        process (a fresh module context) takes its place.
+        """
+        while not self._closing:
+            await asyncio.sleep(min(1.0, self.stall_seconds / 4))
+            now = time.monotonic()
+            for slot in self.slots:
+                oldest = min((b.sent_at for b in slot.inflight.values()), default=now)
+                if now - oldest > self.stall_seconds and slot.process is not None:
+                    log.error(
+                        "worker %d stalled for %.0fs on the token; replacing it",
+                        slot.index,
+                        now - oldest,
+                    )
+                    self.metrics.errors.labels(kind="worker_stalled").inc()
+                    slot.process.kill()
 
     async def wait_ready(self, seconds: float) -> bool:
         try:
@@ -160,6 +185,8 @@ class WorkerPool:
 
     async def stop(self) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for slot in self.slots:
             if slot.conn is not None:
                 try:
