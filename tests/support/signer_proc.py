@@ -52,7 +52,7 @@ def running_signer(
     full_env = dict(os.environ)
     full_env["CA_SIGNER_WORKERS"] = str(workers)
     full_env.update(env or {})
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [str(BIN / "ca-signer"), "--config", str(config)],
         env=full_env,
