@@ -103,7 +103,9 @@ def _requests(n: int, subject_keys: list[bytes]) -> list[dict]:
     return reqs
 
 
-async def _issue_load(sock: Path, reqs: list[dict], batch: int, inflight: int) -> tuple[float, list]:
+async def _issue_load(
+    sock: Path, reqs: list[dict], batch: int, inflight: int
+) -> tuple[float, list]:
     from signer.client import SignerClient
     from signer.protocol import Result
 

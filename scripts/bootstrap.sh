@@ -42,7 +42,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [[ ! -e "$stamp" ]]; then
   echo "bootstrap: installing Python dependencies"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -e 'is ignored' -e 'Editable' -e '^ *!!' -e '****' -e 'Please be careful' -e 'name as your package' -e 'with strategy' -e '^ *$' || true
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

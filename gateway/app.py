@@ -1,0 +1,163 @@
+"""The aiohttp application factory: dependencies injected, one cleanup_ctx per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from db.migrate import migrate_pool
+from db.pool import create_pool
+from db.queries import captcha as captcha_q
+from gateway import keys
+from gateway.api import certificates, public, ra, session
+from gateway.captcha import CaptchaService
+from gateway.config import GatewayConfig, database_url
+from gateway.metrics import GatewayMetrics
+from gateway.middlewares import errors, observe
+from gateway.services.accounts import AccountService
+from gateway.services.passwords import Passwords
+from gateway.services.registration import RegistrationService
+from gateway.services.sessions import SessionStore
+
+log = logging.getLogger("gateway")
+HOUSEKEEPING_INTERVAL = 60.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _NoSigner:
+    """Stands in when no signer client can be built: never ready."""
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def health(self) -> dict[str, Any]:
+        from signer.errors import ErrorKind, SignerError
+
+        raise SignerError(ErrorKind.UNAVAILABLE, "no signer client configured")
+
+
+def _default_signer(config: GatewayConfig) -> keys.SignerHealth:
+    try:
+        from signer.client import SignerClient
+    except ImportError:
+        log.warning("signer.client is not available; /readyz will answer 503")
+        return _NoSigner()
+    return SignerClient(list(config.signers))  # type: ignore[return-value]
+
+
+def _database(pool: asyncpg.Pool | None):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[keys.CONFIG]
+        own = pool is None
+        db = pool if pool is not None else await create_pool(
+            database_url(config), min_size=config.pool_min, max_size=config.pool_max
+        )
+        try:
+            if config.migrate_on_start:
+                applied = await migrate_pool(db)
+                if applied:
+                    log.info("database migrated", extra={"applied": applied})
+            app[keys.RUNTIME].db = db
+            yield
+        finally:
+            if own:
+                await db.close()
+
+    return ctx
+
+
+def _signer(client: keys.SignerHealth | None):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        signer = client if client is not None else _default_signer(app[keys.CONFIG])
+        try:
+            await signer.start()
+        except Exception as exc:  # the gateway starts anyway; /readyz tells
+            log.warning("signer client did not start: %s", exc)
+        app[keys.RUNTIME].signer = signer
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await signer.close()
+
+    return ctx
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    config, clock, rt = app[keys.CONFIG], app[keys.CLOCK], app[keys.RUNTIME]
+    passwords = await asyncio.to_thread(
+        Passwords, minimum=config.password_min, maximum=config.password_max
+    )
+    sessions = SessionStore(idle_seconds=config.session_idle_timeout,
+                            absolute_seconds=config.session_absolute_timeout)
+    rt.captcha = (
+        CaptchaService(ttl_seconds=config.captcha_ttl, clock=clock, pepper=config.session_key)
+        if config.captcha else None
+    )
+    rt.accounts = AccountService(
+        pool=rt.db, clock=clock, passwords=passwords, sessions=sessions, captcha=rt.captcha,
+        metrics=app[keys.METRICS], max_failures=config.login_max_failures,
+        officer_max_failures=config.officer_max_failures,
+    )
+    rt.registration = RegistrationService(pool=rt.db, clock=clock, passwords=passwords)
+
+    async def housekeeping() -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            try:
+                now = clock()
+                await sessions.purge_expired(rt.db, now)
+                await captcha_q.delete_expired(rt.db, now)  # type: ignore[arg-type]
+            except Exception as exc:  # keep going; the next round retries
+                log.warning("housekeeping failed: %s", exc)
+
+    task = asyncio.create_task(housekeeping())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def make_app(
+    config: GatewayConfig,
+    *,
+    db_pool: asyncpg.Pool | None = None,
+    signer_client: keys.SignerHealth | None = None,
+    clock: keys.Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    app = web.Application(client_max_size=config.max_body, middlewares=[observe, errors])
+    app[keys.CONFIG] = config
+    app[keys.CLOCK] = clock or utcnow
+    app[keys.REGISTRY] = registry if registry is not None else CollectorRegistry()
+    app[keys.METRICS] = GatewayMetrics(app[keys.REGISTRY])
+    app[keys.RUNTIME] = keys.Runtime()
+    app.cleanup_ctx.append(_database(db_pool))
+    app.cleanup_ctx.append(_signer(signer_client))
+    app.cleanup_ctx.append(_services)
+    app.add_routes(public.routes)
+    app.add_routes(session.routes)
+    app.add_routes(ra.routes)
+    app.add_routes(certificates.routes)
+    if not config.captcha:
+        log.warning(
+            "!!! CAPTCHA IS OFF ([gateway] captcha = \"off\"): logins are protected only by the "
+            "account lock. Use this for automated deployments and tests only. !!!"
+        )
+    return app

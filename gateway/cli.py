@@ -1,0 +1,60 @@
+"""``ca-gateway``: load the configuration, start the embedded database if that is the
+configured one, and serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from gateway import logs
+from gateway.config import gateway_config
+from hsm_config.config import ConfigError, load
+
+log = logging.getLogger("gateway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ca-gateway", description=__doc__)
+    parser.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="parse the configuration and exit")
+    args = parser.parse_args(argv)
+    try:
+        config = gateway_config(load(args.config))
+    except ConfigError as exc:
+        print(f"ca-gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print("configuration ok")
+        return 0
+    logs.configure(config.log_level)
+    if not config.database_url and config.embedded_pg_dir is not None:
+        from db.embedded import EmbeddedError, ensure_running
+
+        try:
+            ensure_running(config.embedded_pg_dir)
+        except EmbeddedError as exc:
+            print(f"ca-gateway: embedded database: {exc}", file=sys.stderr)
+            return 1
+
+    from gateway.app import make_app
+
+    loop = None
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+    log.info("listening", extra={"host": config.host, "port": config.port,
+                                 "public_url": config.public_url})
+    web.run_app(make_app(config), host=config.host, port=config.port, access_log=None,
+                print=None, loop=loop, handle_signals=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

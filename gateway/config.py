@@ -1,0 +1,158 @@
+"""The gateway's part of the configuration file: [gateway], [database] and [policy].
+
+Parsed strictly (unknown keys are errors) into one frozen object, so a typo in a security
+setting stops the start instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hsm_config.config import ConfigError, RawConfig, check_keys, read_secret
+
+GATEWAY_KEYS = {
+    "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
+    "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
+}
+DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start"}
+POLICY_KEYS = {
+    "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
+    "login_max_failures", "officer_max_failures",
+}
+MAX_BODY = 64 * 1024  # fixed by API.md
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    captcha: bool = True
+    signers: tuple[str, ...] = ()
+    session_key: bytes | None = None
+    session_idle_timeout: int = 15 * 60  # seconds
+    session_absolute_timeout: int = 8 * 3600  # seconds
+    captcha_ttl: int = 180  # seconds
+    log_level: str = "info"
+    database_url: str = ""  # empty: the embedded cluster under <config folder>/pg
+    embedded_pg_dir: Path | None = None
+    pool_min: int = 1
+    pool_max: int = 10
+    migrate_on_start: bool = True
+    renewal_window_days: int = 30
+    certificate_validity_days: int = 365
+    password_min: int = 6
+    password_max: int = 16
+    login_max_failures: int = 3
+    officer_max_failures: int = 5
+    max_body: int = MAX_BODY
+
+    def __repr__(self) -> str:  # keep the session key out of logs
+        return f"GatewayConfig(port={self.port}, public_url={self.public_url!r}, ...)"
+
+
+def _int(sec: dict[str, Any], key: str, default: int, where: str, *, minimum: int = 0) -> int:
+    value = sec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"[{where}] {key}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"[{where}] {key}: must be at least {minimum}")
+    return value
+
+
+def _str(sec: dict[str, Any], key: str, default: str, where: str) -> str:
+    value = sec.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"[{where}] {key}: expected a string, got {value!r}")
+    return value
+
+
+def _onoff(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"on", "true", "yes", "1"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"off", "false", "no", "0"}:
+        return False
+    raise ConfigError(f"{where}: expected \"on\" or \"off\", got {value!r}")
+
+
+def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> GatewayConfig:
+    environ = dict(os.environ) if environ is None else environ
+    gw = cfg.section("gateway")
+    db = cfg.section("database")
+    pol = cfg.section("policy")
+    check_keys(gw, GATEWAY_KEYS, "gateway")
+    check_keys(db, DATABASE_KEYS, "database")
+    check_keys(pol, POLICY_KEYS, "policy")
+
+    port = _int(gw, "port", 8080, "gateway")
+    if port > 65535:
+        raise ConfigError("[gateway] port: must be at most 65535")
+    public_url = _str(gw, "public_url", "", "gateway").rstrip("/") or f"http://127.0.0.1:{port}"
+    signers = gw.get("signers", [])
+    if isinstance(signers, str):
+        signers = [s.strip() for s in signers.split(",") if s.strip()]
+    if not isinstance(signers, list) or not all(isinstance(s, str) for s in signers):
+        raise ConfigError("[gateway] signers: expected a list of addresses")
+    # relative unix socket paths are relative to the configuration folder
+    resolved = []
+    for s in signers:
+        if s.startswith("unix:") and not s[5:].startswith("/"):
+            s = f"unix:{cfg.resolve(s[5:])}"
+        resolved.append(s)
+    key = None
+    if gw.get("session_key_file") or gw.get("session_key_env"):
+        try:
+            secret = read_secret(cfg, gw, "session_key", "gateway", required=False)
+        except ConfigError:
+            secret = None  # the key is optional (it only peppers captcha hashes)
+        key = secret.encode() if secret else None
+
+    pmin = _int(pol, "password_min", 6, "policy", minimum=1)
+    pmax = _int(pol, "password_max", 16, "policy", minimum=1)
+    if pmax < pmin:
+        raise ConfigError("[policy] password_max must not be below password_min")
+    log_level = _str(gw, "log_level", "info", "gateway").lower()
+    if log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError("[gateway] log_level: debug, info, warning or error")
+
+    url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
+    return GatewayConfig(
+        host=_str(gw, "host", "127.0.0.1", "gateway"),
+        port=port,
+        public_url=public_url,
+        captcha=_onoff(gw.get("captcha", "on"), "[gateway] captcha"),
+        signers=tuple(resolved),
+        session_key=key,
+        session_idle_timeout=_int(gw, "session_idle_timeout", 900, "gateway", minimum=1),
+        session_absolute_timeout=_int(gw, "session_absolute_timeout", 28800, "gateway",
+                                      minimum=1),
+        captcha_ttl=_int(gw, "captcha_ttl", 180, "gateway", minimum=1),
+        log_level=log_level,
+        database_url=url,
+        embedded_pg_dir=None if url else cfg.base_dir / "pg",
+        pool_min=_int(db, "pool_min", 1, "database", minimum=0),
+        pool_max=_int(db, "pool_max", 10, "database", minimum=1),
+        migrate_on_start=_onoff(db.get("migrate_on_start", True), "[database] migrate_on_start"),
+        renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
+        certificate_validity_days=_int(pol, "certificate_validity_days", 365, "policy",
+                                       minimum=1),
+        password_min=pmin,
+        password_max=pmax,
+        login_max_failures=_int(pol, "login_max_failures", 3, "policy", minimum=1),
+        officer_max_failures=_int(pol, "officer_max_failures", 5, "policy", minimum=1),
+    )
+
+
+def database_url(cfg: GatewayConfig) -> str:
+    """The DSN to use: the configured one, else the embedded cluster's (which must be running)."""
+    if cfg.database_url:
+        return cfg.database_url
+    from db.embedded import Cluster
+
+    assert cfg.embedded_pg_dir is not None
+    return Cluster(cfg.embedded_pg_dir).dsn()

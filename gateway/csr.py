@@ -1,0 +1,95 @@
+"""Certificate signing requests from subscribers: parse, prove possession, check the key.
+
+The CA takes only the public key from a CSR (the subject comes from the registration data), so
+the checks here are: is it a PKCS#10 request at all, does its self-signature verify (proof that
+the applicant holds the private key), and is the key one we certify. The signer checks the key
+again; this is the first line, which gives the applicant a precise error code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+MAX_CSR_CHARS = 16 * 1024
+ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+PEM_HEADERS = ("-----BEGIN CERTIFICATE REQUEST-----", "-----BEGIN NEW CERTIFICATE REQUEST-----")
+
+
+class CsrError(Exception):
+    """A CSR the service will not use; ``code`` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CheckedCsr:
+    der: bytes  # the request as received, DER (renewal proofs sign challenge ‖ der)
+    spki: bytes  # DER SubjectPublicKeyInfo: all the CA takes from the request
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+    @property
+    def key_description(self) -> str:
+        if isinstance(self.public_key, rsa.RSAPublicKey):
+            return f"RSA-{self.public_key.key_size}"
+        return f"EC {self.public_key.curve.name}"
+
+
+def _load(text: str) -> x509.CertificateSigningRequest:
+    stripped = text.strip()
+    try:
+        if stripped.startswith(PEM_HEADERS):
+            pem = stripped.replace("NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST")
+            return x509.load_pem_x509_csr(pem.encode("ascii"))
+        der = base64.b64decode("".join(stripped.split()), validate=True)
+        return x509.load_der_x509_csr(der)
+    except (ValueError, UnicodeEncodeError, binascii.Error) as exc:
+        raise CsrError("bad_csr", "not a PKCS#10 certificate request (PEM or base64 DER)") from exc
+
+
+def check_key(key: object) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise CsrError("weak_key", f"RSA keys need at least 2048 bits, got {key.key_size}")
+        if key.key_size > 8192:
+            raise CsrError("weak_key", "RSA keys above 8192 bits are not supported")
+        if key.public_numbers().e != 65537:
+            raise CsrError("weak_key", "RSA keys must use the public exponent 65537")
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ALLOWED_CURVES):
+            raise CsrError("weak_key", f"curve {key.curve.name} is not supported (P-256, P-384)")
+        return key
+    raise CsrError("weak_key", "only RSA and EC (P-256, P-384) keys are supported")
+
+
+def parse_csr(text: object) -> CheckedCsr:
+    """Parse and check a CSR; raises ``CsrError`` with ``bad_csr``, ``pop_failed``, ``weak_key``."""
+    if not isinstance(text, str) or not text.strip():
+        raise CsrError("bad_csr", "csr must be a non-empty string")
+    if len(text) > MAX_CSR_CHARS:
+        raise CsrError("bad_csr", "csr is too large")
+    csr = _load(text)
+    try:
+        key = csr.public_key()
+    except (ValueError, TypeError) as exc:
+        raise CsrError("weak_key", "the CSR's key type is not supported") from exc
+    try:
+        valid = csr.is_signature_valid
+    except Exception as exc:  # unsupported signature algorithms raise from inside cryptography
+        raise CsrError("bad_csr", "the CSR's signature algorithm is not supported") from exc
+    if not valid:
+        raise CsrError("pop_failed", "the CSR's signature does not verify with its own key")
+    checked = check_key(key)
+    spki = checked.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return CheckedCsr(csr.public_bytes(serialization.Encoding.DER), spki, checked)

@@ -1,0 +1,78 @@
+"""The gateway's one error vocabulary: a closed set of kinds, mapped to HTTP in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    BAD_REQUEST = "bad_request"
+    INVALID_FIELD = "invalid_field"
+    TOO_LARGE = "too_large"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNAUTHENTICATED = "unauthenticated"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_CAPTCHA = "invalid_captcha"
+    CAPTCHA_DISABLED = "captcha_disabled"
+    ACCOUNT_LOCKED = "account_locked"
+    CSRF_FAILED = "csrf_failed"
+    PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 - an error code
+    PASSWORD_POLICY = "password_policy"  # noqa: S105 - an error code
+    DUPLICATE = "duplicate"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    NOT_READY = "not_ready"
+    INTERNAL = "internal"
+
+
+HTTP_STATUS: dict[Kind, int] = {
+    Kind.BAD_REQUEST: 400,
+    Kind.INVALID_FIELD: 400,
+    Kind.INVALID_CAPTCHA: 400,
+    Kind.PASSWORD_POLICY: 400,
+    Kind.UNAUTHENTICATED: 401,
+    Kind.INVALID_CREDENTIALS: 401,
+    Kind.CSRF_FAILED: 403,
+    Kind.PASSWORD_CHANGE_REQUIRED: 403,
+    Kind.NOT_FOUND: 404,
+    Kind.CAPTCHA_DISABLED: 404,
+    Kind.METHOD_NOT_ALLOWED: 405,
+    Kind.DUPLICATE: 409,
+    Kind.TOO_LARGE: 413,
+    Kind.UNSUPPORTED_MEDIA_TYPE: 415,
+    Kind.ACCOUNT_LOCKED: 423,
+    Kind.INTERNAL: 500,
+    Kind.NOT_READY: 503,
+}
+assert set(HTTP_STATUS) == set(Kind)
+
+
+class ApiError(Exception):
+    """Raised anywhere in the gateway; the error middleware turns it into the JSON answer."""
+
+    def __init__(self, kind: Kind, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.kind = Kind(kind)
+        self.message = message
+        self.extra = extra
+
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS[self.kind]
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.kind.value, "message": self.message, **self.extra}
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.kind.value!r}, {self.message!r})"
+
+
+# aiohttp's own HTTP exceptions (routing, body size) map onto the same vocabulary
+FROM_HTTP_STATUS: dict[int, Kind] = {
+    400: Kind.BAD_REQUEST,
+    404: Kind.NOT_FOUND,
+    405: Kind.METHOD_NOT_ALLOWED,
+    413: Kind.TOO_LARGE,
+    415: Kind.UNSUPPORTED_MEDIA_TYPE,
+}

@@ -1,0 +1,53 @@
+"""Typed application keys: everything a handler needs comes from here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway.config import GatewayConfig
+
+if TYPE_CHECKING:
+    from gateway.captcha import CaptchaService
+    from gateway.services.accounts import AccountService
+    from gateway.services.registration import RegistrationService
+
+
+class SignerHealth(Protocol):
+    """What the gateway needs of ``signer.client.SignerClient`` for now."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def health(self) -> dict[str, Any]: ...
+
+
+Clock = Callable[[], datetime]
+
+class Runtime:
+    """Resources made at start-up (after the app is frozen), one ``cleanup_ctx`` each."""
+
+    db: asyncpg.Pool
+    signer: SignerHealth
+    captcha: CaptchaService | None  # None: captcha switched off
+    accounts: AccountService
+    registration: RegistrationService
+
+
+CONFIG = web.AppKey("config", GatewayConfig)
+CLOCK = web.AppKey("clock", Clock)  # type: ignore[type-abstract]
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS = web.AppKey("metrics", "GatewayMetrics")
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+# per-request values (request[...])
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,211 @@
+"""Logins (subscribers and RA officers), lockout, password changes, session checks.
+
+Nothing here tells an unknown account from a known one: both run one Argon2 verification,
+both count failures (unknown names in ``unknown_login_failures``), both lock on the same
+attempt and get the same errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from db import audit
+from db.queries import officers as officer_q
+from db.queries import sessions as session_q
+from db.queries import subscribers as sub_q
+from gateway.captcha import CaptchaService
+from gateway.errors import ApiError, Kind
+from gateway.keys import Clock
+from gateway.metrics import GatewayMetrics
+from gateway.services.passwords import Passwords
+from gateway.services.sessions import ActiveSession, NewSession, SessionStore
+
+BAD_CREDENTIALS = "the account or the password is not correct"
+LOCKED = "the account is locked; ask the registration authority to reset the password"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    session: NewSession
+    must_change_password: bool
+
+
+@dataclass(frozen=True)
+class SubscriberAuth:
+    session: ActiveSession
+    account: sub_q.Account
+
+
+@dataclass(frozen=True)
+class OfficerAuth:
+    session: ActiveSession
+    officer: officer_q.Officer
+
+
+class AccountService:
+    def __init__(
+        self, *, pool: asyncpg.Pool, clock: Clock, passwords: Passwords, sessions: SessionStore,
+        captcha: CaptchaService | None, metrics: GatewayMetrics, max_failures: int,
+        officer_max_failures: int,
+    ) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.passwords = passwords
+        self.sessions = sessions
+        self.captcha = captcha  # None: captcha switched off
+        self.metrics = metrics
+        self.max_failures = max_failures
+        self.officer_max_failures = officer_max_failures
+
+    # -- subscribers ----------------------------------------------------------------------
+
+    async def login(
+        self, *, account: str, password: str, captcha_id: str, captcha_answer: str,
+        previous_token: str | None, client: str,
+    ) -> LoginResult:
+        if self.captcha is not None and not await self.captcha.check(
+            self.pool, captcha_id, captcha_answer
+        ):
+            self.metrics.captcha_failures.inc()
+            raise ApiError(Kind.INVALID_CAPTCHA, "the captcha answer is wrong, used or expired")
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            acc = await sub_q.account_by_name(conn, account, for_update=True)
+            usable = acc is not None and not acc.locked
+            ok = await self.passwords.verify(acc.password_hash if usable else None, password)
+            if acc is not None and usable and ok:
+                await sub_q.record_success(conn, acc.id)
+                new = await self.sessions.create(
+                    conn, kind="subscriber", now=now, account_id=acc.id,
+                    replaces=previous_token,
+                )
+                await audit.append(conn, actor=acc.account, action="login_succeeded",
+                                   target=acc.account, details={"client": client}, at=now)
+                self.metrics.logins.labels("subscriber").inc()
+                return LoginResult(new, acc.must_change_password)
+
+            self.metrics.login_failures.labels("subscriber").inc()
+            locked_now = False
+            if acc is None:
+                failures = await sub_q.record_unknown_failure(conn, account, now=now)
+                locked = failures >= self.max_failures
+                reason = "unknown_account"
+            else:
+                failures, locked_now = await sub_q.record_failure(
+                    conn, acc.id, lock_at=self.max_failures, now=now
+                )
+                locked = acc.locked or locked_now
+                reason = "locked" if acc.locked else "wrong_password"
+                if locked_now:
+                    await session_q.delete_for_account(conn, acc.id)
+            await audit.append(
+                conn, actor=audit.ANONYMOUS, action="login_failed", target=account,
+                details={"reason": reason, "failures": failures, "client": client}, at=now,
+            )
+            if locked_now:
+                self.metrics.account_locks.labels("subscriber").inc()
+                await audit.append(conn, actor="system", action="account_locked",
+                                   target=account, details={"failures": failures}, at=now)
+        if locked:
+            raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)
+        raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
+
+    async def authenticate(self, token: str | None) -> SubscriberAuth:
+        now = self.clock()
+        async with self.pool.acquire() as conn:
+            session = await self.sessions.lookup(conn, token, "subscriber", now)
+            if session is None or session.account_id is None:
+                raise ApiError(Kind.UNAUTHENTICATED, "log in first")
+            acc = await sub_q.account_by_id(conn, session.account_id)
+        if acc is None or acc.locked:
+            raise ApiError(Kind.UNAUTHENTICATED, "log in first")
+        return SubscriberAuth(session, acc)
+
+    async def logout(self, auth: SubscriberAuth | OfficerAuth) -> None:
+        await self.sessions.end(self.pool, auth.session.id_hash)
+
+    async def change_password(self, auth: SubscriberAuth, *, old: str, new: str) -> None:
+        self.passwords.check_policy(new, old)
+        ok = await self.passwords.verify(auth.account.password_hash, old)
+        if not ok:  # not counted toward the lock: the caller already holds a session
+            raise ApiError(Kind.INVALID_CREDENTIALS, "the old password is not correct")
+        new_hash = await self.passwords.hash(new)
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await sub_q.account_by_id(conn, auth.account.id, for_update=True)
+            if current is None or current.password_hash != auth.account.password_hash:
+                raise ApiError(Kind.INVALID_CREDENTIALS, "the old password is not correct")
+            await sub_q.set_password(conn, current.id, password_hash=new_hash,
+                                     must_change=False, now=now)
+            # other sessions of this account end; this one stays valid
+            ended = await session_q.delete_for_account(conn, current.id,
+                                                       except_hash=auth.session.id_hash)
+            await audit.append(
+                conn, actor=current.account, action="password_changed", target=current.account,
+                details={"forced": current.must_change_password, "other_sessions_ended": ended},
+                at=now,
+            )
+
+    async def me(self, auth: SubscriberAuth) -> sub_q.SubscriberView:
+        async with self.pool.acquire() as conn:
+            view = await sub_q.view_by_account_id(conn, auth.account.id)
+        if view is None:
+            raise ApiError(Kind.UNAUTHENTICATED, "log in first")
+        return view
+
+    # -- RA officers ----------------------------------------------------------------------
+
+    async def officer_login(
+        self, *, login: str, password: str, previous_token: str | None, client: str
+    ) -> NewSession:
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            officer = await officer_q.by_login(conn, login, for_update=True)
+            usable = officer is not None and not officer.locked
+            ok = await self.passwords.verify(officer.password_hash if usable else None, password)
+            if officer is not None and usable and ok:
+                await officer_q.record_success(conn, officer.id)
+                new = await self.sessions.create(conn, kind="officer", now=now,
+                                                 officer_id=officer.id, replaces=previous_token)
+                await audit.append(conn, actor=officer.login, action="officer_login_succeeded",
+                                   target=officer.login, details={"client": client}, at=now)
+                self.metrics.logins.labels("officer").inc()
+                return new
+            self.metrics.login_failures.labels("officer").inc()
+            locked = False
+            failures = 0
+            locked_now = False
+            if officer is not None:
+                failures, locked_now = await officer_q.record_failure(
+                    conn, officer.id, lock_at=self.officer_max_failures, now=now
+                )
+                locked = officer.locked or locked_now
+                if locked_now:
+                    await session_q.delete_for_officer(conn, officer.id)
+            await audit.append(
+                conn, actor=audit.ANONYMOUS, action="officer_login_failed", target=login,
+                details={"failures": failures, "client": client,
+                         "reason": "unknown" if officer is None else
+                         ("locked" if officer.locked else "wrong_password")},
+                at=now,
+            )
+            if locked_now:
+                self.metrics.account_locks.labels("officer").inc()
+                await audit.append(conn, actor="system", action="officer_locked", target=login,
+                                   details={"failures": failures}, at=now)
+        if locked:
+            raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)
+        raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
+
+    async def authenticate_officer(self, token: str | None) -> OfficerAuth:
+        now = self.clock()
+        async with self.pool.acquire() as conn:
+            session = await self.sessions.lookup(conn, token, "officer", now)
+            if session is None or session.officer_id is None:
+                raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
+            officer = await officer_q.by_id(conn, session.officer_id)
+        if officer is None or officer.locked:
+            raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
+        return OfficerAuth(session, officer)

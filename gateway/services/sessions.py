@@ -1,0 +1,83 @@
+"""Server-side sessions: random ids stored hashed, idle and absolute timeouts, CSRF tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from db.queries import sessions as q
+from db.queries.sessions import Kind
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str  # goes into the cookie, never stored
+    csrf_token: str  # given to the client once, stored hashed
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    id_hash: bytes
+    kind: Kind
+    account_id: int | None
+    officer_id: int | None
+    csrf_hash: bytes
+
+    def csrf_ok(self, header: str | None) -> bool:
+        if not header or len(header) > 128:
+            return False
+        return hmac.compare_digest(self.csrf_hash, digest(header))
+
+
+class SessionStore:
+    def __init__(self, *, idle_seconds: int, absolute_seconds: int) -> None:
+        self.idle = timedelta(seconds=idle_seconds)
+        self.absolute = timedelta(seconds=absolute_seconds)
+
+    async def create(
+        self, conn: asyncpg.Connection, *, kind: Kind, now: datetime,
+        account_id: int | None = None, officer_id: int | None = None,
+        replaces: str | None = None,
+    ) -> NewSession:
+        """A fresh id on every login; the session the client came with (if any) ends."""
+        if replaces:
+            await q.delete(conn, digest(replaces))
+        new = NewSession(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
+        await q.insert(
+            conn, id_hash=digest(new.token), kind=kind, account_id=account_id,
+            officer_id=officer_id, csrf_hash=digest(new.csrf_token), now=now,
+        )
+        return new
+
+    async def lookup(
+        self, conn: asyncpg.Connection | asyncpg.Pool, token: str | None, kind: Kind,
+        now: datetime,
+    ) -> ActiveSession | None:
+        if not token or len(token) > 128:
+            return None
+        id_hash = digest(token)
+        row = await q.get(conn, id_hash, kind)  # type: ignore[arg-type]
+        if row is None:
+            return None
+        if now - row.last_seen_at > self.idle or now - row.created_at > self.absolute:
+            await q.delete(conn, id_hash)  # type: ignore[arg-type]
+            return None
+        await q.touch(conn, id_hash, now)  # type: ignore[arg-type]
+        return ActiveSession(id_hash, row.kind, row.account_id, row.officer_id, row.csrf_hash)
+
+    async def end(self, conn: asyncpg.Connection | asyncpg.Pool, id_hash: bytes) -> None:
+        await q.delete(conn, id_hash)  # type: ignore[arg-type]
+
+    async def purge_expired(self, conn: asyncpg.Connection | asyncpg.Pool, now: datetime) -> int:
+        return await q.delete_expired(
+            conn, idle_before=now - self.idle, created_before=now - self.absolute  # type: ignore[arg-type]
+        )

@@ -1,0 +1,95 @@
+"""Database helpers for ``make run`` (called by scripts/devstack.py).
+
+``start_database(var_dir)`` starts (creating it the first time) the embedded cluster under
+``var_dir/pg`` and returns its DSN and a stop function; ``DATABASE_URL`` wins when set.
+``ensure_first_officer(config_path)`` creates the RA officer ``ra-admin`` with a random
+password the first time, keeps the password in ``var/secrets/ra-admin.password`` (0600) and
+returns (login, password) — the stored pair on later runs, None if the officer exists but its
+password file is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from db.embedded import Cluster, ensure_running  # noqa: E402
+
+FIRST_OFFICER = "ra-admin"
+PASSWORD_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105
+
+
+def start_database(var_dir: Path) -> tuple[str, Callable[[], None]]:
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env, lambda: None
+    cluster = Cluster(Path(var_dir) / "pg")
+    was_running = cluster.is_running()
+    dsn = ensure_running(cluster.root)
+
+    def stop() -> None:
+        if not was_running:  # leave a cluster someone else started alone
+            cluster.stop()
+
+    return dsn, stop
+
+
+def _dsn_for(config_path: Path) -> str:
+    from hsm_config.config import load
+
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env
+    cfg = load(config_path)
+    url = cfg.section("database").get("url", "")
+    return str(url) if url else ensure_running(cfg.base_dir / "pg")
+
+
+def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
+    config_path = Path(config_path).resolve()
+    secret_file = config_path.parent / "secrets" / f"{FIRST_OFFICER}.password"
+    if secret_file.exists():
+        return FIRST_OFFICER, secret_file.read_text(encoding="utf-8").strip()
+    password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(16))
+    created = asyncio.run(_create_officer(_dsn_for(config_path), password))
+    if not created:
+        return None
+    secret_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    return FIRST_OFFICER, password
+
+
+async def _create_officer(dsn: str, password: str) -> bool:
+    import asyncpg
+    from argon2 import PasswordHasher
+
+    from db import audit
+    from db.migrate import migrate
+    from db.pool import connect
+    from db.queries import officers
+
+    password_hash = PasswordHasher().hash(password)
+    conn = await connect(dsn)
+    try:
+        await migrate(conn)
+        async with conn.transaction():
+            if await officers.by_login(conn, FIRST_OFFICER) is not None:
+                return False
+            officer_id = await officers.insert(conn, FIRST_OFFICER, password_hash)
+            await audit.append(conn, actor="devstack", action="officer_created",
+                               target=FIRST_OFFICER, details={"officer_id": officer_id})
+        return True
+    except asyncpg.UniqueViolationError:
+        return False
+    finally:
+        await conn.close()

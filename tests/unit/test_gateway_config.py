@@ -1,0 +1,63 @@
+"""Strict parsing of [gateway], [database], [policy]; environment overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import gateway_config
+from hsm_config.config import ConfigError, load
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "ca.example.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "ca.toml"
+    p.write_text(text)
+    return p
+
+
+def test_example_parses() -> None:
+    cfg = gateway_config(load(EXAMPLE, environ={}), environ={})
+    assert (cfg.port, cfg.captcha, cfg.password_min, cfg.password_max) == (8080, True, 6, 16)
+    assert cfg.public_url == "http://127.0.0.1:8080"
+    assert cfg.session_idle_timeout == 900 and cfg.session_absolute_timeout == 8 * 3600
+    assert cfg.embedded_pg_dir == EXAMPLE.parent / "pg"
+    assert cfg.signers[0].startswith("unix:/")
+
+
+def test_env_overrides() -> None:
+    env = {"CA_GATEWAY_PORT": "8081", "CA_GATEWAY_CAPTCHA": "off",
+           "CA_POLICY_PASSWORD_MAX": "20"}
+    cfg = gateway_config(load(EXAMPLE, environ=env), environ={})
+    assert (cfg.port, cfg.captcha, cfg.password_max) == (8081, False, 20)
+    assert cfg.public_url == "http://127.0.0.1:8081"
+
+
+def test_database_url_env_wins(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[database]\nurl = "postgresql://x/y"\n')
+    cfg = gateway_config(load(p, environ={}), environ={"DATABASE_URL": "postgresql://a/b"})
+    assert cfg.database_url == "postgresql://a/b" and cfg.embedded_pg_dir is None
+
+
+@pytest.mark.parametrize("text", [
+    "[gateway]\nprot = 1\n",
+    "[database]\nuri = ''\n",
+    "[policy]\npassword_minimum = 3\n",
+    "[gateway]\ncaptcha = 'maybe'\n",
+    "[gateway]\nport = 'x'\n",
+    "[gateway]\nport = 70000\n",
+    "[policy]\npassword_min = 10\npassword_max = 8\n",
+])
+def test_strict(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        gateway_config(load(_write(tmp_path, text), environ={}), environ={})
+
+
+def test_missing_session_key_file_is_tolerated(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[gateway]\nsession_key_file = "nope.key"\n')
+    assert gateway_config(load(p, environ={}), environ={}).session_key is None
+    (tmp_path / "k.key").write_text("pepper\n")
+    p = _write(tmp_path, '[gateway]\nsession_key_file = "k.key"\n')
+    assert gateway_config(load(p, environ={}), environ={}).session_key == b"pepper"

@@ -1,0 +1,87 @@
+"""Error vocabulary, password policy, generated names, certificate status, audit hashing,
+and the seam: the gateway never loads pkcs11."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from db.audit import GENESIS, row_hash
+from db.queries.certificates import CertificateRow
+from gateway.errors import HTTP_STATUS, ApiError, Kind
+from gateway.services.certificates import status
+from gateway.services.passwords import Passwords, generate_account_name
+
+
+def test_every_kind_has_a_status() -> None:
+    assert set(HTTP_STATUS) == set(Kind)
+    e = ApiError(Kind.ACCOUNT_LOCKED, "locked")
+    assert e.status == 423 and e.body() == {"error": "account_locked", "message": "locked"}
+
+
+def test_password_policy_counts_characters() -> None:
+    p = Passwords(minimum=6, maximum=16)
+    p.check_policy("密碼很安全喔")
+    p.check_policy("x" * 16)
+    for bad in ("12345", "x" * 17, ""):
+        with pytest.raises(ApiError) as info:
+            p.check_policy(bad)
+        assert info.value.kind is Kind.PASSWORD_POLICY
+    with pytest.raises(ApiError):
+        p.check_policy("same-one", "same-one")
+
+
+def test_generated_secrets() -> None:
+    p = Passwords(minimum=6, maximum=16)
+    pws = {p.generate() for _ in range(50)}
+    assert len(pws) == 50 and all(10 <= len(x) <= 12 for x in pws)
+    names = {generate_account_name() for _ in range(50)}
+    assert len(names) == 50 and all(n[0].isalpha() and n.islower() for n in names)
+
+
+def _row(**over: object) -> CertificateRow:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    base: dict[str, object] = dict(
+        id=1, serial="1f" * 8, usage="signing", status="issued", subject="CN=x",
+        issuer_subject="CN=ca", der=b"", not_before=now - timedelta(days=300),
+        not_after=now + timedelta(days=65), downloaded_at=now, superseded_by=None,
+        revoked_at=None,
+    )
+    base.update(over)
+    return CertificateRow(**base)  # type: ignore[arg-type]
+
+
+def test_certificate_status_order() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    w = timedelta(days=30)
+    assert status(_row(), now, w) == ("valid", False)
+    assert status(_row(not_after=now + timedelta(days=10)), now, w) == ("expiring", True)
+    assert status(_row(downloaded_at=None), now, w) == ("issued", False)
+    assert status(_row(not_after=now), now, w) == ("expired", False)
+    assert status(_row(superseded_by=2, revoked_at=None), now, w) == ("superseded", False)
+    assert status(_row(superseded_by=2, revoked_at=now), now, w) == ("revoked", False)
+
+
+def test_audit_hash_is_canonical() -> None:
+    at = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    a = row_hash(id=1, at=at, actor="a", action="x", target="t",
+                 details={"b": 1, "a": "中"}, prev_hash=GENESIS)
+    b = row_hash(id=1, at=at, actor="a", action="x", target="t",
+                 details={"a": "中", "b": 1}, prev_hash=GENESIS)
+    assert a == b and len(a) == 32
+    assert a != row_hash(id=1, at=at, actor="a", action="x", target="t",
+                         details={"a": "中", "b": 2}, prev_hash=GENESIS)
+    assert a != row_hash(id=1, at=at, actor="a", action="x", target="t",
+                         details={"a": "中", "b": 1}, prev_hash=b"\x01" * 32)
+
+
+def test_gateway_never_imports_pkcs11() -> None:
+    code = ("import sys, gateway.app, gateway.cli, db.admin; "
+            "bad = [m for m in sys.modules if m == 'pkcs11' or m.startswith('pkcs11.') "
+            "or (m.startswith('signer.') and m not in "
+            "('signer.protocol', 'signer.client', 'signer.errors'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
