@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -35,10 +36,16 @@ async def _healthy(sock: Path, want_ready: int) -> bool:
         await client.close()
 
 
+def _check(sock: Path, want_ready: int) -> bool:
+    """Run the async check on a private loop in a thread, so async tests can call this too."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _healthy(sock, want_ready)).result()
+
+
 def wait_healthy(sock: Path, want_ready: int, seconds: float = 60) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if sock.exists() and asyncio.run(_healthy(sock, want_ready)):
+        if sock.exists() and _check(sock, want_ready):
             return
         time.sleep(0.2)
     raise TimeoutError(f"signer at {sock} not healthy within {seconds}s")
@@ -60,7 +67,8 @@ def running_signer(
         stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
     try:
-        wait_healthy(socket_of(config), workers)
+        sock = Path(full_env["CA_SIGNER_SOCKET"]) if "CA_SIGNER_SOCKET" in (env or {}) else None
+        wait_healthy(sock or socket_of(config), workers)
         yield proc
     finally:
         if proc.poll() is None:
