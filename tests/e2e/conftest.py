@@ -1,0 +1,126 @@
+"""The whole stack for browser tests: embedded PostgreSQL, the real signer daemon on a fresh
+SoftHSM token, the ``ca-gateway`` process on a free port, and Debian's Chromium via Playwright.
+
+Chromium is never downloaded: Playwright launches ``/usr/bin/chromium`` (installed by
+``scripts/bootstrap.sh``). Screenshots go to ``test-output/screenshots/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+
+from db.migrate import migrate_pool
+from db.pool import create_pool
+from db.queries import officers
+from tests.integration.conftest import pg_cluster  # noqa: F401  (a fixture)
+from tests.support.signer_proc import running_signer
+from tests.support.softhsm import REPO, make_ca
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage"]
+OFFICER_LOGIN = "ra-e2e"
+OFFICER_PASSWORD = "officer-e2e-password"
+VALIDITY_DAYS = 10  # inside the 30-day renewal window from the start
+SCREENSHOTS = REPO / "test-output" / "screenshots"
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _prepare_db(dsn: str) -> None:
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await migrate_pool(pool)
+        async with pool.acquire() as conn:
+            await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
+    finally:
+        await pool.close()
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ca-gateway exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"gateway not ready in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+          ) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = _free_port()
+    config = make_ca(tmp / "ca", "rsa2048", port=port)
+    name = f"e2e_{os.getpid()}_{port}"
+    dsn = pg_cluster.create_database(name)
+    asyncio.run(_prepare_db(dsn))
+    log = tmp / "gateway.log"
+    env = {**os.environ, "CA_GATEWAY_PORT": str(port), "CA_GATEWAY_CAPTCHA": "off",
+           "CA_POLICY_CERTIFICATE_VALIDITY_DAYS": str(VALIDITY_DAYS), "DATABASE_URL": dsn,
+           "CA_CONFIG": str(config)}
+    try:
+        with running_signer(config, workers=1, log=tmp / "signer.log"):
+            with open(log, "wb") as out:
+                proc = subprocess.Popen([str(BIN / "ca-gateway"), "--config", str(config)],
+                                        env=env, stdout=out, stderr=subprocess.STDOUT)
+                base = f"http://127.0.0.1:{port}"
+                try:
+                    _wait_ready(base, proc, log)
+                    yield {"base": base, "config": config, "tmp": tmp, "log": log}
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    return SCREENSHOTS

@@ -1,0 +1,412 @@
+// Subscriber pages: login, password, apply, download + backup, import, renew, info, revoke.
+import { ApiError, call, describe, setToken } from "./api.js";
+import * as store from "./keystore.js";
+import * as pki from "./pki.js";
+import { $, $$, busy, clear, date, el, page, saveFile, show, statusCell, t } from "./ui.js";
+
+const api = (method, path, body, opts) => call("subscriber", method, path, body, opts);
+const MUST_CHANGE = "ca.mustChange";
+let me = null;
+
+function fail(err) {
+  if (err instanceof ApiError) {
+    if (err.status === 401) { location.assign("/"); return; }
+    if (err.code === "password_change_required") {
+      sessionStorage.setItem(MUST_CHANGE, "1");
+      location.assign("/portal/password");
+      return;
+    }
+    show("error", describe(err));
+  } else if (err && err.message === "no_webcrypto") {
+    show("error", t("err_no_webcrypto"));
+  } else {
+    show("error", t("err_generic") + (err && err.message ? err.message : String(err)));
+  }
+}
+
+async function loadMe() {
+  me = await api("GET", "/api/v1/me");
+  for (const k of ["id_number", "name", "subscriber_name", "email", "phone", "address"]) {
+    const dd = $(`#me-${k}`);
+    if (dd) dd.textContent = me[k] || "";
+  }
+  return me;
+}
+
+async function loadTerms() {
+  const terms = await api("GET", "/api/v1/terms");
+  $("#terms-text").textContent = terms.text;
+  return terms;
+}
+
+const certificates = async () => (await api("GET", "/api/v1/certificates")).certificates;
+const usageText = (u) => t(`usage_${u}`);
+
+async function keyFor(cert) {
+  if (!cert.certificate) return null;
+  const id = await pki.certificateKeyId(pki.parseCertificate(cert.certificate));
+  return (await store.get(id)) || null;
+}
+
+// ---- login ---------------------------------------------------------------------------------
+async function loginPage() {
+  let captchaId = "";
+  const refresh = async () => {
+    try {
+      const c = await api("GET", "/api/v1/captcha");
+      captchaId = c.captcha_id;
+      $("#captcha-img").src = c.image;
+      $("#captcha").value = "";
+      $("#captcha-box").hidden = false;
+    } catch (err) {
+      if (err.code === "captcha_disabled") { $("#captcha-box").hidden = true; captchaId = ""; }
+      else fail(err);
+    }
+  };
+  $("#captcha-refresh").addEventListener("click", refresh);
+  await refresh();
+  $("#login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const button = $("#login-submit");
+    button.disabled = true;
+    try {
+      const r = await api("POST", "/api/v1/session", {
+        account: $("#account").value.trim(), password: $("#password").value,
+        captcha_id: captchaId, captcha_answer: $("#captcha").value.trim(),
+      });
+      setToken("subscriber", r.csrf_token);
+      if (r.must_change_password) sessionStorage.setItem(MUST_CHANGE, "1");
+      else sessionStorage.removeItem(MUST_CHANGE);
+      location.assign(r.must_change_password ? "/portal/password" : "/portal/");
+    } catch (err) {
+      $("#password").value = "";
+      show("error", describe(err));
+      if (captchaId) await refresh();
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---- password ------------------------------------------------------------------------------
+function passwordPage() {
+  const forced = sessionStorage.getItem(MUST_CHANGE) === "1";
+  $("#pw-forced").hidden = !forced;
+  $("#password-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const old = $("#old-password").value;
+    const neu = $("#new-password").value;
+    const again = $("#new-password2").value;
+    const len = [...neu].length;
+    const fmt = { min: page.password_min, max: page.password_max };
+    if (len < page.password_min || len > page.password_max) return show("error", t("pw_err_length", fmt));
+    if (neu !== again) return show("error", t("pw_err_mismatch"));
+    if (neu === old) return show("error", t("pw_err_same"));
+    const button = $("#password-submit");
+    button.disabled = true;
+    try {
+      await api("POST", "/api/v1/password", { old_password: old, new_password: neu });
+      sessionStorage.removeItem(MUST_CHANGE);
+      $("#pw-forced").hidden = true;
+      $("#password-form").reset();
+      show("ok", t("pw_done"));
+    } catch (err) {
+      if (err.code === "invalid_credentials") show("error", t("pw_err_old"));
+      else if (err.code === "password_policy") show("error", `${t("pw_err_policy")} ${err.message || ""}`);
+      else fail(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---- apply ---------------------------------------------------------------------------------
+async function applyPage() {
+  const [, terms] = await Promise.all([loadMe(), loadTerms()]);
+  for (const u of ["signing", "encryption"]) {
+    const radio = $(`#usage-${u}`);
+    radio.disabled = !me.usages.includes(u);
+    if (radio.disabled) radio.checked = false;
+  }
+  const first = $$("input[name=usage]").find((r) => !r.disabled);
+  if (first && !$$("input[name=usage]").some((r) => r.checked)) first.checked = true;
+  $("#apply-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    if (!$("#terms-accept").checked) return show("error", t("err_terms"));
+    const usage = $$("input[name=usage]").find((r) => r.checked)?.value;
+    if (!usage) return show("error", t("err_no_usage"));
+    const alg = $$("input[name=alg]").find((r) => r.checked)?.value || "RSA";
+    const button = $("#apply-submit");
+    busy(button, true);
+    try {
+      const pair = await pki.generateKeyPair(alg);
+      const csr = await pki.makeCsr(pair, me.subscriber_name);
+      const id = await pki.keyId(pair.publicKey);
+      // kept before sending, so an answer lost on the way still finds its key
+      await store.put({ id, privateKey: pair.privateKey, alg, usage, account: me.account,
+        created: new Date().toISOString() });
+      const cert = await api("POST", "/api/v1/certificates",
+        { usage, csr: csr.pem, terms_version: terms.version });
+      await store.update(id, { certId: cert.id, serial: cert.serial });
+      clear();
+      $("#apply-form").hidden = true;
+      $("#apply-result").hidden = false;
+    } catch (err) {
+      fail(err);
+    } finally {
+      busy(button, false);
+      if (!$("#msg").classList.contains("error") && $("#apply-result").hidden) clear();
+    }
+  });
+}
+
+// ---- backup (export) -----------------------------------------------------------------------
+async function setupExport(preselect) {
+  const form = $("#export-form");
+  const select = $("#export-cert");
+  const records = (await store.all()).filter((r) => r.certPem && r.account === me.account);
+  select.replaceChildren(...records.map((r) => el("option", { value: r.id,
+    text: `${usageText(r.usage)} #${r.certId ?? ""} (${r.serial ?? ""})` })));
+  if (preselect) select.value = preselect;
+  $("#backup").hidden = records.length === 0;
+  if (form.dataset.ready) return;
+  form.dataset.ready = "1";
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const pw = $("#export-password").value;
+    if ([...pw].length < 8 || pw !== $("#export-password2").value) return show("error", t("export_err_pw"));
+    const button = $("#export-submit");
+    busy(button, true);
+    try {
+      const rec = await store.get(select.value);
+      const name = `${me.subscriber_name}-${rec.usage || "cert"}-${rec.serial || rec.id.slice(0, 8)}`;
+      const bytes = await pki.exportPkcs12(rec.privateKey, rec.certPem, pw, name);
+      saveFile(bytes, `${name}.p12`, "application/x-pkcs12");
+      form.reset();
+      show("ok", t("export_done"));
+    } catch (err) {
+      fail(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---- download ------------------------------------------------------------------------------
+async function downloadPage() {
+  await loadMe();
+  const render = async () => {
+    const list = (await certificates()).filter((c) => ["issued", "valid", "expiring"].includes(c.status));
+    const rows = [];
+    for (const c of list) {
+      const key = await keyFor(c);
+      rows.push(el("tr", { "data-id": c.id },
+        el("td", {}, el("input", { type: "checkbox", name: "cert", value: c.id, id: `dl-${c.id}`,
+          checked: c.status === "issued" })),
+        el("td", { text: c.id }), el("td", { text: c.serial }), el("td", { text: usageText(c.usage) }),
+        el("td", {}, statusCell(c.status)), el("td", { text: date(c.not_before) }),
+        el("td", { text: date(c.not_after) }), el("td", { class: "dn", text: c.subject }),
+        el("td", { text: key ? t("yes") : t("no") })));
+    }
+    $("#download-table tbody").replaceChildren(...rows);
+    if (!rows.length) show("", t("dl_none"));
+    $("#download-submit").hidden = !rows.length;
+  };
+  await render();
+  await setupExport();
+  $("#download-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const picked = $$("input[name=cert]:checked").map((i) => i.value);
+    if (!picked.length) return show("error", t("dl_pick"));
+    const button = $("#download-submit");
+    busy(button, true);
+    try {
+      let paired = 0;
+      let last = null;
+      for (const id of picked) {
+        const pemText = await api("GET", `/api/v1/certificates/${id}/certificate`, undefined,
+          { accept: "application/x-pem-file" });
+        const cert = pki.parseCertificate(pemText);
+        const keyId = await pki.certificateKeyId(cert);
+        const info = await api("GET", `/api/v1/certificates/${id}`);
+        const rec = await store.update(keyId, { certPem: pemText, certId: info.id,
+          serial: info.serial, usage: info.usage });
+        if (rec) { paired += 1; last = keyId; }
+      }
+      await render();
+      await setupExport(last);
+      show(paired === picked.length ? "ok" : "warn", paired === picked.length ? t("dl_done") : t("dl_nokey"));
+    } catch (err) {
+      fail(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---- import --------------------------------------------------------------------------------
+async function importPage() {
+  await loadMe();
+  $("#import-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const file = $("#import-file").files[0];
+    if (!file) return show("error", t("import_err"));
+    const button = $("#import-submit");
+    busy(button, true);
+    try {
+      let found;
+      try {
+        found = await pki.importPkcs12(new Uint8Array(await file.arrayBuffer()), $("#import-password").value);
+      } catch {
+        found = [];
+      }
+      if (!found.length) return show("error", t("import_err"));
+      const own = await certificates().catch(() => []);
+      const names = [];
+      for (const f of found) {
+        const serial = f.cert.serialNumber.valueBlock.valueHexView;
+        const serialHex = pki.hex(serial).replace(/^0+/, "");
+        const match = own.find((c) => c.serial === serialHex);
+        await store.put({ id: f.id, privateKey: f.privateKey, certPem: f.certPem,
+          alg: f.privateKey.algorithm.name === "ECDSA" ? "EC" : "RSA", account: me.account,
+          usage: match?.usage, certId: match?.id, serial: serialHex,
+          created: new Date().toISOString(), imported: true });
+        names.push(`${match ? usageText(match.usage) : ""} ${serialHex}`.trim());
+      }
+      $("#import-form").reset();
+      show("ok", t("import_done") + names.join(", "));
+    } catch (err) {
+      fail(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---- renew ---------------------------------------------------------------------------------
+async function renewPage() {
+  const [, terms] = await Promise.all([loadMe(), loadTerms()]);
+  const list = (await certificates()).filter((c) => c.renewable);
+  $("#renew-table tbody").replaceChildren(...list.map((c) => el("tr", { "data-id": c.id },
+    el("td", {}, el("input", { type: "radio", name: "renew-cert", value: c.id, id: `renew-${c.id}` })),
+    el("td", { text: c.id }), el("td", { text: me.subscriber_name }), el("td", { text: c.serial }),
+    el("td", {}, statusCell(c.status)), el("td", { text: usageText(c.usage) }),
+    el("td", { text: date(c.not_before) }), el("td", { text: date(c.not_after) }),
+    el("td", { class: "dn", text: c.subject }), el("td", { class: "dn", text: c.issuer }))));
+  if (!list.length) show("", t("renew_none"));
+  $("#renew-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const picked = $$("input[name=renew-cert]").find((r) => r.checked);
+    if (!picked) return show("error", t("renew_pick"));
+    if (!$("#terms-accept").checked) return show("error", t("err_terms"));
+    const cert = list.find((c) => String(c.id) === picked.value);
+    const old = await keyFor(cert);
+    if (!old) return show("error", t("renew_nokey"));
+    const alg = $$("input[name=alg]").find((r) => r.checked)?.value || "RSA";
+    const button = $("#renew-submit");
+    busy(button, true);
+    try {
+      const pair = await pki.generateKeyPair(alg);
+      const csr = await pki.makeCsr(pair, me.subscriber_name);
+      const id = await pki.keyId(pair.publicKey);
+      await store.put({ id, privateKey: pair.privateKey, alg, usage: cert.usage,
+        account: me.account, created: new Date().toISOString(), renews: cert.id });
+      const ch = await api("GET", `/api/v1/certificates/${cert.id}/renewal`);
+      const challenge = pki.fromBase64(ch.challenge);
+      const data = new Uint8Array(challenge.length + csr.der.length);
+      data.set(challenge, 0);
+      data.set(csr.der, challenge.length);
+      const signature = await pki.signChallenge(old.privateKey, data);
+      const neu = await api("POST", `/api/v1/certificates/${cert.id}/renewal`, {
+        csr: csr.pem, challenge: ch.challenge, signature: pki.toBase64(signature),
+        terms_version: terms.version,
+      });
+      await store.update(id, { certId: neu.id, serial: neu.serial });
+      clear();
+      $("#renew-form").hidden = true;
+      $("#renew-result").hidden = false;
+    } catch (err) {
+      fail(err);
+    } finally {
+      button.disabled = false;
+      if ($("#msg").textContent === t("working")) clear();
+    }
+  });
+}
+
+// ---- info and revoke -----------------------------------------------------------------------
+async function infoPage() {
+  await loadMe();
+  const list = await certificates();
+  if (!list.length) show("", t("info_none"));
+  const cards = [];
+  for (const c of list) {
+    const key = await keyFor(c);
+    const exportable = key && key.certPem;
+    cards.push(el("section", { class: "card", "data-id": c.id, "data-status": c.status },
+      el("h2", {}, `${usageText(c.usage)} #${c.id} `, statusCell(c.status)),
+      el("dl", { class: "regdata" },
+        el("dt", { text: t("c_serial") }), el("dd", { text: c.serial }),
+        el("dt", { text: t("c_status") }), el("dd", {}, statusCell(c.status)),
+        el("dt", { text: t("c_from") }), el("dd", { text: date(c.not_before) }),
+        el("dt", { text: t("c_to") }), el("dd", { text: date(c.not_after) }),
+        el("dt", { text: t("c_subject") }), el("dd", { text: c.subject }),
+        el("dt", { text: t("c_issuer") }), el("dd", { text: c.issuer }),
+        el("dt", { text: t("c_key") }), el("dd", { text: key ? t("yes") : t("no") })),
+      c.certificate ? el("details", {}, el("summary", { text: t("show_pem") }),
+        el("pre", { class: "pem", text: c.certificate })) : null,
+      exportable ? el("button", { type: "button", class: "export-open", "data-key": key.id,
+        text: t("export"), onclick: () => setupExport(key.id).then(() => $("#backup").scrollIntoView()) }) : null));
+  }
+  $("#info-list").replaceChildren(...cards);
+  await setupExport();
+  $("#backup").hidden = true;
+}
+
+async function revokePage() {
+  await loadMe();
+  const list = await certificates();
+  $("#revoke-table tbody").replaceChildren(...list.map((c) => el("tr", { "data-id": c.id },
+    el("td", { text: c.id }), el("td", { text: c.serial }), el("td", { text: usageText(c.usage) }),
+    el("td", {}, statusCell(c.status)), el("td", { text: date(c.not_after) }),
+    el("td", { class: "dn", text: c.subject }))));
+}
+
+async function homePage() {
+  await loadMe();
+}
+
+const PAGES = { login: loginPage, home: homePage, password: passwordPage, apply: applyPage,
+  download: downloadPage, import: importPage, renew: renewPage, info: infoPage,
+  revoke: revokePage };
+
+export async function start(name) {
+  const logout = $("#logout");
+  if (logout) {
+    logout.addEventListener("click", async (ev) => {
+      ev.preventDefault();
+      await api("DELETE", "/api/v1/session").catch(() => null);
+      setToken("subscriber", null);
+      sessionStorage.removeItem(MUST_CHANGE);
+      location.assign("/");
+    });
+  }
+  if (name !== "login" && name !== "password" && sessionStorage.getItem(MUST_CHANGE) === "1") {
+    location.assign("/portal/password");
+    return;
+  }
+  try {
+    await PAGES[name]();
+    document.body.dataset.ready = "1";
+  } catch (err) {
+    fail(err);
+    document.body.dataset.ready = "1";
+  }
+}
