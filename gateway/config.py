@@ -1,4 +1,4 @@
-"""The gateway's part of the configuration file: [gateway], [database] and [policy].
+"""The gateway's part of the configuration file: [gateway], [database], [policy], [smtp].
 
 Parsed strictly (unknown keys are errors) into one frozen object, so a typo in a security
 setting stops the start instead of being ignored.
@@ -12,16 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from hsm_config.config import ConfigError, RawConfig, check_keys, read_secret
+from hsm_config.manifest import manifest_path
 
 GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
+    "crl_refresh_seconds", "notice_interval_seconds",
 }
 DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start"}
 POLICY_KEYS = {
     "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
-    "login_max_failures", "officer_max_failures",
+    "login_max_failures", "officer_max_failures", "crl_next_update_hours",
 }
+SMTP_KEYS = {"host", "port", "from"}
+MAX_VALIDITY_DAYS = 1095  # the signer profiles' ceiling
 MAX_BODY = 64 * 1024  # fixed by API.md
 
 
@@ -49,6 +53,13 @@ class GatewayConfig:
     login_max_failures: int = 3
     officer_max_failures: int = 5
     max_body: int = MAX_BODY
+    manifest_path: Path | None = None  # the issuer manifest ([ca] dir / issuers.toml)
+    crl_refresh_seconds: int = 300
+    notice_interval_seconds: int = 300
+    crl_next_update_hours: int = 24
+    smtp_host: str = ""  # empty: renewal notices are switched off
+    smtp_port: int = 25
+    smtp_from: str = "ca@localhost"
 
     def __repr__(self) -> str:  # keep the session key out of logs
         return f"GatewayConfig(port={self.port}, public_url={self.public_url!r}, ...)"
@@ -88,6 +99,14 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     check_keys(gw, GATEWAY_KEYS, "gateway")
     check_keys(db, DATABASE_KEYS, "database")
     check_keys(pol, POLICY_KEYS, "policy")
+    smtp = cfg.section("smtp")
+    check_keys(smtp, SMTP_KEYS, "smtp")
+    validity = _int(pol, "certificate_validity_days", 365, "policy", minimum=1)
+    if validity > MAX_VALIDITY_DAYS:
+        raise ConfigError(f"[policy] certificate_validity_days: at most {MAX_VALIDITY_DAYS}")
+    smtp_port = _int(smtp, "port", 25, "smtp", minimum=1)
+    if smtp_port > 65535:
+        raise ConfigError("[smtp] port: must be at most 65535")
 
     port = _int(gw, "port", 8080, "gateway")
     if port > 65535:
@@ -139,12 +158,18 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         pool_max=_int(db, "pool_max", 10, "database", minimum=1),
         migrate_on_start=_onoff(db.get("migrate_on_start", True), "[database] migrate_on_start"),
         renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
-        certificate_validity_days=_int(pol, "certificate_validity_days", 365, "policy",
-                                       minimum=1),
+        certificate_validity_days=validity,
         password_min=pmin,
         password_max=pmax,
         login_max_failures=_int(pol, "login_max_failures", 3, "policy", minimum=1),
         officer_max_failures=_int(pol, "officer_max_failures", 5, "policy", minimum=1),
+        manifest_path=manifest_path(cfg),
+        crl_refresh_seconds=_int(gw, "crl_refresh_seconds", 300, "gateway", minimum=1),
+        notice_interval_seconds=_int(gw, "notice_interval_seconds", 300, "gateway", minimum=1),
+        crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
+        smtp_host=_str(smtp, "host", "", "smtp").strip(),
+        smtp_port=smtp_port,
+        smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",
     )
 
 

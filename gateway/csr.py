@@ -55,6 +55,15 @@ def _load(text: str) -> x509.CertificateSigningRequest:
         raise CsrError("bad_csr", "not a PKCS#10 certificate request (PEM or base64 DER)") from exc
 
 
+def request_der(text: object) -> tuple[bytes, x509.CertificateSigningRequest]:
+    """The request's DER and parsed form, without any check of its signature or key (renewal
+    proofs sign ``challenge ‖ der`` and are checked before the CSR itself)."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_CSR_CHARS:
+        raise CsrError("bad_csr", "csr must be a non-empty PKCS#10 request")
+    csr = _load(text)
+    return csr.public_bytes(serialization.Encoding.DER), csr
+
+
 def check_key(key: object) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:

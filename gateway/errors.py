@@ -24,6 +24,18 @@ class Kind(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_READY = "not_ready"
     INTERNAL = "internal"
+    # certificate lifecycle
+    BAD_CSR = "bad_csr"
+    WEAK_KEY = "weak_key"
+    POP_FAILED = "pop_failed"
+    TERMS_NOT_ACCEPTED = "terms_not_accepted"
+    USAGE_NOT_ALLOWED = "usage_not_allowed"
+    ALREADY_HAS_VALID = "already_has_valid"
+    SIGNER_UNAVAILABLE = "signer_unavailable"
+    NOT_RENEWABLE = "not_renewable"
+    BAD_CHALLENGE = "bad_challenge"
+    KEY_REUSE = "key_reuse"
+    ALREADY_REVOKED = "already_revoked"
 
 
 HTTP_STATUS: dict[Kind, int] = {
@@ -44,6 +56,17 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.ACCOUNT_LOCKED: 423,
     Kind.INTERNAL: 500,
     Kind.NOT_READY: 503,
+    Kind.BAD_CSR: 400,
+    Kind.WEAK_KEY: 400,
+    Kind.POP_FAILED: 400,
+    Kind.TERMS_NOT_ACCEPTED: 400,
+    Kind.BAD_CHALLENGE: 400,
+    Kind.KEY_REUSE: 400,
+    Kind.USAGE_NOT_ALLOWED: 403,
+    Kind.ALREADY_HAS_VALID: 409,
+    Kind.NOT_RENEWABLE: 409,
+    Kind.ALREADY_REVOKED: 409,
+    Kind.SIGNER_UNAVAILABLE: 503,
 }
 assert set(HTTP_STATUS) == set(Kind)
 
@@ -51,10 +74,12 @@ assert set(HTTP_STATUS) == set(Kind)
 class ApiError(Exception):
     """Raised anywhere in the gateway; the error middleware turns it into the JSON answer."""
 
-    def __init__(self, kind: Kind, message: str, **extra: Any) -> None:
+    def __init__(self, kind: Kind, message: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(message)
         self.kind = Kind(kind)
         self.message = message
+        self.headers = headers  # e.g. Retry-After with signer_unavailable
         self.extra = extra
 
     @property

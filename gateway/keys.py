@@ -15,6 +15,7 @@ from gateway.config import GatewayConfig
 if TYPE_CHECKING:
     from gateway.captcha import CaptchaService
     from gateway.services.accounts import AccountService
+    from gateway.services.lifecycle import Lifecycle
     from gateway.services.registration import RegistrationService
 
 
@@ -36,6 +37,7 @@ class Runtime:
     captcha: CaptchaService | None  # None: captcha switched off
     accounts: AccountService
     registration: RegistrationService
+    lifecycle: Lifecycle  # issuance, renewal, revocation, CRL, OCSP, notices
 
 
 CONFIG = web.AppKey("config", GatewayConfig)

@@ -77,7 +77,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ApiError as exc:
         if exc.kind is Kind.INTERNAL:
             log.error("internal error: %s", exc.message)
-        return error_response(exc.kind, exc.message, **exc.extra)
+        return error_response(exc.kind, exc.message, headers=exc.headers, **exc.extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

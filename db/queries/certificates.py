@@ -1,4 +1,9 @@
-"""Certificate rows (issuance itself is a later issue; the RA view lists them already)."""
+"""Certificate rows: the pending → issued | failed life of an application, and lookups.
+
+A row is written ``pending`` (committed) before the signer is asked; it becomes ``issued`` with
+its DER in the same transaction as the audit event, or ``failed`` with a reason. Only issued
+rows are ever shown to anyone.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,35 @@ class CertificateRow:
     downloaded_at: datetime | None
     superseded_by: int | None
     revoked_at: datetime | None
+    revocation_reason: str | None = None
+    subscriber_id: int = 0
+    issuer_id: int = 0
+    issuer_name: str = ""
+    public_key_sha256: bytes = b""
+    renewed_from: int | None = None
+
+
+_COLS = """c.id, c.serial, c.usage, c.status, c.subject, i.subject AS issuer_subject,
+    c.der, c.not_before, c.not_after, c.downloaded_at, c.superseded_by,
+    r.revoked_at, r.reason AS revocation_reason, c.subscriber_id, c.issuer_id,
+    i.name AS issuer_name, c.public_key_sha256, c.renewed_from"""
+_FROM = """FROM certificates c
+    JOIN issuers i ON i.id = c.issuer_id
+    LEFT JOIN revocations r ON r.certificate_id = c.id"""
+
+
+def _row(r: asyncpg.Record) -> CertificateRow:
+    return CertificateRow(
+        id=r["id"], serial=r["serial"], usage=r["usage"], status=r["status"],
+        subject=r["subject"], issuer_subject=r["issuer_subject"],
+        der=bytes(r["der"]) if r["der"] is not None else None,
+        not_before=r["not_before"], not_after=r["not_after"],
+        downloaded_at=r["downloaded_at"], superseded_by=r["superseded_by"],
+        revoked_at=r["revoked_at"], revocation_reason=r["revocation_reason"],
+        subscriber_id=r["subscriber_id"], issuer_id=r["issuer_id"],
+        issuer_name=r["issuer_name"], public_key_sha256=bytes(r["public_key_sha256"]),
+        renewed_from=r["renewed_from"],
+    )
 
 
 async def issued_for_subscribers(
@@ -32,23 +66,13 @@ async def issued_for_subscribers(
     if not subscriber_ids:
         return out
     rows = await conn.fetch(
-        """SELECT c.subscriber_id, c.id, c.serial, c.usage, c.status, c.subject,
-                  i.subject AS issuer_subject,
-                  c.der, c.not_before, c.not_after, c.downloaded_at, c.superseded_by,
-                  r.revoked_at
-           FROM certificates c
-           JOIN issuers i ON i.id = c.issuer_id
-           LEFT JOIN revocations r ON r.certificate_id = c.id
-           WHERE c.subscriber_id = ANY($1::bigint[]) AND c.status = 'issued'
-           ORDER BY c.id""",
+        f"""SELECT {_COLS} {_FROM}
+            WHERE c.subscriber_id = ANY($1::bigint[]) AND c.status = 'issued'
+            ORDER BY c.id""",
         subscriber_ids,
     )
     for r in rows:
-        out.setdefault(r["subscriber_id"], []).append(CertificateRow(
-            r["id"], r["serial"], r["usage"], r["status"], r["subject"], r["issuer_subject"],
-            bytes(r["der"]) if r["der"] is not None else None, r["not_before"], r["not_after"],
-            r["downloaded_at"], r["superseded_by"], r["revoked_at"],
-        ))
+        out.setdefault(r["subscriber_id"], []).append(_row(r))
     return out
 
 
@@ -56,3 +80,141 @@ async def issued_for_subscriber(
     conn: asyncpg.Connection, subscriber_id: int
 ) -> list[CertificateRow]:
     return (await issued_for_subscribers(conn, [subscriber_id])).get(subscriber_id, [])
+
+
+async def issued_by_id(
+    conn: asyncpg.Connection, cert_id: int, *, subscriber_id: int | None = None,
+    for_update: bool = False,
+) -> CertificateRow | None:
+    """One issued certificate; with ``subscriber_id``, only if it is that subscriber's."""
+    lock = " FOR UPDATE OF c" if for_update else ""
+    r = await conn.fetchrow(
+        f"""SELECT {_COLS} {_FROM}
+            WHERE c.id = $1 AND c.status = 'issued'
+              AND ($2::bigint IS NULL OR c.subscriber_id = $2){lock}""",
+        cert_id, subscriber_id,
+    )
+    return _row(r) if r else None
+
+
+async def issued_by_serial(
+    conn: asyncpg.Connection, serial: str, *, for_update: bool = False
+) -> CertificateRow | None:
+    lock = " FOR UPDATE OF c" if for_update else ""
+    r = await conn.fetchrow(
+        f"""SELECT {_COLS} {_FROM}
+            WHERE c.serial = $1 AND c.status = 'issued'{lock}""",
+        serial,
+    )
+    return _row(r) if r else None
+
+
+async def insert_pending(
+    conn: asyncpg.Connection, *, serial: str, issuer_id: int, subscriber_id: int, usage: str,
+    profile: str, subject: str, public_key_sha256: bytes, not_before: datetime,
+    not_after: datetime, terms_version: str, now: datetime,
+) -> int:
+    return await conn.fetchval(
+        """INSERT INTO certificates (serial, issuer_id, subscriber_id, usage, profile, status,
+               subject, public_key_sha256, not_before, not_after, terms_version, created_at)
+           VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11) RETURNING id""",
+        serial, issuer_id, subscriber_id, usage, profile, subject, public_key_sha256,
+        not_before, not_after, terms_version, now,
+    )
+
+
+async def mark_issued(
+    conn: asyncpg.Connection, cert_id: int, *, der: bytes, subject: str, not_before: datetime,
+    not_after: datetime, now: datetime,
+) -> bool:
+    done = await conn.fetchval(
+        """UPDATE certificates SET status = 'issued', der = $2, subject = $3,
+               not_before = $4, not_after = $5, issued_at = $6
+           WHERE id = $1 AND status = 'pending' RETURNING id""",
+        cert_id, der, subject, not_before, not_after, now,
+    )
+    return done is not None
+
+
+async def mark_failed(conn: asyncpg.Connection, cert_id: int, reason: str) -> None:
+    await conn.execute(
+        """UPDATE certificates SET status = 'failed', failure_reason = $2
+           WHERE id = $1 AND status = 'pending'""",
+        cert_id, reason[:500],
+    )
+
+
+async def fail_stale_pending(conn: asyncpg.Connection, *, created_before: datetime) -> int:
+    """Pending rows whose gateway died mid-application: they never got a certificate."""
+    rows = await conn.fetch(
+        """UPDATE certificates SET status = 'failed', failure_reason = 'abandoned while pending'
+           WHERE status = 'pending' AND created_at < $1 RETURNING id""",
+        created_before,
+    )
+    return len(rows)
+
+
+async def blocking_certificate(
+    conn: asyncpg.Connection, *, subscriber_id: int, usage: str, now: datetime,
+    pending_since: datetime, exclude_id: int | None = None,
+) -> int | None:
+    """A certificate of this usage that is not revoked, superseded or expired (or an
+    application of it still in flight), other than ``exclude_id``; None when there is none."""
+    return await conn.fetchval(
+        """SELECT c.id FROM certificates c
+           LEFT JOIN revocations r ON r.certificate_id = c.id
+           WHERE c.subscriber_id = $1 AND c.usage = $2
+             AND ($5::bigint IS NULL OR c.id <> $5)
+             AND ((c.status = 'issued' AND r.certificate_id IS NULL
+                   AND c.superseded_by IS NULL AND c.not_after > $3)
+                  OR (c.status = 'pending' AND c.created_at >= $4))
+           LIMIT 1""",
+        subscriber_id, usage, now, pending_since, exclude_id,
+    )
+
+
+async def mark_downloaded(conn: asyncpg.Connection, cert_id: int, now: datetime) -> bool:
+    """True the first time."""
+    done = await conn.fetchval(
+        """UPDATE certificates SET downloaded_at = $2
+           WHERE id = $1 AND status = 'issued' AND downloaded_at IS NULL RETURNING id""",
+        cert_id, now,
+    )
+    return done is not None
+
+
+async def link_renewal(conn: asyncpg.Connection, *, old_id: int, new_id: int) -> bool:
+    """The old certificate becomes superseded by the new one; False if it already was."""
+    done = await conn.fetchval(
+        """UPDATE certificates SET superseded_by = $2
+           WHERE id = $1 AND superseded_by IS NULL RETURNING id""",
+        old_id, new_id,
+    )
+    if done is None:
+        return False
+    await conn.execute("UPDATE certificates SET renewed_from = $1 WHERE id = $2", old_id, new_id)
+    return True
+
+
+@dataclass(frozen=True)
+class SerialStatus:
+    status: str  # good, revoked
+    revoked_at: datetime | None
+    reason: str | None
+
+
+async def serial_status(
+    conn: asyncpg.Connection, *, issuer_id: int, serial: str
+) -> SerialStatus | None:
+    """OCSP view of one serial of one issuer; None for a serial this CA never issued."""
+    r = await conn.fetchrow(
+        """SELECT r.revoked_at, r.reason FROM certificates c
+           LEFT JOIN revocations r ON r.certificate_id = c.id
+           WHERE c.serial = $1 AND c.issuer_id = $2 AND c.status = 'issued'""",
+        serial, issuer_id,
+    )
+    if r is None:
+        return None
+    if r["revoked_at"] is not None:
+        return SerialStatus("revoked", r["revoked_at"], r["reason"])
+    return SerialStatus("good", None, None)

@@ -1,41 +1,122 @@
-"""A subscriber's own certificates (read side; applying and renewing come with issuance)."""
+"""A subscriber's certificates: apply, list, view, download, renew."""
 
 from __future__ import annotations
 
+import ssl
+
 from aiohttp import web
 
+from db import audit
 from db.queries import certificates as cert_q
 from gateway import keys
 from gateway.api import common
 from gateway.api.common import json_response
 from gateway.errors import ApiError, Kind
+from gateway.services.accounts import SubscriberAuth
 from gateway.services.certificates import certificate_object
+from gateway.services.lifecycle import lifecycle
 
 routes = web.RouteTableDef()
+PEM_TYPE = "application/x-pem-file"
+DER_TYPE = "application/pkix-cert"
 
 
-async def _own(request: web.Request) -> list[cert_q.CertificateRow]:
-    auth = await common.subscriber(request)
+def _object(request: web.Request, row: cert_q.CertificateRow) -> dict:
+    return certificate_object(row, request.app[keys.CLOCK](),
+                              request.app[keys.CONFIG].renewal_window_days)
+
+
+def _cert_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ApiError(Kind.NOT_FOUND, "no such certificate")
+    return int(raw)
+
+
+async def _own(request: web.Request, auth: SubscriberAuth) -> cert_q.CertificateRow:
     async with keys.runtime(request).db.acquire() as conn:
-        return await cert_q.issued_for_subscriber(conn, auth.account.subscriber_id)
+        row = await cert_q.issued_by_id(conn, _cert_id(request),
+                                        subscriber_id=auth.account.subscriber_id)
+    if row is None:
+        raise ApiError(Kind.NOT_FOUND, "no such certificate")
+    return row
 
 
-def _objects(request: web.Request, rows: list[cert_q.CertificateRow]) -> list[dict]:
-    now = request.app[keys.CLOCK]()
-    window = request.app[keys.CONFIG].renewal_window_days
-    return [certificate_object(r, now, window) for r in rows]
+@routes.post("/api/v1/certificates")
+async def apply(request: web.Request) -> web.Response:
+    auth = await common.subscriber(request)
+    data = await common.read_json(request)
+    for name in ("usage", "csr", "terms_version"):
+        if name in data and data[name] is not None and not isinstance(data[name], str):
+            raise common.invalid(name, f"{name} must be a string")
+    if not isinstance(data.get("usage"), str):
+        raise common.invalid("usage", "usage is required")
+    row = await lifecycle(request).issuance.apply(
+        account_id=auth.account.id, usage=data.get("usage"), csr_text=data.get("csr"),
+        terms_version=data.get("terms_version"),
+    )
+    return json_response(_object(request, row), status=201)
 
 
 @routes.get("/api/v1/certificates")
 async def list_certificates(request: web.Request) -> web.Response:
-    return json_response({"certificates": _objects(request, await _own(request))})
+    auth = await common.subscriber(request)
+    async with keys.runtime(request).db.acquire() as conn:
+        rows = await cert_q.issued_for_subscriber(conn, auth.account.subscriber_id)
+    return json_response({"certificates": [_object(request, r) for r in rows]})
 
 
 @routes.get("/api/v1/certificates/{id}")
 async def get_certificate(request: web.Request) -> web.Response:
-    rows = await _own(request)
-    raw = request.match_info["id"]
-    for obj in _objects(request, rows):
-        if str(obj["id"]) == raw:
-            return json_response(obj)
-    raise ApiError(Kind.NOT_FOUND, "no such certificate")
+    auth = await common.subscriber(request)
+    return json_response(_object(request, await _own(request, auth)))
+
+
+def _wants_der(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "").lower()
+    return DER_TYPE in accept and (PEM_TYPE not in accept
+                                   or accept.find(DER_TYPE) < accept.find(PEM_TYPE))
+
+
+@routes.get("/api/v1/certificates/{id}/certificate")
+async def download(request: web.Request) -> web.Response:
+    auth = await common.subscriber(request)
+    row = await _own(request, auth)
+    assert row.der is not None
+    der = _wants_der(request)
+    now = request.app[keys.CLOCK]()
+    async with keys.runtime(request).db.acquire() as conn, conn.transaction():
+        first = await cert_q.mark_downloaded(conn, row.id, now)
+        await audit.append(conn, actor=auth.account.account, action="certificate_downloaded",
+                           target=row.serial, details={"id": row.id, "first": first,
+                                                       "format": "der" if der else "pem"},
+                           at=now)
+    name = f"{row.serial}.{'cer' if der else 'pem'}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if der:
+        return web.Response(body=row.der, content_type=DER_TYPE, headers=headers)
+    return web.Response(body=ssl.DER_cert_to_PEM_cert(row.der).encode("ascii"),
+                        content_type=PEM_TYPE, headers=headers)
+
+
+@routes.get("/api/v1/certificates/{id}/renewal")
+async def renewal_challenge(request: web.Request) -> web.Response:
+    auth = await common.subscriber(request)
+    challenge, expires = await lifecycle(request).renewal.challenge(
+        subscriber_id=auth.account.subscriber_id, cert_id=_cert_id(request))
+    return json_response({"challenge": challenge, "expires_at": common.rfc3339(expires)})
+
+
+@routes.post("/api/v1/certificates/{id}/renewal")
+async def renew(request: web.Request) -> web.Response:
+    auth = await common.subscriber(request)
+    data = await common.read_json(request)
+    for name in ("csr", "challenge", "signature"):
+        if not isinstance(data.get(name), str):
+            raise common.invalid(name, f"{name} is required (a string)")
+    row = await lifecycle(request).renewal.renew(
+        account_id=auth.account.id, subscriber_id=auth.account.subscriber_id,
+        cert_id=_cert_id(request), csr_text=data["csr"], challenge=data["challenge"],
+        signature=data["signature"], terms_version=data["terms_version"],
+    )
+    return json_response(_object(request, row), status=201)

@@ -64,6 +64,12 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
             "description": description}
 
 
+def _retry_later() -> dict[str, Any]:
+    out = _err("signer_unavailable")
+    out["headers"] = {"Retry-After": {"schema": I, "description": "seconds"}}
+    return out
+
+
 AUTH_ERRORS = {"401": _err("unauthenticated"), "403": _err("csrf_failed")}
 SUB_ERRORS = {"401": _err("unauthenticated"),
               "403": _err("csrf_failed", "password_change_required")}
@@ -94,7 +100,8 @@ def _paths() -> dict[str, Any]:
                                 {"200": _ok(S, media="text/plain")})},
         "/ca": {"get": _op("issuers", {"200": _ok(_obj({"issuers": {
             "type": "array", "items": _obj({"name": S, "subject": S, "not_before": DT,
-                                             "not_after": DT, "active": B})}}))})},
+                                             "not_after": DT, "active": B,
+                                             "role": {"enum": ["root", "issuing"]}})}}))})},
         "/ca/{issuer}.crt": {"get": _op("a CA certificate (DER)", {
             "200": _ok(S, media="application/pkix-cert"), "404": _err("not_found")},
             params=[_path_param("issuer", "issuer name")])},
@@ -103,8 +110,13 @@ def _paths() -> dict[str, Any]:
         "/crl/{issuer}.crl": {"get": _op("current CRL (DER)", {
             "200": _ok(S, media="application/pkix-crl"), "404": _err("not_found")},
             params=[_path_param("issuer", "issuer name")])},
-        "/ocsp": {"post": _op("OCSP (RFC 6960)", {
-            "200": _ok(S, media="application/ocsp-response")})},
+        "/ocsp": {"post": {**_op(
+            "OCSP (RFC 6960); errors are unsigned OCSP responses (malformedRequest, "
+            "unauthorized, tryLater) with HTTP 200",
+            {"200": _ok(S, media="application/ocsp-response")}),
+            "requestBody": {"required": True, "content": {
+                "application/ocsp-request": {"schema": {"type": "string",
+                                                       "format": "binary"}}}}}},
         "/ocsp/{request}": {"get": _op("OCSP (RFC 6960), base64 request in the path", {
             "200": _ok(S, media="application/ocsp-response")},
             params=[_path_param("request", "base64 OCSP request")])},
@@ -143,7 +155,7 @@ def _paths() -> dict[str, Any]:
                 "400": _err("bad_request", "invalid_field", "bad_csr", "weak_key", "pop_failed",
                             "terms_not_accepted"),
                 "403": _err("usage_not_allowed", "csrf_failed", "password_change_required"),
-                "409": _err("already_has_valid"), "503": _err("signer_unavailable")},
+                "409": _err("already_has_valid"), "503": _retry_later()},
                 body=apply_body, auth="subscriber", tag="subscriber"),
             "get": _op("own certificates", {"200": _ok(_obj({"certificates": {
                 "type": "array", "items": cert}})), **SUB_ERRORS}, auth="subscriber",
@@ -165,7 +177,7 @@ def _paths() -> dict[str, Any]:
                 "201": _ok(cert), "409": _err("not_renewable"),
                 "400": _err("bad_challenge", "pop_failed", "key_reuse", "bad_csr", "weak_key",
                             "terms_not_accepted", "invalid_field"),
-                "503": _err("signer_unavailable")},
+                "503": _retry_later()},
                 body=renew_body, auth="subscriber", params=[cert_id], tag="subscriber"),
         },
         "/api/v1/ra/session": {
