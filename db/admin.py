@@ -21,6 +21,7 @@ from db.embedded import Cluster, EmbeddedError, ensure_running
 from db.migrate import MigrationError, migrate
 from db.pool import connect
 from db.queries import officers
+from hsm_config import journal
 from hsm_config.config import ConfigError, load
 
 OFFICER_PASSWORD_MIN = 10
@@ -63,8 +64,11 @@ async def _with_conn(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[in
 def cmd_migrate(args: argparse.Namespace) -> int:
     async def work(conn: asyncpg.Connection) -> int:
         applied = await migrate(conn)
-        print(f"applied migrations: {', '.join(map(str, applied))}" if applied
-              else "database is up to date")
+        print(
+            f"applied migrations: {', '.join(map(str, applied))}"
+            if applied
+            else "database is up to date"
+        )
         return 0
 
     return asyncio.run(_with_conn(_dsn(args.config), work))
@@ -88,13 +92,19 @@ def cmd_create_officer(args: argparse.Namespace) -> int:
         try:
             async with conn.transaction():
                 officer_id = await officers.insert(conn, args.login, password_hash)
-                await audit.append(conn, actor=ACTOR, action="officer_created",
-                                   target=args.login, details={"officer_id": officer_id})
+                await audit.append(
+                    conn,
+                    actor=ACTOR,
+                    action="officer_created",
+                    target=args.login,
+                    details={"officer_id": officer_id},
+                )
         except asyncpg.UniqueViolationError as exc:
             raise AdminError(f"officer {args.login!r} exists already") from exc
         except asyncpg.CheckViolationError as exc:
-            raise AdminError("the login must be 2-64 of a-z 0-9 . _ - "
-                             "(starting with a letter or digit)") from exc
+            raise AdminError(
+                "the login must be 2-64 of a-z 0-9 . _ - (starting with a letter or digit)"
+            ) from exc
         print(f"created RA officer {args.login}")
         return 0
 
@@ -114,14 +124,57 @@ def cmd_unlock_officer(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "import-journal":
+        return cmd_import_journal(args)
+
     async def work(conn: asyncpg.Connection) -> int:
         result = await audit.verify(conn)
         if result.ok:
             print(f"audit chain ok: {result.checked} events")
             return 0
-        print(f"audit chain BROKEN at event {result.first_broken_id}: {result.problem} "
-              f"({result.checked} events before it verified)")
+        print(
+            f"audit chain BROKEN at event {result.first_broken_id}: {result.problem} "
+            f"({result.checked} events before it verified)"
+        )
         return 1
+
+    return asyncio.run(_with_conn(_dsn(args.config), work))
+
+
+def cmd_import_journal(args: argparse.Namespace) -> int:
+    """Copy new key-ceremony journal entries into the audit log, each exactly once."""
+    path = Path(args.path) if args.path else journal.journal_path(load(args.config))
+    try:
+        entries = journal.read(path)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+
+    async def work(conn: asyncpg.Connection) -> int:
+        imported = 0
+        async with conn.transaction():
+            known = {
+                row["jid"]
+                for row in await conn.fetch(
+                    "SELECT details->>'journal_id' AS jid FROM audit_events "
+                    "WHERE details ? 'journal_id'"
+                )
+            }
+            for entry in entries:
+                if entry["journal_id"] in known:
+                    continue
+                details = dict(entry.get("details") or {})
+                details["journal_id"] = entry["journal_id"]
+                details["recorded_at"] = entry["at"]
+                await audit.append(
+                    conn,
+                    actor=str(entry.get("actor", "security-officer")),
+                    action=str(entry["action"]),
+                    target=str(entry.get("target", "")),
+                    details=details,
+                )
+                imported += 1
+        print(f"imported {imported} ceremony journal entries from {path}")
+        return 0
 
     return asyncio.run(_with_conn(_dsn(args.config), work))
 
@@ -161,17 +214,21 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ca-admin", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ca-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("migrate", help="apply pending SQL migrations")
-    for verb, text in (("create-officer", "create an RA officer (password on stdin)"),
-                       ("unlock-officer", "unlock an RA officer locked by failed logins")):
+    for verb, text in (
+        ("create-officer", "create an RA officer (password on stdin)"),
+        ("unlock-officer", "unlock an RA officer locked by failed logins"),
+    ):
         sp = sub.add_parser(verb, help=text)
         sp.add_argument("login")
     ap = sub.add_parser("audit", help="audit log tools")
-    ap.add_argument("action", choices=["verify"])
+    ap.add_argument("action", choices=["verify", "import-journal"])
+    ap.add_argument("path", nargs="?", help="journal file (import-journal; default from [ca] dir)")
     sub.add_parser("db-start", help="initialise and start the embedded cluster")
     sub.add_parser("db-stop", help="stop the embedded cluster")
     sub.add_parser("db-url", help="print the database URL in use")

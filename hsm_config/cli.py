@@ -14,15 +14,41 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hsm_config import ceremony, inventory, keygen
+from cryptography.hazmat.primitives import hashes
+
+from hsm_config import ceremony, inventory, journal, keygen
 from hsm_config.config import ConfigError, RawConfig, load
 from hsm_config.keygen import KeysError
-from hsm_config.manifest import load_manifest, manifest_path
+from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
 from signer.errors import SignerError
 
 
+def _journal_issuers(cfg: RawConfig, action: str, entries: list[IssuerEntry]) -> None:
+    """Record what the ceremony produced, with fingerprints a second person can compare."""
+    for entry in entries:
+        cert = entry.load_certificate()
+        journal.record(
+            cfg,
+            action,
+            entry.name,
+            {
+                "role": entry.role,
+                "key_label": entry.key_label,
+                "subject": cert.subject.rfc4514_string(),
+                "serial": format(cert.serial_number, "x"),
+                "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "active": entry.active,
+            },
+        )
+
+
 def _init_token(cfg: RawConfig, args: argparse.Namespace) -> int:
-    print(keygen.init_token(keygen.load_token_config(cfg, need_so_pin=True), args.exist_ok))
+    tcfg = keygen.load_token_config(cfg, need_so_pin=True)
+    message = keygen.init_token(tcfg, args.exist_ok)
+    print(message)
+    if "already" not in message:
+        journal.record(cfg, "token_initialised", tcfg.label, {"module": str(tcfg.module)})
     return 0
 
 
@@ -33,16 +59,28 @@ def _generate(cfg: RawConfig, args: argparse.Namespace) -> int:
     print(f"generated {key.key_type} key {key.label!r} id {key.key_id.hex()} on the token")
     print("test signature verified")
     print(f"public key SHA-256 {key.fingerprint}")
+    journal.record(
+        cfg,
+        "key_generated",
+        key.label,
+        {
+            "key_type": key.key_type,
+            "key_id": key.key_id.hex(),
+            "public_key_sha256": key.fingerprint,
+        },
+    )
     return 0
 
 
 def _ceremony(cfg: RawConfig, args: argparse.Namespace) -> int:
-    ceremony.run_ceremony(cfg, ceremony.load_spec(Path(args.file)))
+    new = ceremony.run_ceremony(cfg, ceremony.load_spec(Path(args.file)))
+    _journal_issuers(cfg, "key_ceremony", new)
     return 0
 
 
 def _dev_ceremony(cfg: RawConfig, args: argparse.Namespace) -> int:
-    ceremony.dev_ceremony(cfg)
+    if ceremony.dev_ceremony(cfg):
+        _journal_issuers(cfg, "key_ceremony", load_manifest(manifest_path(cfg)))
     return 0
 
 
@@ -68,7 +106,8 @@ def _check(cfg: RawConfig, args: argparse.Namespace) -> int:
 
 
 def _rotate(cfg: RawConfig, args: argparse.Namespace) -> int:
-    ceremony.rotate(cfg, key_type=args.type, name=args.name)
+    entry = ceremony.rotate(cfg, key_type=args.type, name=args.name)
+    _journal_issuers(cfg, "issuer_rotated", [entry])
     return 0
 
 

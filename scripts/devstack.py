@@ -100,6 +100,7 @@ def main() -> int:
         dsn, stop_db = start_database(VAR)
         os.environ["DATABASE_URL"] = dsn
     run("ca-admin", "migrate")
+    run("ca-admin", "audit", "import-journal")  # key ceremonies into the hash-chained log
     officer = ensure_first_officer(config)
 
     from hsm_config.config import load

@@ -233,3 +233,66 @@ def test_pins_never_printed(ca_config: Path, ca_config_ec: Path) -> None:
     for config in (ca_config, ca_config_ec):
         for pin in token_pins(config):
             assert all(pin not in text for text in OUTPUTS)
+
+
+def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> None:
+    """Key events are journaled by ca-keys (which may run offline) and imported, once each,
+    into the audit log by ca-admin; the chain still verifies."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from db.embedded import Cluster
+    from hsm_config import journal as journal_mod
+    from hsm_config.config import load as load_config
+    from tests.support.softhsm import new_token, write_config
+
+    config = write_config(tmp_path, "p256", token=new_token())
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, CA_CONFIG=str(config))
+    subprocess.run([bin_dir / "ca-keys", "dev-ceremony"], env=env, check=True, capture_output=True)
+    entries = journal_mod.read(journal_mod.journal_path(load_config(config, environ={})))
+    assert {e["action"] for e in entries} == {"key_ceremony"}
+    assert {e["target"] for e in entries} == {"root-1", "issuing-1"}
+
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="ca-pg-journal-"))
+    os.chmod(root, 0o755)  # the server may run as the postgres user (tests run as root)
+    cluster = Cluster(root / "pg")
+    cluster.init(fast=True)
+    cluster.start()
+    try:
+        env["DATABASE_URL"] = cluster.create_database("journal")
+        admin = bin_dir / "ca-admin"
+        out = subprocess.run([admin, "migrate"], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        for _ in range(2):  # the second import finds nothing new
+            subprocess.run([admin, "audit", "import-journal"], env=env, check=True,
+                           capture_output=True)
+
+        async def events() -> list[tuple[str, str, str]]:
+            import asyncpg
+
+            conn = await asyncpg.connect(env["DATABASE_URL"])
+            try:
+                rows = await conn.fetch(
+                    "SELECT action, target, details->>'certificate_sha256' AS fp "
+                    "FROM audit_events ORDER BY id"
+                )
+                return [(r["action"], r["target"], r["fp"]) for r in rows]
+            finally:
+                await conn.close()
+
+        rows = asyncio.run(events())
+        assert [(a, t) for a, t, _ in rows] == [("key_ceremony", "root-1"),
+                                                ("key_ceremony", "issuing-1")]
+        assert all(fp and len(fp) == 64 for _, _, fp in rows)
+        verify = subprocess.run([admin, "audit", "verify"], env=env, capture_output=True,
+                                text=True)
+        assert verify.returncode == 0, verify.stdout
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
