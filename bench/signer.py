@@ -145,9 +145,14 @@ def issue_rate(config: Path, workers: int, seconds_hint: float, raw: float) -> t
     warm = _requests(200, subject_keys)
     cfg = load(config)
     issuing = next(e for e in load_manifest(manifest_path(cfg)) if e.active).load_certificate()
-    with running_signer(config, workers=workers):
-        asyncio.run(_issue_load(socket_of(config), warm, 64, 4))
-        elapsed, results = asyncio.run(_issue_load(socket_of(config), reqs, 128, 8))
+    log = config.parent / "signer.log"
+    try:
+        with running_signer(config, workers=workers, log=log):
+            asyncio.run(_issue_load(socket_of(config), warm, 64, 4))
+            elapsed, results = asyncio.run(_issue_load(socket_of(config), reqs, 128, 8))
+    except Exception:
+        print(log.read_text()[-4000:], file=sys.stderr)
+        raise
     errors = [r for r in results if r.error is not None]
     if errors:
         raise SystemExit(f"{len(errors)} issuance errors, first: {errors[0].error!r}")

@@ -17,11 +17,14 @@ from db.migrate import migrate_pool
 from db.pool import create_pool
 from db.queries import captcha as captcha_q
 from gateway import keys
-from gateway.api import certificates, public, ra, session
+from gateway.api import certificates, public, ra, ra_certificates, session
 from gateway.captcha import CaptchaService
 from gateway.config import GatewayConfig, database_url
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import errors, observe
+from gateway.operator.routes import setup_operator
+from gateway.portal.routes import setup_portal
+from gateway.services import lifecycle, ocsp_presign
 from gateway.services.accounts import AccountService
 from gateway.services.passwords import Passwords
 from gateway.services.registration import RegistrationService
@@ -151,10 +154,15 @@ def make_app(
     app.cleanup_ctx.append(_database(db_pool))
     app.cleanup_ctx.append(_signer(signer_client))
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(lifecycle.ctx)
+    app.cleanup_ctx.append(ocsp_presign.ctx)  # OCSP pre-signing, CRL and pool gauges
     app.add_routes(public.routes)
     app.add_routes(session.routes)
     app.add_routes(ra.routes)
+    app.add_routes(ra_certificates.routes)
     app.add_routes(certificates.routes)
+    setup_portal(app)  # pages, /static/, CSP and security headers
+    setup_operator(app)  # /operator/: live charts from this gateway's metrics
     if not config.captcha:
         log.warning(
             "!!! CAPTCHA IS OFF ([gateway] captcha = \"off\"): logins are protected only by the "

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+ISSUANCE_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 10)
 
 
 class GatewayMetrics:
@@ -38,3 +45,80 @@ class GatewayMetrics:
             "ca_gateway_captcha_failures_total",
             "Captcha answers refused (wrong, unknown, used or expired)", registry=registry,
         )
+        # issuance (emitted by the lifecycle services)
+        self.issuance_latency = Histogram(
+            "ca_gateway_issuance_duration_seconds",
+            "Time from a valid application to the stored, signed certificate (sign + store)",
+            ["operation"], registry=registry, buckets=ISSUANCE_BUCKETS,
+        )
+        self.certificates_issued = Counter(
+            "ca_gateway_certificates_issued_total",
+            "Certificates issued and stored, by profile and subject key type (rsa2048, p256..)",
+            ["profile", "key"], registry=registry,
+        )
+        self.certificates_revoked = Counter(
+            "ca_gateway_certificates_revoked_total", "Certificates revoked, by reason",
+            ["reason"], registry=registry,
+        )
+        self.signer_errors = Counter(
+            "ca_gateway_signer_errors_total",
+            "Signer calls that failed, by signer error kind (unavailable, overloaded, ...)",
+            ["kind"], registry=registry,
+        )
+        # CRL and OCSP
+        self.crl_next_update = Gauge(
+            "ca_gateway_crl_next_update_timestamp_seconds",
+            "nextUpdate of the latest stored CRL, Unix time, by issuer",
+            ["issuer"], registry=registry,
+        )
+        self.crl_this_update = Gauge(
+            "ca_gateway_crl_this_update_timestamp_seconds",
+            "thisUpdate of the latest stored CRL, Unix time, by issuer",
+            ["issuer"], registry=registry,
+        )
+        self.ocsp_responses = Counter(
+            "ca_gateway_ocsp_responses_total",
+            "OCSP answers, by source (stored: pre-signed, signed: signed on request)",
+            ["source"], registry=registry,
+        )
+        self.ocsp_presigned = Counter(
+            "ca_gateway_ocsp_presigned_total",
+            "OCSP responses pre-signed and stored by the pre-signing job, by issuer",
+            ["issuer"], registry=registry,
+        )
+        self.ocsp_presign_seconds = Histogram(
+            "ca_gateway_ocsp_presign_duration_seconds",
+            "Duration of one pre-signing run for one issuer", registry=registry,
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 180, 600, 1800),
+        )
+        self.db_pool = DbPoolCollector()
+        registry.register(self.db_pool)
+
+
+class DbPoolCollector(Collector):
+    """Database pool use, read from the asyncpg pool at scrape time (no polling task)."""
+
+    def __init__(self) -> None:
+        self.pool: Callable[[], Any] | None = None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self._families(None))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pool = self.pool() if self.pool is not None else None
+        return iter(self._families(pool))
+
+    @staticmethod
+    def _families(pool: Any) -> list[GaugeMetricFamily]:
+        conns = GaugeMetricFamily(
+            "ca_gateway_db_pool_connections",
+            "Database pool connections, by state (in_use, idle)", labels=["state"],
+        )
+        size = GaugeMetricFamily("ca_gateway_db_pool_max_connections",
+                                 "Upper bound of the database pool")
+        if pool is not None:
+            total, idle = pool.get_size(), pool.get_idle_size()
+            conns.add_metric(["in_use"], total - idle)
+            conns.add_metric(["idle"], idle)
+            size.add_metric([], pool.get_max_size())
+        return [conns, size]

@@ -14,6 +14,7 @@ declare -A NEED=(
   [/usr/bin/openssl]=openssl
   [/usr/bin/promtool]=prometheus
   [/usr/bin/chromium]=chromium
+  [/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc]=fonts-noto-cjk
 )
 # PostgreSQL server binaries live under a versioned folder; any version will do.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then NEED[/postgres]=postgresql; fi
@@ -45,4 +46,18 @@ if [[ ! -e "$stamp" ]]; then
   .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -e 'is ignored' -e 'Editable' -e '^ *!!' -e '****' -e 'Please be careful' -e 'name as your package' -e 'with strategy' -e '^ *$' || true
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# The portal's browser bundle (gateway/portal/static/portal.js) is committed; rebuild it only when
+# its inputs (web/src, web/package-lock.json, web/build.mjs) no longer match web/bundle.sha256,
+# or when it is missing. Needs Node >= 18 and npm then; `npm ci` installs the locked versions.
+want=$(cd web && LC_ALL=C cat package-lock.json build.mjs src/*.js | sha256sum | cut -d' ' -f1)
+have=$(cat web/bundle.sha256 2>/dev/null || true)
+if [[ "$want" != "$have" || ! -s gateway/portal/static/portal.js ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "bootstrap: web/ changed but npm is missing; install nodejs + npm to rebuild portal.js" >&2
+    exit 1
+  fi
+  echo "bootstrap: building the portal bundle (web/)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && node build.mjs >/dev/null)
 fi

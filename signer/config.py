@@ -31,6 +31,7 @@ SIGNER_KEYS = {
     "log_level",
     "pipeline_depth",
     "stall_seconds",
+    "pin_cpus",
 }
 
 
@@ -72,6 +73,7 @@ class SignerConfig:
     max_queue: int
     pipeline_depth: int
     stall_seconds: int
+    pin_cpus: bool
     metrics_host: str
     metrics_port: int
     log_level: str
@@ -96,6 +98,17 @@ def _int(sec: dict[str, object], key: str, default: int, lo: int, hi: int) -> in
     value = sec.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ConfigError(f"[signer] {key} must be an integer in {lo}..{hi}")
+    return value
+
+
+def _bool(sec: dict[str, object], key: str, default: bool) -> bool:
+    value = sec.get(key, default)
+    if isinstance(value, str):  # from an environment override of a key the file leaves out
+        value = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}.get(
+            value.strip().lower(), value
+        )
+    if not isinstance(value, bool):
+        raise ConfigError(f"[signer] {key} must be true or false")
     return value
 
 
@@ -132,6 +145,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         max_queue=_int(sec, "max_queue", 8192, 1, 1_000_000),
         pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
         stall_seconds=_int(sec, "stall_seconds", 30, 2, 3600),
+        pin_cpus=_bool(sec, "pin_cpus", False),
         metrics_host=str(sec.get("metrics_host", "127.0.0.1")),
         metrics_port=_int(sec, "metrics_port", 9101, 0, 65535),
         log_level=str(sec.get("log_level", "info")),

@@ -152,6 +152,7 @@ class Worker:
         fault: TokenFault | None = None
         try:
             self._issue_items(items, results)
+            self._ocsp_items(items, results)
             for i, (op, item) in enumerate(items):
                 if results[i] is None:
                     results[i] = self._one(op, item)
@@ -192,6 +193,28 @@ class Worker:
             except SignerError as exc:
                 results[i] = {"error": exc.kind.value, "message": exc.message}
         for i, out in zip(index, build.issue_batch(self.registry, reqs), strict=True):
+            if isinstance(out, SignerError):
+                results[i] = {"error": out.kind.value, "message": out.message}
+            else:
+                results[i] = {"der": out}
+
+    def _ocsp_items(self, items: list[tuple[str, Any]], results: list[Any]) -> None:
+        """OCSP items of the batch go through the staged pipeline too (pre-signing jobs send
+        them by the hundred)."""
+        assert self.registry is not None
+        index: list[int] = []
+        reqs: list[OcspRequest] = []
+        for i, (op, item) in enumerate(items):
+            if op != "ocsp":
+                continue
+            try:
+                reqs.append(OcspRequest.from_wire(item))
+                index.append(i)
+            except SignerError as exc:
+                results[i] = {"error": exc.kind.value, "message": exc.message}
+        if not reqs:
+            return
+        for i, out in zip(index, build.sign_ocsp_batch(self.registry, reqs), strict=True):
             if isinstance(out, SignerError):
                 results[i] = {"error": out.kind.value, "message": out.message}
             else:
@@ -241,6 +264,10 @@ def worker_main(config_path: str, index: int, conn: Connection, stagger: float) 
     )
     cfg = load(config_path)
     scfg = load_signer_config(cfg)
+    if scfg.pin_cpus and hasattr(os, "sched_setaffinity"):
+        # one worker per core keeps each worker's caches warm; the RPC process floats
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[index % len(cpus)]})
     # staggered log-in: SoftHSM rewrites token files at login
     time.sleep(index * stagger)
     worker = Worker(conn, scfg, TokenHandle(token_config(cfg)))
