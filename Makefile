@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: run test lint bootstrap bench-signer clean
+.PHONY: run test lint bootstrap bench-signer bench-e2e bench-ocsp clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -20,6 +20,12 @@ lint: bootstrap
 
 bench-signer: bootstrap
 	@$(PY) bench/signer.py $(BENCH_ARGS)
+
+bench-e2e: bootstrap
+	@$(PY) bench/e2e.py $(BENCH_ARGS)
+
+bench-ocsp: bootstrap
+	@$(PY) bench/ocsp.py --crl $(BENCH_ARGS)
 
 clean:
 	rm -rf var test-output

@@ -53,7 +53,7 @@ from bench.signer import _setup_softhsm, raw_rate  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEY_TYPES = {"rsa2048": "rsa2048", "p256": "p256"}
-PASSWORD = "bench-pw-1"  # noqa: S105 -- a throw-away benchmark account
+PASSWORD = "bench-pw-1"  # a throw-away benchmark account
 
 
 def free_port() -> int:
@@ -280,7 +280,7 @@ async def verify_stored(dsn: str, config: Path, certs: list[str], expected: int)
 def start_gateways(config: Path, ports: list[int], env: dict[str, str], log: Path
                    ) -> list[subprocess.Popen[bytes]]:
     procs = []
-    out = open(log, "ab")  # noqa: SIM115 -- closed with the processes
+    out = open(log, "ab")  # the processes inherit it
     for port in ports:
         procs.append(subprocess.Popen(
             [str(BIN / "ca-gateway"), "--config", str(config)],

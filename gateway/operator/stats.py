@@ -9,6 +9,7 @@ same registry that ``GET /metrics`` exposes, so the page and Prometheus agree.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import deque
@@ -95,7 +96,7 @@ def series(snaps: list[Snapshot]) -> dict[str, Any]:
         "t", "certs_per_s", "requests_per_s", "errors_5xx_per_s", "errors_4xx_per_s",
         "signer_errors_per_s", "issuance_p50_ms", "issuance_p99_ms", "http_p50_ms",
         "http_p99_ms", "queue_depth")}
-    for a, b in zip(snaps, snaps[1:], strict=False):
+    for a, b in itertools.pairwise(snaps):
         dt = b.at - a.at
         if dt <= 0:
             continue

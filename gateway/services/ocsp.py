@@ -75,8 +75,8 @@ class OcspResponder:
             return unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         # 2b. a pre-signed response (gateway/services/ocsp_presign.py) when one is stored, still
         # fresh and states the current status; a request with a nonce is signed afresh
-        if nonce is None and self.presigned is not None:
-            stored = await self.presigned.serve(issuer_id, serial)
+        if self.presigned is not None:
+            stored = await self.presigned.serve(issuer_id, serial, nonce)
             if stored is not None:
                 return stored
         # 3. the certificate's status, now

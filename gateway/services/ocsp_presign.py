@@ -92,15 +92,19 @@ class OcspPresigner:
         sem = asyncio.Semaphore(self.inflight)
         tasks: set[asyncio.Task[None]] = set()
 
+        failures: list[BaseException] = []
+
         async def one(certs: list[q.CertState]) -> None:
             try:
                 await self._batch(issuer, issuer_id, certs, this_update, next_update, stats)
+            except Exception as exc:  # kept: finished tasks leave ``tasks`` before gather
+                failures.append(exc)
             finally:
                 sem.release()
 
         after = 0
         try:
-            while True:
+            while not failures:
                 certs = await q.due_chunk(self.pool, issuer_id, now=now,
                                           refresh_before=refresh_before, after_id=after,
                                           limit=self.chunk)
@@ -116,6 +120,8 @@ class OcspPresigner:
                     break
             if tasks:
                 await asyncio.gather(*tasks)
+            if failures:
+                raise failures[0]
         finally:
             for task in tasks:
                 task.cancel()
@@ -180,11 +186,15 @@ class StoredResponses:
         self.metrics = metrics
         self.margin_seconds = margin_seconds  # never serve one about to expire
 
-    async def serve(self, issuer_id: int, serial: int) -> bytes | None:
-        row = await q.lookup(self.pool, format(serial, "x"))
+    async def serve(self, issuer_id: int, serial: int, nonce: bytes | None = None
+                    ) -> bytes | None:
+        """None: the responder signs (no stored response, stale, revoked since, or the
+        request carries a nonce, which only a fresh signature can echo)."""
         der = None
-        if row is not None and row.issuer_id == issuer_id:
-            der = row.fresh(self.clock(), self.margin_seconds)
+        if nonce is None:
+            row = await q.lookup(self.pool, format(serial, "x"))
+            if row is not None and row.issuer_id == issuer_id:
+                der = row.fresh(self.clock(), self.margin_seconds)
         if self.metrics is not None:
             self.metrics.ocsp_responses.labels(source="stored" if der else "signed").inc()
         return der
@@ -233,7 +243,7 @@ async def _crl_gauges(pool: asyncpg.Pool, issuers: Any, metrics: Any) -> None:
 
 async def ctx(app: Any) -> AsyncIterator[None]:
     """cleanup_ctx (after the lifecycle's): the responder hook, the periodic job, CRL gauges,
-    and the database pool collector."""
+    the database pool collector and the issuance metrics."""
     from gateway import keys
 
     rt, metrics, clock = app[keys.RUNTIME], app[keys.METRICS], app[keys.CLOCK]
@@ -241,6 +251,9 @@ async def ctx(app: Any) -> AsyncIterator[None]:
     lc = getattr(rt, "lifecycle", None)
     tasks: list[asyncio.Task[None]] = []
     if lc is not None:
+        from gateway.metrics import instrument_lifecycle
+
+        instrument_lifecycle(lc, metrics)
         lc.ocsp.presigned = StoredResponses(rt.db, clock, metrics)
         tasks.append(asyncio.create_task(_crl_gauges(rt.db, lc.issuers, metrics)))
         if hasattr(rt.signer, "sign_ocsp") and lc.issuers.issuers:

@@ -19,18 +19,17 @@ from gateway.services import ocsp_presign
 from gateway.services.ocsp_presign import OcspPresigner
 from hsm_config.config import load
 from hsm_config.manifest import load_manifest, manifest_path
+from tests.integration import lifecycle
 from tests.integration.conftest import active_subscriber
-from tests.integration.lifecycle import (  # noqa: F401 - fixtures
-    apply,
-    ca_config,
-    csr_pem,
-    gateway_config,
-    new_key,
-    signer,
-    signer_process,
-)
+from tests.integration.lifecycle import apply, csr_pem, new_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# the real CA (RSA-2048), signer daemon and gateway configuration of lifecycle.py
+ca_config = lifecycle.ca_config
+gateway_config = lifecycle.gateway_config
+signer = lifecycle.signer
+signer_process = lifecycle.signer_process
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,7 +121,12 @@ async def test_responder_serves_the_stored_response(
                          cert.serial_number)
     assert fresh.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     metrics = (await client.call("GET", "/metrics")).text
-    assert 'ca_gateway_ocsp_responses_total{source="stored"}' in metrics
+    assert 'ca_gateway_ocsp_responses_total{source="stored"} 1.0' in metrics
+    assert 'ca_gateway_ocsp_responses_total{source="signed"} 1.0' in metrics
+    # issuance metrics (recorded around the lifecycle services) and pool gauges
+    assert 'ca_gateway_certificates_issued_total{key="p256",profile="signing"} 2.0' in metrics
+    assert 'ca_gateway_issuance_duration_seconds_count{operation="issue"} 4.0' in metrics
+    assert 'ca_gateway_db_pool_max_connections 8.0' in metrics
 
 
 async def test_revocation_is_answered_at_once_and_refreshed_by_the_next_run(
@@ -135,6 +139,8 @@ async def test_revocation_is_answered_at_once_and_refreshed_by_the_next_run(
                            {"reason": "keyCompromise"})
     assert r.status == 200, r.text
     client = new_client()
+    metrics = (await client.call("GET", "/metrics")).text
+    assert 'ca_gateway_certificates_revoked_total{reason="keyCompromise"} 1.0' in metrics
     # the stored response says good: the responder must not serve it
     answer = check_signed(await ask(client, ocsp_request(cert, issuer)), issuer,
                           cert.serial_number)
