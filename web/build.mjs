@@ -1,4 +1,5 @@
-// Bundle src/main.js (+ PKI.js, asn1js, pvtsutils) into gateway/portal/static/portal.js.
+// Bundle src/main.js (+ PKI.js, asn1js, pvtsutils) into gateway/portal/static/portal.js and
+// src/p12legacy.js (+ node-forge) into portal-legacy.js.
 // `node build.mjs` (npm run build). The output is committed so a checkout works without Node;
 // scripts/bootstrap.sh rebuilds it when web/src, package-lock.json or this file changed.
 import { build } from "esbuild";
@@ -6,38 +7,63 @@ import { createHash } from "node:crypto";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-const out = new URL("../gateway/portal/static/portal.js", import.meta.url).pathname;
+const staticDir = new URL("../gateway/portal/static/", import.meta.url).pathname;
 const here = new URL(".", import.meta.url).pathname;
-const result = await build({
-  entryPoints: [new URL("src/main.js", import.meta.url).pathname],
+const common = {
   bundle: true,
   format: "iife",
   target: ["chrome109", "firefox115", "safari16"],
   minify: true,
   legalComments: "eof",
-  outfile: out,
   logLevel: "warning",
   metafile: true,
-});
+};
+// portal.js: every page; portal-legacy.js: node-forge for the legacy 3DES PKCS#12 format,
+// loaded by pki.js only when that format is used (global CaPortalLegacyP12)
+const bundles = [
+  { entry: "src/main.js", out: "portal.js" },
+  { entry: "src/p12legacy.js", out: "portal-legacy.js", globalName: "CaPortalLegacyP12" },
+];
+// a dual-licensed package is used under the licence named here
+const ELECTED = { "node-forge": "BSD-3-Clause" };
 
-// third-party licences (all permissive: BSD-3-Clause, MIT, 0BSD) ship next to the bundle
-const packages = new Set();
-for (const input of Object.keys(result.metafile.inputs)) {
-  const m = input.match(/node_modules\/((?:@[^/]+\/)?[^/]+)\//);
-  if (m) packages.add(m[1]);
+function packagesOf(metafile) {
+  const packages = new Set();
+  for (const input of Object.keys(metafile.inputs)) {
+    const m = input.match(/node_modules\/((?:@[^/]+\/)?[^/]+)\//);
+    if (m) packages.add(m[1]);
+  }
+  return packages;
 }
-let notices = "Third-party code bundled into portal.js\n\n";
-for (const name of [...packages].sort()) {
-  const dir = join(here, "node_modules", name);
-  const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
-  const file = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
-  notices += `==== ${name} ${pkg.version} (${pkg.license}) ====\n`;
-  notices += file ? readFileSync(join(dir, file), "utf8") : "(no licence file in the package)\n";
-  notices += "\n";
+
+// third-party licences (all permissive: BSD-3-Clause, MIT, 0BSD) ship next to the bundles
+function notices(packages) {
+  let text = "Third-party code bundled into portal.js and portal-legacy.js\n\n";
+  for (const name of [...packages].sort()) {
+    const dir = join(here, "node_modules", name);
+    const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+    const file = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
+    const licence = ELECTED[name] ? `${pkg.license}, used under ${ELECTED[name]}` : pkg.license;
+    text += `==== ${name} ${pkg.version} (${licence}) ====\n`;
+    text += file ? readFileSync(join(dir, file), "utf8") : "(no licence file in the package)\n";
+    text += "\n";
+  }
+  return text;
 }
-writeFileSync(out.replace(/portal\.js$/, "portal.js.LICENSES.txt"), notices);
-// ...and inside the bundle itself, so the notices travel with every copy of it
-writeFileSync(out, readFileSync(out, "utf8") + `/*!\n${notices.replaceAll("*/", "* /")}*/\n`);
+
+const all = new Set();
+for (const b of bundles) {
+  const outfile = join(staticDir, b.out);
+  const result = await build({ ...common, entryPoints: [join(here, b.entry)], outfile,
+    globalName: b.globalName });
+  const packages = packagesOf(result.metafile);
+  for (const p of packages) all.add(p);
+  // the notices travel inside every copy of each bundle too
+  const text = notices(packages).replaceAll("*/", "* /");
+  writeFileSync(outfile, readFileSync(outfile, "utf8") + `/*!\n${text}*/\n`);
+  console.log(`built ${outfile}`);
+}
+writeFileSync(join(staticDir, "portal.js.LICENSES.txt"), notices(all));
 
 // the stamp scripts/bootstrap.sh compares, the same as
 //   cd web && LC_ALL=C cat package-lock.json build.mjs src/*.js | sha256sum
@@ -46,4 +72,3 @@ const inputs = ["package-lock.json", "build.mjs",
 const h = createHash("sha256");
 for (const f of inputs) h.update(readFileSync(join(here, f)));
 writeFileSync(join(here, "bundle.sha256"), h.digest("hex") + "\n");
-console.log(`built ${out}`);

@@ -112,8 +112,11 @@ ZH: dict[str, str] = {
     "export_pw2": "再確認",
     "export_format": "檔案格式",
     "fmt_modern": "AES-256 + PBKDF2（建議）",
-    "fmt_legacy_note": "舊式 3DES/SHA-1 格式：本網站使用的函式庫不支援，故不提供。需要時可用 "
-                       "openssl pkcs12 -legacy 轉檔。",
+    "fmt_legacy": "舊式 3DES + SHA-1（相容舊系統）",
+    "fmt_legacy_note": "舊式格式的加密強度較弱，請只在舊系統無法讀取建議格式時選用。"
+                       "此格式只支援 RSA 金鑰；ECDSA 金鑰只能以 AES-256 格式匯出。",
+    "fmt_legacy_ec": "所選憑證的金鑰為 ECDSA，只能以 AES-256 格式匯出。",
+    "err_legacy_rsa_only": "舊式 3DES 格式只支援 RSA 金鑰，請改選 AES-256 格式。",
     "export_done": "備份檔已產生，請妥善保管檔案並牢記密碼。",
     "export_err_pw": "保護密碼至少 8 個字，且兩次輸入須一致。",
     "import_title": "憑證匯入復原",
@@ -328,9 +331,13 @@ EN: dict[str, str] = {
     "export_pw2": "Repeat password",
     "export_format": "File format",
     "fmt_modern": "AES-256 + PBKDF2 (recommended)",
-    "fmt_legacy_note": "The legacy 3DES/SHA-1 format is not offered: the library this site "
-                       "uses does not implement it. Convert with openssl pkcs12 -legacy if "
-                       "needed.",
+    "fmt_legacy": "Legacy 3DES + SHA-1 (for older systems)",
+    "fmt_legacy_note": "The legacy format is weaker; choose it only when an older system cannot "
+                       "read the recommended one. It holds RSA keys only: ECDSA keys export in "
+                       "the AES-256 format alone.",
+    "fmt_legacy_ec": "The key of the chosen certificate is ECDSA: it can only be exported in "
+                     "the AES-256 format.",
+    "err_legacy_rsa_only": "The legacy 3DES format supports RSA keys only; choose AES-256.",
     "export_done": "The backup file was created; keep it safe and remember the password.",
     "export_err_pw": "The password needs at least 8 characters and both entries must match.",
     "import_title": "Import a backup",
@@ -455,7 +462,8 @@ JS_KEYS += (
     "no", "ra_dup", "ra_invalid", "ra_none", "ra_view", "ra_locked", "ra_active",
     "ra_reset_confirm", "ra_revoke", "ra_revoke_confirm", "ra_revoked_done", "ra_more",
     "captcha_alt", "m_download", "export_pw", "export_pw2", "export_format", "fmt_modern",
-    "fmt_legacy_note", "export_title", "submit", "ra_reason", "slip_title", "slip_reset_title",
+    "fmt_legacy", "fmt_legacy_note", "fmt_legacy_ec", "export_title", "submit", "ra_reason",
+    "slip_title", "slip_reset_title",
     "terms_accept",
 )
 

@@ -80,6 +80,7 @@ def _render(request: web.Request, template: str, *, page: str, area: str, title_
         t=t, lang=lang, other_lang=other, page=page, area=area, title=t(title_key),
         menu=MENU, ra_menu=RA_MENU, js_messages=i18n.js_messages(lang),
         js_version=request.app[_VERSIONS]["portal.js"],
+        legacy_js_version=request.app[_VERSIONS]["portal-legacy.js"],
         css_version=request.app[_VERSIONS]["portal.css"],
         password_min=cfg.password_min, password_max=cfg.password_max,
         renewal_days=cfg.renewal_window_days, public_url=cfg.public_url,
@@ -131,7 +132,8 @@ _VERSIONS = web.AppKey("portal_static_versions", dict)
 
 def setup_portal(app: web.Application) -> None:
     """Register the pages, /static/ and the security-header middleware on ``app``."""
-    app[_VERSIONS] = {name: _version(name) for name in ("portal.js", "portal.css")}
+    app[_VERSIONS] = {name: _version(name) for name in ("portal.js", "portal-legacy.js",
+                                                       "portal.css")}
     app.middlewares.insert(0, security_headers)  # outermost: error bodies get it too
     r = app.router
     r.add_get("/", login_page)

@@ -8,6 +8,7 @@ Chromium is never downloaded: Playwright launches ``/usr/bin/chromium`` (install
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -71,6 +72,26 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, seconds: fl
     raise TimeoutError(f"gateway not ready in {seconds}s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def _gateway(config: Path, env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """A ``ca-gateway`` process on ``port``; yields its base URL once /readyz answers."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "ca-gateway"), "--config", str(config)],
+                                env={**env, "CA_GATEWAY_PORT": str(port)}, stdout=out,
+                                stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, proc, log)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.fixture(scope="module")
 def stack(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
           ) -> Iterator[dict[str, Any]]:
@@ -81,27 +102,24 @@ def stack(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F81
     dsn = pg_cluster.create_database(name)
     asyncio.run(_prepare_db(dsn))
     log = tmp / "gateway.log"
-    env = {**os.environ, "CA_GATEWAY_PORT": str(port), "CA_GATEWAY_CAPTCHA": "off",
+    env = {**os.environ, "CA_GATEWAY_CAPTCHA": "off",
            "CA_POLICY_CERTIFICATE_VALIDITY_DAYS": str(VALIDITY_DAYS), "DATABASE_URL": dsn,
            "CA_CONFIG": str(config)}
     try:
         with running_signer(config, workers=1, log=tmp / "signer.log"):
-            with open(log, "wb") as out:
-                proc = subprocess.Popen([str(BIN / "ca-gateway"), "--config", str(config)],
-                                        env=env, stdout=out, stderr=subprocess.STDOUT)
-                base = f"http://127.0.0.1:{port}"
-                try:
-                    _wait_ready(base, proc, log)
-                    yield {"base": base, "config": config, "tmp": tmp, "log": log}
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(15)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+            with _gateway(config, env, port, log) as base:
+                yield {"base": base, "config": config, "tmp": tmp, "log": log, "env": env}
     finally:
         pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def captcha_gateway(stack: dict[str, Any]) -> Iterator[str]:
+    """A second gateway on the same database and signer, with the login captcha on."""
+    env = {**stack["env"], "CA_GATEWAY_CAPTCHA": "on"}
+    with _gateway(stack["config"], env, _free_port(), stack["tmp"] / "gateway-captcha.log"
+                  ) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 
 RA registers a subscriber and prints the slip; the subscriber logs in, changes the password,
 applies for a signing (RSA-2048) and an encryption (P-256) certificate with keys made in the
-browser, downloads them, exports a PKCS#12 that ``openssl pkcs12`` opens; a second browser
-imports it and renews; the RA revokes and the portal shows 已廢止. Every page is saved as a
-screenshot under ``test-output/screenshots/``. The tests run in file order and share ``flow``.
+browser, downloads them, exports PKCS#12 files that ``openssl pkcs12`` opens (AES-256/PBKDF2 and,
+for RSA, the legacy 3DES/SHA-1 format); a second browser imports them and renews; the RA revokes
+and the portal shows 已廢止. A second gateway with the captcha on checks the login captcha. Every
+page is saved as a screenshot under ``test-output/screenshots/`` (the English subscriber pages as
+``en-*.png``). The tests run in file order and share ``flow``.
 """
 
 from __future__ import annotations
@@ -72,7 +74,10 @@ class Browser:
         return self.page
 
     def shot(self, name: str) -> None:
-        n = len(list(self.shots.glob("*.png"))) + 1
+        if name.startswith("en-"):  # the English pages: en-<name>.png, outside the numbering
+            self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+            return
+        n = len(list(self.shots.glob("[0-9]*.png"))) + 1
         self.page.screenshot(path=str(self.shots / f"{n:02d}-{name}.png"), full_page=True)
 
     def msg(self) -> str:
@@ -275,7 +280,10 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
                            "-passin", f"pass:{P12_PASSWORD}"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert info.returncode == 0, info.stderr
-    assert "PBES2" in info.stderr and "AES-256-CBC" in info.stderr, info.stderr
+    # the default format: PBES2 (PBKDF2 + AES-256-CBC) for both bags, SHA-256 MAC
+    assert "Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC" in info.stderr, info.stderr
+    assert "PKCS7 Encrypted data: PBES2, PBKDF2, AES-256-CBC" in info.stderr, info.stderr
+    assert "MAC: sha256" in info.stderr, info.stderr
     assert "BEGIN PRIVATE KEY" in info.stdout and "BEGIN CERTIFICATE" in info.stdout
     wrong = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(path), "-noenc",
                             "-passin", "pass:wrong"], capture_output=True, timeout=30,
@@ -290,10 +298,48 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
     assert ku.digital_signature and ku.content_commitment
     flow["serial"] = format(cert.serial_number, "x")
 
+    # the legacy format (3DES + SHA-1, node-forge) for the same RSA key
+    p.select_option("#export-cert", signing[0])
+    assert p.is_enabled("#fmt-3des") and p.is_hidden("#fmt-ec-note")
+    p.check("#fmt-3des")
+    p.fill("#export-password", P12_PASSWORD)
+    p.fill("#export-password2", P12_PASSWORD)
+    alice.shot("export-legacy")
+    with p.expect_download(timeout=60000) as dl:
+        p.click("#export-submit")
+    assert dl.value.suggested_filename.endswith("-legacy.p12")
+    legacy = flow["p12_legacy"] = stack["tmp"] / "backup-legacy.p12"
+    dl.value.save_as(str(legacy))
+    assert "備份檔已產生" in alice.wait_msg("ok")
+    assert p.is_checked("#fmt-aes")  # the form is back to the default
+    # 3DES is in OpenSSL 3's default provider: no -legacy needed (RC2 would need it)
+    info = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(legacy), "-noenc",
+                           "-passin", f"pass:{P12_PASSWORD}"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert info.returncode == 0, info.stderr
+    assert "MAC: sha1" in info.stderr, info.stderr
+    assert "Shrouded Keybag: pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr, info.stderr
+    assert "PKCS7 Encrypted data: pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr, info.stderr
+    assert "BEGIN PRIVATE KEY" in info.stdout and "BEGIN CERTIFICATE" in info.stdout
+    assert subprocess.run(["openssl", "pkcs12", "-info", "-legacy", "-in", str(legacy),
+                           "-noenc", "-passin", f"pass:{P12_PASSWORD}"],
+                          capture_output=True, timeout=30, check=False).returncode == 0
+    wrong = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(legacy), "-noenc",
+                            "-passin", "pass:wrong"], capture_output=True, timeout=30,
+                           check=False)
+    assert wrong.returncode != 0
+    lkey, lcert, _ = pkcs12.load_key_and_certificates(legacy.read_bytes(), P12_PASSWORD.encode())
+    assert lkey is not None and lcert == cert
+    assert lkey.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+    assert lkey.private_numbers() == key.private_numbers()  # the same key as the AES file
+
     # the P-256 encryption key too
     encryption = [options.nth(i).get_attribute("value") for i in range(options.count())
                   if "加密" in options.nth(i).inner_text()]
     p.select_option("#export-cert", encryption[0])
+    # forge has no EC keys: the legacy format is switched off and the page says why
+    assert p.is_disabled("#fmt-3des") and p.is_visible("#fmt-ec-note")
+    assert "AES-256" in p.inner_text("#fmt-ec-note")
     p.fill("#export-password", P12_PASSWORD)
     p.fill("#export-password2", P12_PASSWORD)
     with p.expect_download(timeout=60000) as dl:
@@ -328,8 +374,9 @@ def test_second_browser_imports_and_renews(browser: Any, stack: dict[str, Any],
         p.click("#renew-submit")
         assert "匯入復原" in bob.wait_msg("error")  # no key in this browser yet
 
+        # the legacy (3DES) backup of the signing key: PKI.js cannot read it, forge does
         p = bob.go("/portal/import")
-        p.set_input_files("#import-file", str(flow["p12"]))
+        p.set_input_files("#import-file", str(flow["p12_legacy"]))
         p.fill("#import-password", "wrong-password")
         p.click("#import-submit")
         assert "無法讀取備份檔" in bob.wait_msg("error")
@@ -345,6 +392,10 @@ def test_second_browser_imports_and_renews(browser: Any, stack: dict[str, Any],
             assert col in main
         row = p.locator("#renew-table tbody tr", has_text=flow["serial"])
         assert row.count() == 1 and "即將到期" in row.inner_text()
+        # all ten columns fit 1280 px: long subjects wrap instead of scrolling
+        fits = "(t) => t.parentElement.scrollWidth <= t.parentElement.clientWidth"
+        assert p.locator("#renew-table").evaluate(fits)
+        assert p.locator("#renew-table th").last.is_visible()
         bob.shot("renew")
         row.locator("input[type=radio]").check()
         p.check("#terms-accept")
@@ -411,6 +462,60 @@ def test_ra_revokes_and_the_portal_shows_it(officer: Browser, alice: Browser,
     officer.shot("ra-audit")
 
 
+def test_english_subscriber_pages(alice: Browser) -> None:
+    p = alice.go("/portal/?lang=en")
+    assert p.get_attribute("html", "lang") == "en"
+    assert "Renew a certificate" in p.inner_text("nav.menu")
+    alice.shot("en-home")
+    for name in ("apply", "download", "renew", "info", "revoke", "password", "import"):
+        p = alice.go(f"/portal/{name}")
+        assert p.get_attribute("html", "lang") == "en"
+        alice.shot(f"en-{name}")
+    p = alice.go("/portal/download")
+    assert "Legacy 3DES" in p.inner_text("#export-form")
+    p = alice.go("/portal/renew")
+    fits = "(t) => t.parentElement.scrollWidth <= t.parentElement.clientWidth"
+    assert p.locator("#renew-table").evaluate(fits)
+    p = alice.go("/portal/?lang=zh-TW")
+    assert p.get_attribute("html", "lang") == "zh-TW"
+
+
+def test_login_captcha(browser: Any, captcha_gateway: str, screenshots: Path,
+                       stack: dict[str, Any]) -> None:
+    """A gateway with ``captcha = on``: the image shows, refreshes, and a wrong answer is told."""
+    b = Browser(browser, captcha_gateway, screenshots, stack["tmp"])
+    try:
+        p = b.go("/")
+        box = p.locator("#captcha-box")
+        assert box.is_visible() and "驗證碼" in box.inner_text()
+        img = p.locator("#captcha-img")
+        first = img.get_attribute("src")
+        assert first.startswith("data:image/png;base64,")
+        assert img.evaluate("(i) => i.complete && i.naturalWidth > 0")
+        b.shot("login-captcha")
+        p.click("#captcha-refresh")
+        p.wait_for_function("(old) => document.getElementById('captcha-img').src !== old",
+                            arg=first)
+        second = img.get_attribute("src")
+        assert second.startswith("data:image/png;base64,") and second != first
+        # an account nobody has: the captcha is checked first, so nothing gets locked
+        p.fill("#account", "nobody-e2e")
+        p.fill("#password", "whatever-password")
+        p.fill("#captcha", "WRONG0")
+        p.click("#login-submit")
+        assert "驗證碼不正確" in b.wait_msg("error")
+        # a used challenge is never offered again: the page shows a fresh image
+        p.wait_for_function("(old) => document.getElementById('captcha-img').src !== old",
+                            arg=second)
+        assert p.input_value("#captcha") == ""
+        b.shot("login-captcha-wrong")
+        p = b.go("/?lang=en")
+        assert p.is_visible("#captcha-box") and "Verification code" in p.inner_text("#login-form")
+        b.shot("en-login")
+    finally:
+        b.ctx.close()
+
+
 def test_locked_account_and_ra_reset(officer: Browser, alice: Browser, flow: dict[str, Any]
                                      ) -> None:
     p = alice.go("/")
@@ -453,6 +558,8 @@ def test_no_csp_violations() -> None:
 
 
 def test_screenshots_are_zh_tw(screenshots: Path) -> None:
-    names = sorted(f.name for f in screenshots.glob("*.png"))
+    names = sorted(f.name for f in screenshots.glob("*.png") if not f.name.startswith("en-"))
     assert len(names) >= 10, names
     assert all(re.match(r"^\d\d-[a-z0-9-]+\.png$", n) for n in names)
+    english = sorted(f.name for f in screenshots.glob("en-*.png"))
+    assert len(english) >= 8, english

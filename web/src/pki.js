@@ -1,6 +1,7 @@
 // Key pairs (WebCrypto), PKCS#10 requests and PKCS#12 files (PKI.js), renewal signatures.
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
+import { page } from "./ui.js";
 
 const subtle = () => {
   if (!globalThis.crypto || !globalThis.crypto.subtle) throw new Error("no_webcrypto");
@@ -90,11 +91,38 @@ function utf8(text) {
   return new TextEncoder().encode(text).buffer;
 }
 
-export async function exportPkcs12(privateKey, certPem, password, friendlyName) {
+// node-forge (3DES PKCS#12) is a separate bundle, static/portal-legacy.js, loaded on first use
+let legacyLib = null;
+function loadLegacy() {
+  if (!legacyLib) {
+    legacyLib = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = page.legacy_js || "/static/portal-legacy.js";
+      script.onload = () => (globalThis.CaPortalLegacyP12
+        ? resolve(globalThis.CaPortalLegacyP12) : reject(new Error("legacy bundle")));
+      script.onerror = () => { legacyLib = null; reject(new Error("legacy bundle")); };
+      document.head.append(script);
+    });
+  }
+  return legacyLib;
+}
+
+// The legacy 3DES/SHA-1 format is offered for RSA keys only (node-forge has no EC keys).
+export const legacyExportable = (privateKey) => privateKey.algorithm.name === "RSASSA-PKCS1-v1_5";
+
+// format "aes256" (default): PBES2/AES-256-CBC/PBKDF2-SHA256 + HMAC-SHA256 (PKI.js);
+// "3des": pbeWithSHAAnd3-KeyTripleDES-CBC + HMAC-SHA1 (node-forge, RSA keys only)
+export async function exportPkcs12(privateKey, certPem, password, friendlyName, format = "aes256") {
   const pass = utf8(password);
   const pkcs8 = await subtle().exportKey("pkcs8", privateKey);
-  const cert = parseCertificate(certPem);
   const localId = new Uint8Array(await subtle().digest("SHA-1", unpem(certPem)));
+  if (format === "3des") {
+    if (!legacyExportable(privateKey)) throw new Error("legacy_rsa_only");
+    const lib = await loadLegacy();
+    return lib.exportPkcs12Legacy(new Uint8Array(pkcs8), unpem(certPem), password, friendlyName,
+      localId);
+  }
+  const cert = parseCertificate(certPem);
   const attrs = () => [
     new pkijs.Attribute({ type: "1.2.840.113549.1.9.21",
       values: [new asn1js.OctetString({ valueHex: localId })] }),
@@ -157,8 +185,7 @@ async function sameKey(privateKey, cert) {
   return jwk.kty === "EC" ? jwk.x === pub.x && jwk.y === pub.y : jwk.n === pub.n && jwk.e === pub.e;
 }
 
-// -> [{ privateKey, certPem, id }] for every key in the file that has its certificate there
-export async function importPkcs12(bytes, password) {
+async function readPkcs12(bytes, password) {
   const pass = utf8(password);
   const pfx = pkijs.PFX.fromBER(bytes);
   await pfx.parseInternalValues({ password: pass, checkIntegrity: true });
@@ -178,10 +205,33 @@ export async function importPkcs12(bytes, password) {
       }
     }
   }
+  return { keys, certs };
+}
+
+// Files PKI.js cannot decrypt (3DES or RC2 bags: older systems, `openssl pkcs12 -legacy`)
+async function readPkcs12Legacy(bytes, password) {
+  const lib = await loadLegacy();
+  const { keys, certs } = lib.importPkcs12Legacy(bytes, password);
+  return { keys: keys.map((d) => pkijs.PrivateKeyInfo.fromBER(d)),
+    certs: certs.map((d) => pkijs.Certificate.fromBER(d)) };
+}
+
+// -> [{ privateKey, certPem, id }] for every key in the file that has its certificate there
+export async function importPkcs12(bytes, password) {
+  let read;
+  try {
+    read = await readPkcs12(bytes, password);
+  } catch (err) {
+    try {
+      read = await readPkcs12Legacy(bytes, password);
+    } catch {
+      throw err;
+    }
+  }
   const out = [];
-  for (const info of keys) {
+  for (const info of read.keys) {
     const privateKey = await importPkcs8(info);
-    for (const cert of certs) {
+    for (const cert of read.certs) {
       if (await sameKey(privateKey, cert).catch(() => false)) {
         const der = cert.toSchema().toBER(false);
         out.push({ privateKey, cert, certPem: pem("CERTIFICATE", der), id: await certificateKeyId(cert) });

@@ -116,7 +116,7 @@ async function subscriberPage() {
         action.append(select, button);
       }
       return el("tr", { "data-serial": c.serial },
-        el("td", { text: c.id }), el("td", { text: c.serial }), el("td", { text: t(`usage_${c.usage}`) }),
+        el("td", { text: c.id }), el("td", { class: "serial", text: c.serial }), el("td", { text: t(`usage_${c.usage}`) }),
         el("td", {}, statusCell(c.status)), el("td", { text: date(c.not_before) }),
         el("td", { text: date(c.not_after) }), action);
     }));

@@ -2,7 +2,7 @@
 import { ApiError, call, describe, setToken } from "./api.js";
 import * as store from "./keystore.js";
 import * as pki from "./pki.js";
-import { $, $$, busy, clear, date, el, page, saveFile, show, statusCell, t } from "./ui.js";
+import { $, $$, busy, clear, date, dnCell, dnParts, el, page, saveFile, show, statusCell, t } from "./ui.js";
 
 const api = (method, path, body, opts) => call("subscriber", method, path, body, opts);
 const MUST_CHANGE = "ca.mustChange";
@@ -172,6 +172,17 @@ async function setupExport(preselect) {
     text: `${usageText(r.usage)} #${r.certId ?? ""} (${r.serial ?? ""})` })));
   if (preselect) select.value = preselect;
   $("#backup").hidden = records.length === 0;
+  // the legacy 3DES format is for RSA keys only (node-forge has no EC keys)
+  const legacy = $("#fmt-3des");
+  const syncFormat = () => {
+    const rec = records.find((r) => r.id === select.value);
+    const ok = !rec || pki.legacyExportable(rec.privateKey);
+    legacy.disabled = !ok;
+    if (!ok && legacy.checked) $("#fmt-aes").checked = true;
+    $("#fmt-ec-note").hidden = ok;
+  };
+  syncFormat();
+  select.onchange = syncFormat;
   if (form.dataset.ready) return;
   form.dataset.ready = "1";
   form.addEventListener("submit", async (ev) => {
@@ -184,12 +195,17 @@ async function setupExport(preselect) {
     try {
       const rec = await store.get(select.value);
       const name = `${me.subscriber_name}-${rec.usage || "cert"}-${rec.serial || rec.id.slice(0, 8)}`;
-      const bytes = await pki.exportPkcs12(rec.privateKey, rec.certPem, pw, name);
-      saveFile(bytes, `${name}.p12`, "application/x-pkcs12");
+      const format = $$("input[name=p12format]").find((r) => r.checked)?.value || "aes256";
+      const bytes = await pki.exportPkcs12(rec.privateKey, rec.certPem, pw, name, format);
+      const suffix = format === "3des" ? "-legacy" : "";
+      saveFile(bytes, `${name}${suffix}.p12`, "application/x-pkcs12");
       form.reset();
+      select.value = rec.id;
+      select.onchange?.();
       show("ok", t("export_done"));
     } catch (err) {
-      fail(err);
+      if (err && err.message === "legacy_rsa_only") show("error", t("err_legacy_rsa_only"));
+      else fail(err);
     } finally {
       button.disabled = false;
     }
@@ -207,9 +223,10 @@ async function downloadPage() {
       rows.push(el("tr", { "data-id": c.id },
         el("td", {}, el("input", { type: "checkbox", name: "cert", value: c.id, id: `dl-${c.id}`,
           checked: c.status === "issued" })),
-        el("td", { text: c.id }), el("td", { text: c.serial }), el("td", { text: usageText(c.usage) }),
-        el("td", {}, statusCell(c.status)), el("td", { text: date(c.not_before) }),
-        el("td", { text: date(c.not_after) }), el("td", { class: "dn", text: c.subject }),
+        el("td", { text: c.id }), el("td", { class: "serial", text: c.serial }),
+        el("td", { text: usageText(c.usage) }), el("td", {}, statusCell(c.status)),
+        el("td", { class: "date", text: date(c.not_before) }),
+        el("td", { class: "date", text: date(c.not_after) }), dnCell(c.subject),
         el("td", { text: key ? t("yes") : t("no") })));
     }
     $("#download-table tbody").replaceChildren(...rows);
@@ -295,10 +312,11 @@ async function renewPage() {
   const list = (await certificates()).filter((c) => c.renewable);
   $("#renew-table tbody").replaceChildren(...list.map((c) => el("tr", { "data-id": c.id },
     el("td", {}, el("input", { type: "radio", name: "renew-cert", value: c.id, id: `renew-${c.id}` })),
-    el("td", { text: c.id }), el("td", { text: me.subscriber_name }), el("td", { text: c.serial }),
+    el("td", { text: c.id }), el("td", { class: "dn", text: me.subscriber_name }),
+    el("td", { class: "serial", text: c.serial }),
     el("td", {}, statusCell(c.status)), el("td", { text: usageText(c.usage) }),
-    el("td", { text: date(c.not_before) }), el("td", { text: date(c.not_after) }),
-    el("td", { class: "dn", text: c.subject }), el("td", { class: "dn", text: c.issuer }))));
+    el("td", { class: "date", text: date(c.not_before) }), el("td", { class: "date", text: date(c.not_after) }),
+    dnCell(c.subject), dnCell(c.issuer))));
   if (!list.length) show("", t("renew_none"));
   $("#renew-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -357,8 +375,8 @@ async function infoPage() {
         el("dt", { text: t("c_status") }), el("dd", {}, statusCell(c.status)),
         el("dt", { text: t("c_from") }), el("dd", { text: date(c.not_before) }),
         el("dt", { text: t("c_to") }), el("dd", { text: date(c.not_after) }),
-        el("dt", { text: t("c_subject") }), el("dd", { text: c.subject }),
-        el("dt", { text: t("c_issuer") }), el("dd", { text: c.issuer }),
+        el("dt", { text: t("c_subject") }), el("dd", {}, dnParts(c.subject)),
+        el("dt", { text: t("c_issuer") }), el("dd", {}, dnParts(c.issuer)),
         el("dt", { text: t("c_key") }), el("dd", { text: key ? t("yes") : t("no") })),
       c.certificate ? el("details", {}, el("summary", { text: t("show_pem") }),
         el("pre", { class: "pem", text: c.certificate })) : null,
@@ -374,9 +392,9 @@ async function revokePage() {
   await loadMe();
   const list = await certificates();
   $("#revoke-table tbody").replaceChildren(...list.map((c) => el("tr", { "data-id": c.id },
-    el("td", { text: c.id }), el("td", { text: c.serial }), el("td", { text: usageText(c.usage) }),
-    el("td", {}, statusCell(c.status)), el("td", { text: date(c.not_after) }),
-    el("td", { class: "dn", text: c.subject }))));
+    el("td", { text: c.id }), el("td", { class: "serial", text: c.serial }), el("td", { text: usageText(c.usage) }),
+    el("td", {}, statusCell(c.status)), el("td", { class: "date", text: date(c.not_after) }),
+    dnCell(c.subject))));
 }
 
 async function homePage() {

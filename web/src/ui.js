@@ -63,3 +63,11 @@ export function saveFile(bytes, name, type) {
   a.click();
   setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 60000);
 }
+
+// A distinguished name with a line-break chance after every comma (for narrow cells)
+export function dnParts(text) {
+  const parts = String(text || "").split(/(?<=,)/);
+  return parts.flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
+}
+
+export const dnCell = (text) => el("td", { class: "dn" }, dnParts(text));
