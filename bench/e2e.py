@@ -173,44 +173,79 @@ async def seed_api(base: str, dsn: str, n: int) -> list[tuple[str, str]]:
 
 async def load(bases: list[str], jobs: list[tuple[str, str, str, str]], concurrency: int
                ) -> tuple[float, list[float], list[tuple[int, str]], list[str]]:
-    """POST every job at ``concurrency``; returns (seconds, latencies, errors, certificates)."""
+    """POST every job at ``concurrency``; returns (seconds, latencies, errors, certificates).
+
+    The generator shares the machine's cores with what it measures, so it is kept lean: URLs,
+    bodies and headers are built before the clock starts, one keep-alive ClientSession with a
+    connection per worker, orjson for the answers."""
     import aiohttp
+    import orjson
 
     from gateway import terms
 
     latencies: list[float] = []
     errors: list[tuple[int, str]] = []
     certs: list[str] = []
-    it = iter(enumerate(jobs))
+    prepared = [
+        (f"{bases[i % len(bases)]}/api/v1/certificates",
+         orjson.dumps({"usage": usage, "csr": csr, "terms_version": terms.VERSION}),
+         {"Content-Type": "application/json", "X-CSRF-Token": csrf,
+          "Cookie": f"ca_session={token}"})
+        for i, (token, csrf, usage, csr) in enumerate(jobs)
+    ]
+    it = iter(prepared)
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency,
                                      force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",),
+                                     cookie_jar=aiohttp.DummyCookieJar()) as http:
 
         async def worker() -> None:
-            for i, (token, csrf, usage, csr) in it:
-                base = bases[i % len(bases)]
-                body = json.dumps({"usage": usage, "csr": csr,
-                                   "terms_version": terms.VERSION}).encode()
-                headers = {"Content-Type": "application/json", "X-CSRF-Token": csrf,
-                           "Cookie": f"ca_session={token}"}
-                t0 = time.perf_counter()
+            perf = time.perf_counter
+            for url, body, headers in it:
+                t0 = perf()
                 try:
-                    async with http.post(f"{base}/api/v1/certificates", data=body,
-                                         headers=headers) as r:
+                    async with http.post(url, data=body, headers=headers) as r:
                         raw = await r.read()
                         status = r.status
                 except aiohttp.ClientError as exc:
                     errors.append((0, repr(exc)))
                     continue
-                latencies.append(time.perf_counter() - t0)
+                latencies.append(perf() - t0)
                 if status == 201:
-                    certs.append(json.loads(raw)["certificate"])
+                    certs.append(orjson.loads(raw)["certificate"])
                 else:
                     errors.append((status, raw[:200].decode(errors="replace")))
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - t0, latencies, errors, certs
+
+
+async def top_statements(dsn: str, n: int = 12) -> list[dict[str, Any]]:
+    """Diagnosis (``--pg-stat-statements``): where PostgreSQL spent its time while timed."""
+    from db.pool import connect
+
+    conn = await connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
+                      round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+                      left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+               FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1""", n)
+        return [dict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+async def reset_statements(dsn: str) -> None:
+    from db.pool import connect
+
+    conn = await connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -347,11 +382,18 @@ def bench(key: str, args: argparse.Namespace, root: Path, cluster: Any) -> dict:
             warm, jobs = jobs[: args.warmup], jobs[args.warmup : args.warmup + args.requests]
             _, _, werr, wcerts = uvloop.run(load(bases, warm, args.concurrency))
             print(f"{key}: warm-up {len(warm)} requests, {len(werr)} errors", flush=True)
+            if args.pg_stat_statements:
+                uvloop.run(reset_statements(dsn))
             cpu0 = cpu_seconds()
             seconds, lat, errors, certs = uvloop.run(load(bases, jobs, args.concurrency))
             cpu1 = cpu_seconds()
             used = {k: round((cpu1.get(k, 0.0) - v) / seconds, 2) for k, v in cpu0.items()}
             print(f"{key}: CPU cores used while timed: {used}", flush=True)
+            per_cert = {k: round(v * 1e6 / max(1, len(certs) / seconds)) for k, v in used.items()}
+            print(f"{key}: CPU µs per certificate: {per_cert}", flush=True)
+            if args.pg_stat_statements:
+                for row in uvloop.run(top_statements(dsn)):
+                    print(f"{key}: pg: {row}", flush=True)
         finally:
             stop(gws)
     rate = len(certs) / seconds
@@ -388,18 +430,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="signer worker processes")
-    parser.add_argument("--gateways", type=int, default=2, help="gateway processes")
+    parser.add_argument("--gateways", type=int, default=1,
+                        help="gateway processes (on 2 cores 1 beats 2: bigger batches, no "
+                             "cross-process lock waits)")
     parser.add_argument("--pool-max", type=int, default=16, help="database pool per gateway")
     parser.add_argument("--api-subscribers", type=int, default=4)
     parser.add_argument("--csrs", type=int, default=32, help="distinct subscriber keys")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each raw phase")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--pg-stat-statements", action="store_true",
+                        help="diagnosis only: print PostgreSQL's busiest statements while timed")
+    parser.add_argument("--auto-explain-ms", type=float, default=0,
+                        help="diagnosis only: log plans of statements slower than this "
+                             "(in the kept folder's pg log; use with --keep)")
     parser.add_argument("--synchronous-commit", default="on", choices=["on", "off"],
                         help="diagnosis only: 'off' shows what commit fsyncs cost")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     _setup_softhsm(root)
-    cluster = start_cluster(root)
+    diag = {"auto_explain.log_min_duration": f"'{args.auto_explain_ms}ms'",
+            "auto_explain.log_analyze": "on", "auto_explain.log_nested_statements": "on"
+            } if args.auto_explain_ms else {}
+    preload = ",".join(([("pg_stat_statements")] if args.pg_stat_statements else [])
+                       + (["auto_explain"] if args.auto_explain_ms else []))
+    cluster = start_cluster(root, preload=preload, settings=diag)
     try:
         lines = [bench(k, args, root, cluster) for k in args.keys.split(",")]
     finally:

@@ -37,7 +37,7 @@ from bench.signer import _setup_softhsm, raw_rate  # noqa: E402
 KEY_TYPES = {"rsa2048": "rsa2048", "p256": "p256"}
 
 
-def start_cluster(root: Path):
+def start_cluster(root: Path, *, preload: str = "", settings: dict[str, str] | None = None):
     import os
 
     from db.embedded import Cluster
@@ -45,6 +45,13 @@ def start_cluster(root: Path):
     os.chmod(root, 0o755)  # the server runs as the postgres user when we are root
     cluster = Cluster(root / "pg")
     cluster.init(fast=False)
+    extra = dict(settings or {})
+    if preload:
+        extra["shared_preload_libraries"] = f"'{preload}'"
+    if extra:
+        with open(cluster.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
+            for key, value in extra.items():
+                fh.write(f"{key} = {value}\n")
     cluster.start()
     return cluster
 

@@ -99,6 +99,49 @@ async def append(
     return AuditEvent(new_id, at, actor, action, target, clean, prev, digest)
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    actor: str
+    action: str
+    target: str = ""
+    details: Mapping[str, Any] | None = None
+    at: datetime | None = None
+
+
+async def append_many(conn: asyncpg.Connection, events: list[NewEvent]) -> list[AuditEvent]:
+    """Append events in list order with consecutive ids: one advisory lock, one read of the
+    chain head, one multi-row INSERT; the caller's transaction must be open, and this should be
+    its last statement (the lock is held until the commit)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("audit.append_many needs an open transaction")
+    if not events:
+        return []
+    prepared = []
+    for ev in events:
+        at = (ev.at or datetime.now(UTC)).astimezone(UTC)
+        prepared.append((ev, at, orjson.loads(orjson.dumps(dict(ev.details or {})))))
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+    last = await conn.fetchrow("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
+    next_id = 1 if last is None else last["id"] + 1
+    prev = GENESIS if last is None else bytes(last["hash"])
+    out = []
+    for ev, at, clean in prepared:
+        digest = row_hash(id=next_id, at=at, actor=ev.actor, action=ev.action,
+                          target=ev.target, details=clean, prev_hash=prev)
+        out.append(AuditEvent(next_id, at, ev.actor, ev.action, ev.target, clean, prev, digest))
+        prev = digest
+        next_id += 1
+    await conn.execute(
+        """INSERT INTO audit_events (id, at, actor, action, target, details, prev_hash, hash)
+           SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],
+                                $5::text[], $6::jsonb[], $7::bytea[], $8::bytea[])""",
+        [e.id for e in out], [e.at for e in out], [e.actor for e in out],
+        [e.action for e in out], [e.target for e in out], [e.details for e in out],
+        [e.prev_hash for e in out], [e.hash for e in out],
+    )
+    return out
+
+
 def _event(row: asyncpg.Record) -> AuditEvent:
     return AuditEvent(
         id=row["id"], at=row["at"], actor=row["actor"], action=row["action"],

@@ -123,6 +123,108 @@ async def insert_pending(
     )
 
 
+@dataclass(frozen=True)
+class Intent:
+    """One application's pending row, for ``insert_pending_batch``."""
+
+    subscriber_id: int
+    account_id: int
+    usage: str
+    exclude_id: int | None  # the certificate being renewed: it does not block
+    serial: str
+    issuer_id: int
+    profile: str
+    subject: str
+    public_key_sha256: bytes
+    not_before: datetime
+    not_after: datetime
+    terms_version: str
+    now: datetime
+    pending_since: datetime
+
+
+async def lock_subscribers(conn: asyncpg.Connection, subscriber_ids: list[int]) -> None:
+    """Row locks on these subscribers, taken in id order (no deadlock between batches)."""
+    await conn.execute(
+        "SELECT 1 FROM subscribers WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        subscriber_ids,
+    )
+
+
+async def insert_pending_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[str, int]:
+    """For each intent that nothing blocks (see ``blocking_certificate``; of several intents for
+    one subscriber and usage only the first): record the terms acceptance and write the pending
+    row. Returns {serial: id} of the rows written. Run it in a transaction after
+    ``lock_subscribers``: this statement's snapshot then sees every committed application."""
+    rows = await conn.fetch(
+        """WITH u AS (
+               SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
+                                    $5::text[], $6::int[], $7::text[], $8::text[], $9::bytea[],
+                                    $10::timestamptz[], $11::timestamptz[], $12::text[],
+                                    $13::timestamptz[], $14::timestamptz[])
+                   WITH ORDINALITY AS u(sid, aid, usage, excl, serial, issuer_id, profile,
+                                        subject, pk, nb, na, tv, now, pending_since, ord)
+           ), ok AS (
+               -- LATERAL ... LIMIT 1: one index probe per application (a NOT EXISTS becomes
+               -- an anti-join that may scan all certificates for a handful of rows)
+               SELECT DISTINCT ON (u.sid, u.usage) u.* FROM u
+               LEFT JOIN LATERAL (
+                   SELECT c.id FROM certificates c
+                   LEFT JOIN revocations r ON r.certificate_id = c.id
+                   WHERE c.subscriber_id = u.sid AND c.usage = u.usage
+                     AND (u.excl IS NULL OR c.id <> u.excl)
+                     AND ((c.status = 'issued' AND r.certificate_id IS NULL
+                           AND c.superseded_by IS NULL AND c.not_after > u.now)
+                          OR (c.status = 'pending' AND c.created_at >= u.pending_since))
+                   LIMIT 1) b ON true
+               WHERE b.id IS NULL
+               ORDER BY u.sid, u.usage, u.ord
+           ), terms AS (
+               INSERT INTO terms_acceptances (account_id, terms_version, accepted_at)
+               SELECT aid, tv, min(now) FROM ok GROUP BY aid, tv
+               ON CONFLICT (account_id, terms_version) DO NOTHING
+           )
+           INSERT INTO certificates (serial, issuer_id, subscriber_id, usage, profile, status,
+               subject, public_key_sha256, not_before, not_after, terms_version, created_at)
+           SELECT serial, issuer_id, sid, usage, profile, 'pending', subject, pk, nb, na, tv, now
+           FROM ok ORDER BY ord
+           RETURNING id, serial""",
+        [i.subscriber_id for i in intents], [i.account_id for i in intents],
+        [i.usage for i in intents], [i.exclude_id for i in intents],
+        [i.serial for i in intents], [i.issuer_id for i in intents],
+        [i.profile for i in intents], [i.subject for i in intents],
+        [i.public_key_sha256 for i in intents], [i.not_before for i in intents],
+        [i.not_after for i in intents], [i.terms_version for i in intents],
+        [i.now for i in intents], [i.pending_since for i in intents],
+    )
+    return {r["serial"]: r["id"] for r in rows}
+
+
+async def mark_issued_batch(
+    conn: asyncpg.Connection, items: list[tuple[int, bytes, str, datetime, datetime]],
+    now: datetime,
+) -> list[CertificateRow]:
+    """(id, der, subject, not_before, not_after) of pending rows become issued; returns the
+    rows that were still pending (an abandoned one was swept meanwhile), as stored."""
+    items = sorted(items)  # row locks in id order
+    rows = await conn.fetch(
+        """UPDATE certificates c SET status = 'issued', der = u.der, subject = u.subject,
+               not_before = u.nb, not_after = u.na, issued_at = $6
+           FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::timestamptz[],
+                       $5::timestamptz[]) AS u(id, der, subject, nb, na), issuers i
+           WHERE c.id = ANY($1::bigint[]) AND c.id = u.id AND c.status = 'pending'
+             AND i.id = c.issuer_id
+           RETURNING c.id, c.serial, c.usage, c.status, c.subject, i.subject AS issuer_subject,
+               c.der, c.not_before, c.not_after, c.downloaded_at, c.superseded_by,
+               NULL::timestamptz AS revoked_at, NULL::text AS revocation_reason,
+               c.subscriber_id, c.issuer_id, i.name AS issuer_name, c.public_key_sha256,
+               c.renewed_from""",
+        [i[0] for i in items], [i[1] for i in items], [i[2] for i in items],
+        [i[3] for i in items], [i[4] for i in items], now,
+    )
+    return [_row(r) for r in rows]
+
+
 async def mark_issued(
     conn: asyncpg.Connection, cert_id: int, *, der: bytes, subject: str, not_before: datetime,
     not_after: datetime, now: datetime,

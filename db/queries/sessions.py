@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import asyncpg
@@ -40,6 +40,49 @@ async def get(conn: asyncpg.Connection, id_hash: bytes, kind: Kind) -> Session |
         return None
     return Session(bytes(r["id_hash"]), r["kind"], r["account_id"], r["officer_id"],
                    bytes(r["csrf_hash"]), r["created_at"], r["last_seen_at"])
+
+
+# One round trip per authenticated request: the session (expired ones are deleted by the same
+# statement), its account and subscriber (or officer), and ``last_seen_at`` touched only when it
+# is older than the touch interval, so that a busy session is not one write per request.
+# Data-modifying CTEs run whether or not they are referenced; all parts see one snapshot.
+_AUTH = """
+WITH s AS (
+    SELECT id_hash, kind, account_id, officer_id, csrf_hash, created_at, last_seen_at,
+           (last_seen_at >= $3::timestamptz - $4::interval
+            AND created_at >= $3::timestamptz - $5::interval) AS live
+    FROM sessions WHERE id_hash = $1 AND kind = $2
+), gone AS (
+    DELETE FROM sessions d USING s WHERE d.id_hash = s.id_hash AND NOT s.live
+    RETURNING d.id_hash
+), touched AS (
+    UPDATE sessions t SET last_seen_at = $3 FROM s
+    WHERE t.id_hash = s.id_hash AND s.live AND s.last_seen_at < $3::timestamptz - $6::interval
+    RETURNING t.id_hash
+)
+SELECT s.*,
+    a.id AS a_id, a.subscriber_id, a.account, a.password_hash, a.must_change_password,
+    a.failed_attempts, a.locked_at,
+    sub.id AS s_id, sub.id_number, sub.name, sub.email, sub.phone, sub.address,
+    sub.subject_cn, sub.subject_ou, sub.subject_o, sub.subject_c, sub.usages,
+    sub.created_at AS s_created_at,
+    o.id AS o_id, o.login AS o_login, o.password_hash AS o_password_hash,
+    o.failed_attempts AS o_failed_attempts, o.locked_at AS o_locked_at
+FROM s
+LEFT JOIN accounts a ON a.id = s.account_id
+LEFT JOIN subscribers sub ON sub.id = a.subscriber_id
+LEFT JOIN ra_officers o ON o.id = s.officer_id
+"""
+
+
+async def authenticate(
+    conn: asyncpg.Connection, id_hash: bytes, kind: Kind, *, now: datetime, idle: timedelta,
+    absolute: timedelta, touch_after: timedelta,
+) -> asyncpg.Record | None:
+    """The session row (column ``live``: inside both timeouts; a dead one is deleted) joined
+    with its account + subscriber (``a_*``/``s_*`` columns as in ``db.queries.subscribers``) or
+    its officer (``o_*``); None for no such session."""
+    return await conn.fetchrow(_AUTH, id_hash, kind, now, idle, absolute, touch_after)
 
 
 async def touch(conn: asyncpg.Connection, id_hash: bytes, now: datetime) -> None:

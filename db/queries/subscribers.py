@@ -82,6 +82,10 @@ def _account(r: asyncpg.Record) -> Account:
     )
 
 
+subscriber_from_record = _subscriber
+account_from_record = _account
+
+
 async def insert_subscriber(
     conn: asyncpg.Connection, new: NewSubscriber, *, registered_by: int | None
 ) -> int:

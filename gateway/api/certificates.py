@@ -53,7 +53,7 @@ async def apply(request: web.Request) -> web.Response:
         raise common.invalid("usage", "usage is required")
     row = await lifecycle(request).issuance.apply(
         account_id=auth.account.id, usage=data.get("usage"), csr_text=data.get("csr"),
-        terms_version=data.get("terms_version"),
+        terms_version=data.get("terms_version"), view=auth.view,
     )
     return json_response(_object(request, row), status=201)
 

@@ -36,6 +36,13 @@ class LoginResult:
 class SubscriberAuth:
     session: ActiveSession
     account: sub_q.Account
+    subscriber: sub_q.Subscriber | None = None  # loaded with the session (one statement)
+
+    @property
+    def view(self) -> sub_q.SubscriberView | None:
+        if self.subscriber is None:
+            return None
+        return sub_q.SubscriberView(self.subscriber, self.account)
 
 
 @dataclass(frozen=True)
@@ -115,13 +122,14 @@ class AccountService:
     async def authenticate(self, token: str | None) -> SubscriberAuth:
         now = self.clock()
         async with self.pool.acquire() as conn:
-            session = await self.sessions.lookup(conn, token, "subscriber", now)
-            if session is None or session.account_id is None:
-                raise ApiError(Kind.UNAUTHENTICATED, "log in first")
-            acc = await sub_q.account_by_id(conn, session.account_id)
-        if acc is None or acc.locked:
+            found = await self.sessions.authenticate(conn, token, "subscriber", now)
+        if found is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in first")
-        return SubscriberAuth(session, acc)
+        session, row = found
+        if session.account_id is None or row["a_id"] is None or row["locked_at"] is not None:
+            raise ApiError(Kind.UNAUTHENTICATED, "log in first")
+        return SubscriberAuth(session, sub_q.account_from_record(row),
+                              sub_q.subscriber_from_record(row))
 
     async def logout(self, auth: SubscriberAuth | OfficerAuth) -> None:
         await self.sessions.end(self.pool, auth.session.id_hash)
@@ -149,6 +157,8 @@ class AccountService:
             )
 
     async def me(self, auth: SubscriberAuth) -> sub_q.SubscriberView:
+        if auth.view is not None:  # loaded with the session in this request
+            return auth.view
         async with self.pool.acquire() as conn:
             view = await sub_q.view_by_account_id(conn, auth.account.id)
         if view is None:
@@ -202,10 +212,12 @@ class AccountService:
     async def authenticate_officer(self, token: str | None) -> OfficerAuth:
         now = self.clock()
         async with self.pool.acquire() as conn:
-            session = await self.sessions.lookup(conn, token, "officer", now)
-            if session is None or session.officer_id is None:
-                raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
-            officer = await officer_q.by_id(conn, session.officer_id)
-        if officer is None or officer.locked:
+            found = await self.sessions.authenticate(conn, token, "officer", now)
+        if found is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
+        session, row = found
+        if session.officer_id is None or row["o_id"] is None or row["o_locked_at"] is not None:
+            raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
+        officer = officer_q.Officer(row["o_id"], row["o_login"], row["o_password_hash"],
+                                    row["o_failed_attempts"], row["o_locked_at"])
         return OfficerAuth(session, officer)

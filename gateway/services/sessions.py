@@ -38,10 +38,16 @@ class ActiveSession:
         return hmac.compare_digest(self.csrf_hash, digest(header))
 
 
+# ``last_seen_at`` is written at most this often per session (not on every request); the idle
+# timeout therefore counts from a moment up to this much before the last request.
+TOUCH_INTERVAL = timedelta(seconds=30)
+
+
 class SessionStore:
     def __init__(self, *, idle_seconds: int, absolute_seconds: int) -> None:
         self.idle = timedelta(seconds=idle_seconds)
         self.absolute = timedelta(seconds=absolute_seconds)
+        self.touch_after = min(TOUCH_INTERVAL, self.idle / 10)
 
     async def create(
         self, conn: asyncpg.Connection, *, kind: Kind, now: datetime,
@@ -73,6 +79,25 @@ class SessionStore:
             return None
         await q.touch(conn, id_hash, now)  # type: ignore[arg-type]
         return ActiveSession(id_hash, row.kind, row.account_id, row.officer_id, row.csrf_hash)
+
+    async def authenticate(
+        self, conn: asyncpg.Connection | asyncpg.Pool, token: str | None, kind: Kind,
+        now: datetime,
+    ) -> tuple[ActiveSession, asyncpg.Record] | None:
+        """``lookup`` and the account/subscriber (or officer) row in one statement; the record
+        carries the columns of ``db.queries.sessions.authenticate``."""
+        if not token or len(token) > 128:
+            return None
+        id_hash = digest(token)
+        row = await q.authenticate(
+            conn, id_hash, kind, now=now, idle=self.idle,  # type: ignore[arg-type]
+            absolute=self.absolute, touch_after=self.touch_after,
+        )
+        if row is None or not row["live"]:
+            return None
+        session = ActiveSession(id_hash, row["kind"], row["account_id"], row["officer_id"],
+                                bytes(row["csrf_hash"]))
+        return session, row
 
     async def end(self, conn: asyncpg.Connection | asyncpg.Pool, id_hash: bytes) -> None:
         await q.delete(conn, id_hash)  # type: ignore[arg-type]

@@ -166,6 +166,37 @@ async def test_download_view_and_status(new_client: Any, officer: Any, db_pool: 
     assert n == 2
 
 
+async def test_concurrent_applications_of_one_subscriber(new_client: Any, officer: Any,
+                                                         db_pool: Any) -> None:
+    """Many applications of one subscriber and usage at once (one batch, or several): exactly
+    one certificate; the others get 409 and leave no pending row behind."""
+    c, slip, _ = await active_subscriber(new_client, officer)
+    other, _, _ = await active_subscriber(new_client, officer)
+    results = await asyncio.gather(
+        *(apply(c, "signing", csr_pem(new_key("p256"))) for _ in range(6)),
+        *(apply(c, "encryption", csr_pem(new_key("p256"))) for _ in range(3)),
+        apply(other, "signing", csr_pem(new_key("p256"))),
+    )
+    signing, encryption, theirs = results[:6], results[6:9], results[9]
+    for group in (signing, encryption):
+        assert sorted(r.status for r in group) == [201] + [409] * (len(group) - 1)
+        assert all(r.json["error"] == "already_has_valid" for r in group if r.status == 409)
+    assert theirs.status == 201
+    async with db_pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT c.usage, c.status FROM certificates c JOIN accounts a
+               ON a.subscriber_id = c.subscriber_id WHERE a.account = $1""", slip["account"])
+        assert sorted((r["usage"], r["status"]) for r in rows) == [
+            ("encryption", "issued"), ("signing", "issued")]
+        accepted = await conn.fetchval(
+            """SELECT count(*) FROM terms_acceptances t JOIN accounts a ON a.id = t.account_id
+               WHERE a.account = $1""", slip["account"])
+        assert accepted == 1
+        assert (await conn.fetchval("SELECT count(*) FROM audit_events WHERE "
+                                    "action = 'certificate_issued' AND target = ANY($1)",
+                                    [r.json["serial"] for r in results if r.status == 201])) == 3
+
+
 async def test_ca_endpoints(new_client: Any) -> None:
     c = new_client()
     r = await c.call("GET", "/ca")
