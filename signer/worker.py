@@ -151,8 +151,7 @@ class Worker:
         t0 = time.perf_counter()
         fault: TokenFault | None = None
         try:
-            self._issue_items(items, results)
-            self._ocsp_items(items, results)
+            self._staged_items(items, results)
             for i, (op, item) in enumerate(items):
                 if results[i] is None:
                     results[i] = self._one(op, item)
@@ -179,46 +178,31 @@ class Worker:
         )
         return fault is None
 
-    def _issue_items(self, items: list[tuple[str, Any]], results: list[Any]) -> None:
-        """All issuance items of the batch go through the staged pipeline together."""
+    def _staged_items(self, items: list[tuple[str, Any]], results: list[Any]) -> None:
+        """Issuance and OCSP items of the batch go through the staged pipeline, op by op
+        (pre-signing jobs send OCSP requests by the hundred)."""
         assert self.registry is not None
-        index: list[int] = []
-        reqs: list[IssueRequest] = []
-        for i, (op, item) in enumerate(items):
-            if op != "issue":
+        for op, parse, run in (
+            ("issue", IssueRequest.from_wire, build.issue_batch),
+            ("ocsp", OcspRequest.from_wire, build.sign_ocsp_batch),
+        ):
+            index: list[int] = []
+            reqs: list[Any] = []
+            for i, (item_op, item) in enumerate(items):
+                if item_op != op:
+                    continue
+                try:
+                    reqs.append(parse(item))
+                    index.append(i)
+                except SignerError as exc:
+                    results[i] = {"error": exc.kind.value, "message": exc.message}
+            if not reqs:
                 continue
-            try:
-                reqs.append(IssueRequest.from_wire(item))
-                index.append(i)
-            except SignerError as exc:
-                results[i] = {"error": exc.kind.value, "message": exc.message}
-        for i, out in zip(index, build.issue_batch(self.registry, reqs), strict=True):
-            if isinstance(out, SignerError):
-                results[i] = {"error": out.kind.value, "message": out.message}
-            else:
-                results[i] = {"der": out}
-
-    def _ocsp_items(self, items: list[tuple[str, Any]], results: list[Any]) -> None:
-        """OCSP items of the batch go through the staged pipeline too (pre-signing jobs send
-        them by the hundred)."""
-        assert self.registry is not None
-        index: list[int] = []
-        reqs: list[OcspRequest] = []
-        for i, (op, item) in enumerate(items):
-            if op != "ocsp":
-                continue
-            try:
-                reqs.append(OcspRequest.from_wire(item))
-                index.append(i)
-            except SignerError as exc:
-                results[i] = {"error": exc.kind.value, "message": exc.message}
-        if not reqs:
-            return
-        for i, out in zip(index, build.sign_ocsp_batch(self.registry, reqs), strict=True):
-            if isinstance(out, SignerError):
-                results[i] = {"error": out.kind.value, "message": out.message}
-            else:
-                results[i] = {"der": out}
+            for i, out in zip(index, run(self.registry, reqs), strict=True):
+                if isinstance(out, SignerError):
+                    results[i] = {"error": out.kind.value, "message": out.message}
+                else:
+                    results[i] = {"der": out}
 
     def _one(self, op: str, item: Any) -> dict[str, Any]:
         assert self.registry is not None

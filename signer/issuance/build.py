@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,6 +31,9 @@ from signer.issuance.profile import (
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+P = TypeVar("P")
+S = TypeVar("S")
 UTC = dt.UTC
 DER = serialization.Encoding.DER
 
@@ -151,39 +155,50 @@ def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
     return release(prepared, sign_prepared(prepared))
 
 
-def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerError]:
-    """The same pipeline, one stage at a time over the whole batch.
+def staged(
+    reqs: Sequence[R],
+    prepare: Callable[[R], P],
+    sign: Callable[[P], S],
+    release: Callable[[P, S], bytes],
+) -> list[bytes | SignerError]:
+    """Run a batch through the pipeline one stage at a time: prepare all, sign all, release all.
 
     Running each stage as a tight loop keeps that stage's code and data in the CPU caches
     between items; interleaving the token's C_Sign with Python work evicts them. Measured here:
-    about 5% more certificates per second for RSA-2048 and 20% for P-256. A token fault
-    propagates (the caller fails the rest of the batch as retryable).
+    about 5% more certificates per second for RSA-2048 and 20% for P-256. Errors stay with
+    their item; a token fault propagates (the caller fails the rest of the batch as retryable).
     """
     out: list[bytes | SignerError] = []
-    prepared: list[tuple[int, Prepared]] = []
+    prepared: list[tuple[int, P]] = []
     for i, req in enumerate(reqs):
         try:
-            prepared.append((i, prepare_certificate(reg, req)))
+            prepared.append((i, prepare(req)))
             out.append(b"")
         except SignerError as exc:
             out.append(exc)
-    signed: list[tuple[int, Prepared, x509.Certificate]] = []
+    signed: list[tuple[int, P, S]] = []
     for i, p in prepared:
         try:
-            signed.append((i, p, sign_prepared(p)))
+            signed.append((i, p, sign(p)))
         except SignerError as exc:
             if exc.kind is ErrorKind.TOKEN_UNAVAILABLE:
                 raise
             out[i] = exc
-        except Exception:
+        except Exception as exc:
+            if is_token_fault(exc):
+                raise
             log.exception("signing failed")
             out[i] = SignerError(ErrorKind.INTERNAL, "internal signer error")
-    for i, p, cert in signed:
+    for i, p, signed_object in signed:
         try:
-            out[i] = release(p, cert)
+            out[i] = release(p, signed_object)
         except SignerError as exc:
             out[i] = exc
     return out
+
+
+def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerError]:
+    return staged(reqs, lambda r: prepare_certificate(reg, r), sign_prepared, release)
 
 
 def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
@@ -312,32 +327,4 @@ def sign_ocsp(reg: Registry, req: OcspRequest) -> bytes:
 
 
 def sign_ocsp_batch(reg: Registry, reqs: list[OcspRequest]) -> list[bytes | SignerError]:
-    """OCSP responses through the staged pipeline of ``issue_batch``: build all, sign all,
-    verify all. A token fault propagates (the caller fails the rest as retryable)."""
-    out: list[bytes | SignerError] = []
-    prepared: list[tuple[int, PreparedOcsp]] = []
-    for i, req in enumerate(reqs):
-        try:
-            prepared.append((i, prepare_ocsp(reg, req)))
-            out.append(b"")
-        except SignerError as exc:
-            out.append(exc)
-    signed: list[tuple[int, PreparedOcsp, ocsp.OCSPResponse]] = []
-    for i, p in prepared:
-        try:
-            signed.append((i, p, sign_prepared_ocsp(p)))
-        except SignerError as exc:
-            if exc.kind is ErrorKind.TOKEN_UNAVAILABLE:
-                raise
-            out[i] = exc
-        except Exception as exc:
-            if is_token_fault(exc):
-                raise
-            log.exception("OCSP signing failed")
-            out[i] = SignerError(ErrorKind.INTERNAL, "internal signer error")
-    for i, p, response in signed:
-        try:
-            out[i] = release_ocsp(p, response)
-        except SignerError as exc:
-            out[i] = exc
-    return out
+    return staged(reqs, lambda r: prepare_ocsp(reg, r), sign_prepared_ocsp, release_ocsp)
