@@ -3,8 +3,8 @@
 For each CA key type, everything on this machine: a private PostgreSQL cluster (durable
 settings: fsync and synchronous_commit on), a fresh SoftHSM token with the dev ceremony done, the
 real ``ca-signer`` daemon and ``--gateways`` real ``ca-gateway`` processes (captcha off), and
-this load generator (asyncio + aiohttp, uvloop) applying for certificates through
-``POST /api/v1/certificates`` at ``--concurrency`` for ``--requests`` requests.
+this load generator (asyncio streams, uvloop; aiohttp only to seed) applying for certificates
+through ``POST /api/v1/certificates`` at ``--concurrency`` for ``--requests`` requests.
 
 Subscribers: ``--api-subscribers`` are registered through the RA API and log in through
 ``POST /api/v1/session`` (Argon2 each time, so only a handful). The rest are inserted directly
@@ -175,10 +175,11 @@ async def load(bases: list[str], jobs: list[tuple[str, str, str, str]], concurre
                ) -> tuple[float, list[float], list[tuple[int, str]], list[str]]:
     """POST every job at ``concurrency``; returns (seconds, latencies, errors, certificates).
 
-    The generator shares the machine's cores with what it measures, so it is kept lean: URLs,
-    bodies and headers are built before the clock starts, one keep-alive ClientSession with a
-    connection per worker, orjson for the answers."""
-    import aiohttp
+    The generator shares the machine's cores with what it measures, so it is kept lean: a
+    minimal HTTP/1.1 keep-alive client on asyncio streams (one connection per worker), every
+    request pre-encoded to bytes before the clock starts, orjson for the answers. It still goes
+    through the real HTTP API: status line and Content-Length are parsed, the body is read in
+    full and every 201 answer's certificate is kept for the checks afterwards."""
     import orjson
 
     from gateway import terms
@@ -186,39 +187,58 @@ async def load(bases: list[str], jobs: list[tuple[str, str, str, str]], concurre
     latencies: list[float] = []
     errors: list[tuple[int, str]] = []
     certs: list[str] = []
-    prepared = [
-        (f"{bases[i % len(bases)]}/api/v1/certificates",
-         orjson.dumps({"usage": usage, "csr": csr, "terms_version": terms.VERSION}),
-         {"Content-Type": "application/json", "X-CSRF-Token": csrf,
-          "Cookie": f"ca_session={token}"})
-        for i, (token, csrf, usage, csr) in enumerate(jobs)
-    ]
+    hosts = [b.removeprefix("http://") for b in bases]
+    prepared = []
+    for i, (token, csrf, usage, csr) in enumerate(jobs):
+        body = orjson.dumps({"usage": usage, "csr": csr, "terms_version": terms.VERSION})
+        head = (f"POST /api/v1/certificates HTTP/1.1\r\nHost: {hosts[i % len(hosts)]}\r\n"
+                f"Content-Type: application/json\r\nX-CSRF-Token: {csrf}\r\n"
+                f"Cookie: ca_session={token}\r\nContent-Length: {len(body)}\r\n\r\n")
+        prepared.append((i % len(hosts), head.encode("ascii") + body))
     it = iter(prepared)
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency,
-                                     force_close=False)
-    async with aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",),
-                                     cookie_jar=aiohttp.DummyCookieJar()) as http:
 
-        async def worker() -> None:
-            perf = time.perf_counter
-            for url, body, headers in it:
+    async def worker(n: int) -> None:
+        perf = time.perf_counter
+        conns: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        try:
+            for host_ix, request in it:
                 t0 = perf()
                 try:
-                    async with http.post(url, data=body, headers=headers) as r:
-                        raw = await r.read()
-                        status = r.status
-                except aiohttp.ClientError as exc:
+                    conn = conns.get(host_ix)
+                    if conn is None:
+                        h, p = hosts[host_ix].rsplit(":", 1)
+                        conn = conns[host_ix] = await asyncio.open_connection(h, int(p))
+                    reader, writer = conn
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(head[9:12])
+                    lower = head.lower()
+                    at = lower.find(b"\r\ncontent-length:")
+                    if at < 0:
+                        raise ConnectionError("answer without Content-Length")
+                    length = int(lower[at + 17 : lower.index(b"\r\n", at + 2)])
+                    raw = await reader.readexactly(length)
+                    if b"\r\nconnection: close" in lower:
+                        writer.close()
+                        del conns[host_ix]
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     errors.append((0, repr(exc)))
+                    stale = conns.pop(host_ix, None)
+                    if stale is not None:
+                        stale[1].close()
                     continue
                 latencies.append(perf() - t0)
                 if status == 201:
                     certs.append(orjson.loads(raw)["certificate"])
                 else:
                     errors.append((status, raw[:200].decode(errors="replace")))
+        finally:
+            for _, writer in conns.values():
+                writer.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - t0, latencies, errors, certs
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return time.perf_counter() - t0, latencies, errors, certs
 
 
 async def top_statements(dsn: str, n: int = 12) -> list[dict[str, Any]]:

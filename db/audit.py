@@ -83,8 +83,7 @@ async def append(
     # microseconds are what PostgreSQL keeps; canonicalise details through JSON once
     at = (at or datetime.now(UTC)).astimezone(UTC)
     clean = orjson.loads(orjson.dumps(dict(details or {})))
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-    last = await conn.fetchrow("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
+    last = await _lock_head(conn)
     new_id = 1 if last is None else last["id"] + 1
     prev = GENESIS if last is None else bytes(last["hash"])
     digest = row_hash(
@@ -97,6 +96,14 @@ async def append(
         new_id, at, actor, action, target, clean, prev, digest,
     )
     return AuditEvent(new_id, at, actor, action, target, clean, prev, digest)
+
+
+async def _lock_head(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """Take the append lock (transaction-scoped), then read the chain head: one round trip
+    (``audit_lock_head``, migration 004). None for an empty chain."""
+    row = await conn.fetchrow("SELECT head_id AS id, head_hash AS hash FROM audit_lock_head($1)",
+                              _LOCK_KEY)
+    return None if row is None or row["id"] is None else row
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,7 @@ async def append_many(conn: asyncpg.Connection, events: list[NewEvent]) -> list[
     for ev in events:
         at = (ev.at or datetime.now(UTC)).astimezone(UTC)
         prepared.append((ev, at, orjson.loads(orjson.dumps(dict(ev.details or {})))))
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-    last = await conn.fetchrow("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
+    last = await _lock_head(conn)
     next_id = 1 if last is None else last["id"] + 1
     prev = GENESIS if last is None else bytes(last["hash"])
     out = []

@@ -93,6 +93,22 @@ class GatewayMetrics:
         )
         self.db_pool = DbPoolCollector()
         registry.register(self.db_pool)
+        # per-request label children, looked up once (``labels()`` locks and builds a key)
+        self._requests_by: dict[tuple[str, str, int], Any] = {}
+        self._latency_by: dict[str, Any] = {}
+
+    def request_counter(self, route: str, method: str, status: int) -> Any:
+        key = (route, method, status)
+        child = self._requests_by.get(key)
+        if child is None:
+            child = self._requests_by[key] = self.requests.labels(route, method, str(status))
+        return child
+
+    def latency_histogram(self, route: str) -> Any:
+        child = self._latency_by.get(route)
+        if child is None:
+            child = self._latency_by[route] = self.latency.labels(route)
+        return child
 
 
 class DbPoolCollector(Collector):

@@ -52,14 +52,15 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - started
         route = _route_label(request)
         metrics = request.app[keys.METRICS]
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
-        access_log.info(
-            "request",
-            extra={"request_id": rid, "method": request.method, "route": route,
-                   "path": request.path, "status": status,
-                   "duration_ms": round(elapsed * 1000, 2), "remote": request.remote},
-        )
+        metrics.request_counter(route, request.method, status).inc()
+        metrics.latency_histogram(route).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):  # skip building the record below info
+            access_log.info(
+                "request",
+                extra={"request_id": rid, "method": request.method, "route": route,
+                       "path": request.path, "status": status,
+                       "duration_ms": round(elapsed * 1000, 2), "remote": request.remote},
+            )
         request_id_var.reset(token)
 
 

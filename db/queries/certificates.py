@@ -200,6 +200,26 @@ async def insert_pending_batch(conn: asyncpg.Connection, intents: list[Intent]) 
     return {r["serial"]: r["id"] for r in rows}
 
 
+async def apply_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[str, int]:
+    """``lock_subscribers`` + ``insert_pending_batch`` in one round trip and one transaction
+    (the ``certificates_apply_batch`` function, migration 004): call it outside a transaction;
+    the pending rows are committed when it returns. Returns {serial: id} of the rows written."""
+    rows = await conn.fetch(
+        "SELECT cert_id, cert_serial FROM certificates_apply_batch($1::bigint[], $2::bigint[],"
+        " $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bytea[],"
+        " $10::timestamptz[], $11::timestamptz[], $12::text[], $13::timestamptz[],"
+        " $14::timestamptz[])",
+        [i.subscriber_id for i in intents], [i.account_id for i in intents],
+        [i.usage for i in intents], [i.exclude_id for i in intents],
+        [i.serial for i in intents], [i.issuer_id for i in intents],
+        [i.profile for i in intents], [i.subject for i in intents],
+        [i.public_key_sha256 for i in intents], [i.not_before for i in intents],
+        [i.not_after for i in intents], [i.terms_version for i in intents],
+        [i.now for i in intents], [i.pending_since for i in intents],
+    )
+    return {r[1]: r[0] for r in rows}
+
+
 async def mark_issued_batch(
     conn: asyncpg.Connection, items: list[tuple[int, bytes, str, datetime, datetime]],
     now: datetime,

@@ -248,11 +248,11 @@ class IssuanceService:
         return row
 
     async def _flush_intents(self, intents: list[cert_q.Intent]) -> list[int | BaseException]:
-        """Step 2 for a batch: lock the subscribers (id order), then one statement checks the
-        one-valid-certificate rule for all, records the terms and writes the pending rows."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await cert_q.lock_subscribers(conn, sorted({i.subscriber_id for i in intents}))
-            ids = await cert_q.insert_pending_batch(conn, intents)
+        """Step 2 for a batch, one round trip that commits: lock the subscribers (id order),
+        then one statement checks the one-valid-certificate rule for all, records the terms and
+        writes the pending rows (``cert_q.apply_batch``)."""
+        async with self.pool.acquire() as conn:
+            ids = await cert_q.apply_batch(conn, intents)
         out: list[int | BaseException] = []
         for i in intents:
             cert_id = ids.get(i.serial)
