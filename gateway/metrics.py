@@ -147,35 +147,3 @@ def key_label(public_key: Any) -> str:
     if curve is not None:
         return {"secp256r1": "p256", "secp384r1": "p384"}.get(curve.name, curve.name)
     return f"rsa{size}"
-
-
-def instrument_lifecycle(lifecycle: Any, metrics: GatewayMetrics) -> None:
-    """Issuance latency, issued and revoked counters and signer failures, recorded around the
-    lifecycle services' entry points (``IssuanceService.issue``, ``RevocationService.revoke``)
-    without changing them. TODO(lifecycle): move these lines into the services and drop this."""
-    import time as _time
-
-    issue, revoke = lifecycle.issuance.issue, lifecycle.revocation.revoke
-
-    async def timed_issue(**kw: Any) -> Any:
-        t0 = _time.perf_counter()
-        try:
-            row = await issue(**kw)
-        except Exception as exc:
-            kind = getattr(getattr(exc, "kind", None), "value", "")
-            if kind == "signer_unavailable":
-                metrics.signer_errors.labels(kind="unavailable").inc()
-            raise
-        operation = "renew" if kw.get("renewal_of") is not None else "issue"
-        metrics.issuance_latency.labels(operation=operation).observe(_time.perf_counter() - t0)
-        metrics.certificates_issued.labels(
-            profile=str(kw.get("usage", "")), key=key_label(kw["csr"].public_key)).inc()
-        return row
-
-    async def counted_revoke(**kw: Any) -> Any:
-        row = await revoke(**kw)
-        metrics.certificates_revoked.labels(reason=str(kw.get("reason", ""))).inc()
-        return row
-
-    lifecycle.issuance.issue = timed_issue
-    lifecycle.revocation.revoke = counted_revoke

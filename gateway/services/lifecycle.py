@@ -38,8 +38,9 @@ class Lifecycle:
 def build(app: web.Application) -> Lifecycle:
     config, clock, rt = app[keys.CONFIG], app[keys.CLOCK], app[keys.RUNTIME]
     issuers = IssuerRegistry.from_manifest(config.manifest_path)
+    metrics = app[keys.METRICS]
     issuance = IssuanceService(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock,
-                               validity_days=config.certificate_validity_days)
+                               validity_days=config.certificate_validity_days, metrics=metrics)
     crl = CrlService(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock,
                      next_update_hours=config.crl_next_update_hours,
                      refresh_seconds=config.crl_refresh_seconds)
@@ -48,7 +49,7 @@ def build(app: web.Application) -> Lifecycle:
         issuance=issuance,
         renewal=RenewalService(pool=rt.db, clock=clock, window_days=config.renewal_window_days,
                                issuance=issuance),
-        revocation=RevocationService(pool=rt.db, clock=clock, crl=crl),
+        revocation=RevocationService(pool=rt.db, clock=clock, crl=crl, metrics=metrics),
         crl=crl,
         ocsp=OcspResponder(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock),
         notices=NoticeService(pool=rt.db, clock=clock, window_days=config.renewal_window_days,

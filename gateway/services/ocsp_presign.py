@@ -243,7 +243,7 @@ async def _crl_gauges(pool: asyncpg.Pool, issuers: Any, metrics: Any) -> None:
 
 async def ctx(app: Any) -> AsyncIterator[None]:
     """cleanup_ctx (after the lifecycle's): the responder hook, the periodic job, CRL gauges,
-    the database pool collector and the issuance metrics."""
+    and the database pool collector."""
     from gateway import keys
 
     rt, metrics, clock = app[keys.RUNTIME], app[keys.METRICS], app[keys.CLOCK]
@@ -251,9 +251,6 @@ async def ctx(app: Any) -> AsyncIterator[None]:
     lc = getattr(rt, "lifecycle", None)
     tasks: list[asyncio.Task[None]] = []
     if lc is not None:
-        from gateway.metrics import instrument_lifecycle
-
-        instrument_lifecycle(lc, metrics)
         lc.ocsp.presigned = StoredResponses(rt.db, clock, metrics)
         tasks.append(asyncio.create_task(_crl_gauges(rt.db, lc.issuers, metrics)))
         if hasattr(rt.signer, "sign_ocsp") and lc.issuers.issuers:

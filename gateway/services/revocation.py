@@ -14,6 +14,7 @@ from db.queries import crls as crl_q
 from db.queries import revocations as revocation_q
 from gateway.errors import ApiError, Kind
 from gateway.keys import Clock
+from gateway.metrics import GatewayMetrics
 from gateway.services.crl import CrlService
 
 log = logging.getLogger("gateway.revocation")
@@ -23,8 +24,10 @@ SERIAL = re.compile(r"^[1-9a-f][0-9a-f]{0,39}$")
 
 
 class RevocationService:
-    def __init__(self, *, pool: asyncpg.Pool, clock: Clock, crl: CrlService) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, clock: Clock, crl: CrlService,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.pool = pool
+        self.metrics = metrics
         self.clock = clock
         self.crl = crl
 
@@ -47,6 +50,8 @@ class RevocationService:
             await audit.append(conn, actor=officer_login, action="certificate_revoked",
                                target=serial, details={"reason": reason, "id": row.id,
                                                        "issuer": row.issuer_name}, at=now)
+        if self.metrics is not None:
+            self.metrics.certificates_revoked.labels(reason=reason).inc()
         try:  # the CRL follows at once; if the signer is down the periodic task retries
             await self.crl.regenerate(row.issuer_id)
         except Exception as exc:

@@ -81,6 +81,13 @@ async def test_apply_both_usages_rsa_and_ec(new_client: Any, officer: Any, db_po
             "SELECT count(*) FROM audit_events WHERE action = 'certificate_issued' "
             "AND actor = $1", slip["account"])
     assert accepted == 1 and issued == 2
+    # the operators' dashboards see it: issued certificates by profile and key, and latency
+    metrics = (await c.call("GET", "/metrics")).text
+    for line in ('ca_gateway_certificates_issued_total{key="rsa2048",profile="signing"}',
+                 'ca_gateway_certificates_issued_total{key="p256",profile="encryption"}'):
+        assert any(m.startswith(line) and float(m.split()[-1]) >= 1
+                   for m in metrics.splitlines()), line
+    assert 'ca_gateway_issuance_duration_seconds_count{operation="issue"}' in metrics
 
 
 async def test_rsa_encryption_and_der_csr(new_client: Any, officer: Any) -> None:
