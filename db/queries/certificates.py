@@ -109,23 +109,9 @@ async def issued_by_serial(
     return _row(r) if r else None
 
 
-async def insert_pending(
-    conn: asyncpg.Connection, *, serial: str, issuer_id: int, subscriber_id: int, usage: str,
-    profile: str, subject: str, public_key_sha256: bytes, not_before: datetime,
-    not_after: datetime, terms_version: str, now: datetime,
-) -> int:
-    return await conn.fetchval(
-        """INSERT INTO certificates (serial, issuer_id, subscriber_id, usage, profile, status,
-               subject, public_key_sha256, not_before, not_after, terms_version, created_at)
-           VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11) RETURNING id""",
-        serial, issuer_id, subscriber_id, usage, profile, subject, public_key_sha256,
-        not_before, not_after, terms_version, now,
-    )
-
-
 @dataclass(frozen=True)
 class Intent:
-    """One application's pending row, for ``insert_pending_batch``."""
+    """One application's pending row, for ``apply_batch``."""
 
     subscriber_id: int
     account_id: int
@@ -143,67 +129,13 @@ class Intent:
     pending_since: datetime
 
 
-async def lock_subscribers(conn: asyncpg.Connection, subscriber_ids: list[int]) -> None:
-    """Row locks on these subscribers, taken in id order (no deadlock between batches)."""
-    await conn.execute(
-        "SELECT 1 FROM subscribers WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-        subscriber_ids,
-    )
-
-
-async def insert_pending_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[str, int]:
-    """For each intent that nothing blocks (see ``blocking_certificate``; of several intents for
-    one subscriber and usage only the first): record the terms acceptance and write the pending
-    row. Returns {serial: id} of the rows written. Run it in a transaction after
-    ``lock_subscribers``: this statement's snapshot then sees every committed application."""
-    rows = await conn.fetch(
-        """WITH u AS (
-               SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
-                                    $5::text[], $6::int[], $7::text[], $8::text[], $9::bytea[],
-                                    $10::timestamptz[], $11::timestamptz[], $12::text[],
-                                    $13::timestamptz[], $14::timestamptz[])
-                   WITH ORDINALITY AS u(sid, aid, usage, excl, serial, issuer_id, profile,
-                                        subject, pk, nb, na, tv, now, pending_since, ord)
-           ), ok AS (
-               -- LATERAL ... LIMIT 1: one index probe per application (a NOT EXISTS becomes
-               -- an anti-join that may scan all certificates for a handful of rows)
-               SELECT DISTINCT ON (u.sid, u.usage) u.* FROM u
-               LEFT JOIN LATERAL (
-                   SELECT c.id FROM certificates c
-                   LEFT JOIN revocations r ON r.certificate_id = c.id
-                   WHERE c.subscriber_id = u.sid AND c.usage = u.usage
-                     AND (u.excl IS NULL OR c.id <> u.excl)
-                     AND ((c.status = 'issued' AND r.certificate_id IS NULL
-                           AND c.superseded_by IS NULL AND c.not_after > u.now)
-                          OR (c.status = 'pending' AND c.created_at >= u.pending_since))
-                   LIMIT 1) b ON true
-               WHERE b.id IS NULL
-               ORDER BY u.sid, u.usage, u.ord
-           ), terms AS (
-               INSERT INTO terms_acceptances (account_id, terms_version, accepted_at)
-               SELECT aid, tv, min(now) FROM ok GROUP BY aid, tv
-               ON CONFLICT (account_id, terms_version) DO NOTHING
-           )
-           INSERT INTO certificates (serial, issuer_id, subscriber_id, usage, profile, status,
-               subject, public_key_sha256, not_before, not_after, terms_version, created_at)
-           SELECT serial, issuer_id, sid, usage, profile, 'pending', subject, pk, nb, na, tv, now
-           FROM ok ORDER BY ord
-           RETURNING id, serial""",
-        [i.subscriber_id for i in intents], [i.account_id for i in intents],
-        [i.usage for i in intents], [i.exclude_id for i in intents],
-        [i.serial for i in intents], [i.issuer_id for i in intents],
-        [i.profile for i in intents], [i.subject for i in intents],
-        [i.public_key_sha256 for i in intents], [i.not_before for i in intents],
-        [i.not_after for i in intents], [i.terms_version for i in intents],
-        [i.now for i in intents], [i.pending_since for i in intents],
-    )
-    return {r["serial"]: r["id"] for r in rows}
-
-
 async def apply_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[str, int]:
-    """``lock_subscribers`` + ``insert_pending_batch`` in one round trip and one transaction
-    (the ``certificates_apply_batch`` function, migration 004): call it outside a transaction;
-    the pending rows are committed when it returns. Returns {serial: id} of the rows written."""
+    """For each intent that nothing blocks (a certificate of that usage not revoked, superseded
+    or expired, or an application still in flight; of several intents for one subscriber and
+    usage only the first): record the terms acceptance and write the pending row. One round
+    trip and one transaction (the ``certificates_apply_batch`` function, migration 004: it locks
+    the subscribers in id order first); call it outside a transaction, the pending rows are
+    committed when it returns. Returns {serial: id} of the rows written."""
     rows = await conn.fetch(
         "SELECT cert_id, cert_serial FROM certificates_apply_batch($1::bigint[], $2::bigint[],"
         " $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bytea[],"
@@ -274,25 +206,6 @@ async def fail_stale_pending(conn: asyncpg.Connection, *, created_before: dateti
         created_before,
     )
     return len(rows)
-
-
-async def blocking_certificate(
-    conn: asyncpg.Connection, *, subscriber_id: int, usage: str, now: datetime,
-    pending_since: datetime, exclude_id: int | None = None,
-) -> int | None:
-    """A certificate of this usage that is not revoked, superseded or expired (or an
-    application of it still in flight), other than ``exclude_id``; None when there is none."""
-    return await conn.fetchval(
-        """SELECT c.id FROM certificates c
-           LEFT JOIN revocations r ON r.certificate_id = c.id
-           WHERE c.subscriber_id = $1 AND c.usage = $2
-             AND ($5::bigint IS NULL OR c.id <> $5)
-             AND ((c.status = 'issued' AND r.certificate_id IS NULL
-                   AND c.superseded_by IS NULL AND c.not_after > $3)
-                  OR (c.status = 'pending' AND c.created_at >= $4))
-           LIMIT 1""",
-        subscriber_id, usage, now, pending_since, exclude_id,
-    )
 
 
 async def mark_downloaded(conn: asyncpg.Connection, cert_id: int, now: datetime) -> bool:
