@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from db.queries import lockout
+
 
 @dataclass(frozen=True)
 class Officer:
@@ -48,19 +50,12 @@ async def by_id(conn: asyncpg.Connection, officer_id: int) -> Officer | None:
 async def record_failure(
     conn: asyncpg.Connection, officer_id: int, *, lock_at: int, now: datetime
 ) -> tuple[int, bool]:
-    r = await conn.fetchrow(
-        """UPDATE ra_officers SET failed_attempts = failed_attempts + 1,
-               locked_at = CASE WHEN locked_at IS NULL AND failed_attempts + 1 >= $2
-                                THEN $3 ELSE locked_at END
-           WHERE id = $1
-           RETURNING failed_attempts, (locked_at = $3) AS locked_now""",
-        officer_id, lock_at, now,
-    )
-    return r["failed_attempts"], bool(r["locked_now"])
+    """Count a failed login; lock at ``lock_at`` failures. Returns (failures, locked_now)."""
+    return await lockout.record_failure(conn, "ra_officers", officer_id, lock_at=lock_at, now=now)
 
 
 async def record_success(conn: asyncpg.Connection, officer_id: int) -> None:
-    await conn.execute("UPDATE ra_officers SET failed_attempts = 0 WHERE id = $1", officer_id)
+    await lockout.record_success(conn, "ra_officers", officer_id)
 
 
 async def unlock(conn: asyncpg.Connection, login: str) -> bool:

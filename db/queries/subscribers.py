@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from db.queries import lockout
+
 
 @dataclass(frozen=True)
 class Subscriber:
@@ -175,19 +177,11 @@ async def record_failure(
     conn: asyncpg.Connection, account_id: int, *, lock_at: int, now: datetime
 ) -> tuple[int, bool]:
     """Count a failed login; lock at ``lock_at`` failures. Returns (failures, locked_now)."""
-    r = await conn.fetchrow(
-        """UPDATE accounts SET failed_attempts = failed_attempts + 1,
-               locked_at = CASE WHEN locked_at IS NULL AND failed_attempts + 1 >= $2
-                                THEN $3 ELSE locked_at END
-           WHERE id = $1
-           RETURNING failed_attempts, (locked_at = $3) AS locked_now""",
-        account_id, lock_at, now,
-    )
-    return r["failed_attempts"], bool(r["locked_now"])
+    return await lockout.record_failure(conn, "accounts", account_id, lock_at=lock_at, now=now)
 
 
 async def record_success(conn: asyncpg.Connection, account_id: int) -> None:
-    await conn.execute("UPDATE accounts SET failed_attempts = 0 WHERE id = $1", account_id)
+    await lockout.record_success(conn, "accounts", account_id)
 
 
 async def record_unknown_failure(conn: asyncpg.Connection, account: str, *, now: datetime) -> int:
