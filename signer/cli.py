@@ -51,6 +51,7 @@ async def serve(config: str, scfg: SignerConfig) -> int:
         scfg.workers,
         metrics,
         batch_max=scfg.batch_max,
+        bulk_batch_max=scfg.bulk_batch_max,
         max_queue=scfg.max_queue,
         pipeline_depth=scfg.pipeline_depth,
         stall_seconds=scfg.stall_seconds,

@@ -167,7 +167,9 @@ class SignerClient:
         now = time.monotonic()
         return [c for c in ring if c.down_until <= now] + [c for c in ring if c.down_until > now]
 
-    async def _call(self, op: str, items: list[Any], deadline: float | None) -> list[Result]:
+    async def _call(
+        self, op: str, items: list[Any], deadline: float | None, *, bulk: bool = False
+    ) -> list[Result]:
         """Send a batch; items with retryable failures are tried on the other signers."""
         results: list[Result | None] = [None] * len(items)
         todo = list(range(len(items)))
@@ -175,7 +177,13 @@ class SignerClient:
         for conn in self._order():
             if not todo:
                 break
-            frame = Frame(id=0, op=op, items=[items[i] for i in todo], deadline=deadline)
+            frame = Frame(
+                id=0,
+                op=op,
+                items=[items[i] for i in todo],
+                deadline=deadline,
+                priority="bulk" if bulk else "interactive",
+            )
             try:
                 answer = await conn.call(frame, self._timeout(deadline))
             except SignerError as exc:
@@ -258,9 +266,11 @@ class SignerClient:
         return result.unwrap()
 
     async def sign_ocsp(
-        self, requests: list[OcspRequest], deadline: float | None = None
+        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
     ) -> list[Result]:
-        return await self._call("ocsp", [r.to_wire() for r in requests], deadline)
+        """``bulk`` marks background work (pre-signing): the signer serves it only while no
+        interactive request waits, in small batches, so it never delays an applicant."""
+        return await self._call("ocsp", [r.to_wire() for r in requests], deadline, bulk=bulk)
 
     async def health(self) -> dict[str, Any]:
         """The first answering signer's health; raises ``SignerError`` when none answers."""

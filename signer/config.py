@@ -25,6 +25,7 @@ SIGNER_KEYS = {
     "tls_client_ca",
     "workers",
     "batch_max",
+    "bulk_batch_max",
     "max_queue",
     "metrics_port",
     "metrics_host",
@@ -70,6 +71,7 @@ class SignerConfig:
     tls_client_ca: Path | None
     workers: int
     batch_max: int
+    bulk_batch_max: int
     max_queue: int
     pipeline_depth: int
     stall_seconds: int
@@ -142,6 +144,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         tls_client_ca=tls[2],
         workers=_int(sec, "workers", 2, 1, 64),
         batch_max=_int(sec, "batch_max", 64, 1, 4096),
+        bulk_batch_max=_int(sec, "bulk_batch_max", 16, 1, 4096),
         max_queue=_int(sec, "max_queue", 8192, 1, 1_000_000),
         pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
         stall_seconds=_int(sec, "stall_seconds", 30, 2, 3600),

@@ -6,7 +6,11 @@ head of the queue: as many items as are waiting, shared fairly among the workers
 most ``batch_max``. No timer is needed: while every worker is busy the queue fills, and the next
 batch takes what has gathered, so batches grow exactly when load does.
 
-Admission is bounded: a request that would overflow the queue, or that cannot be finished before
+Background work (OCSP pre-signing) comes marked ``bulk`` and waits in a queue of its own: a batch
+is cut from it only when no interactive item is waiting, and at most ``bulk_batch_max`` items,
+so an applicant who arrives behind a pre-signing run waits for a few signatures, not hundreds.
+
+Admission is bounded: a request that would overflow its queue, or that cannot be finished before
 its deadline at the measured per-item cost, is refused at once with ``overloaded``. A worker that
 dies fails its in-flight items with ``worker_failed`` (retryable) and is replaced with backoff.
 """
@@ -95,6 +99,7 @@ class WorkerPool:
         metrics: SignerMetrics,
         *,
         batch_max: int = 64,
+        bulk_batch_max: int = 16,
         max_queue: int = 8192,
         pipeline_depth: int = 2,
         stagger: float = 0.25,
@@ -103,6 +108,7 @@ class WorkerPool:
         self.config_path = config_path
         self.metrics = metrics
         self.batch_max = batch_max
+        self.bulk_batch_max = bulk_batch_max
         self.max_queue = max_queue
         self.pipeline_depth = pipeline_depth
         self.stagger = stagger
@@ -110,6 +116,7 @@ class WorkerPool:
         self._watchdog: asyncio.Task[None] | None = None
         self.slots = [WorkerSlot(i) for i in range(workers)]
         self.queue: deque[tuple[Job, int]] = deque()
+        self.bulk: deque[tuple[Job, int]] = deque()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._batch_ids = 0
         self._ctx = mp.get_context("spawn")
@@ -293,7 +300,9 @@ class WorkerPool:
     def ready_workers(self) -> int:
         return sum(1 for s in self.slots if s.state == "ready")
 
-    def submit(self, op: str, items: list[Any], deadline: float | None) -> asyncio.Future[Any]:
+    def submit(
+        self, op: str, items: list[Any], deadline: float | None, *, bulk: bool = False
+    ) -> asyncio.Future[Any]:
         """Queue a request's items; the future yields one result dict per item."""
         assert self.loop is not None
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -302,13 +311,16 @@ class WorkerPool:
             fut.set_result([])
             return fut
         ready = self.ready_workers()
+        queue = self.bulk if bulk else self.queue
         refusal: dict[str, str] | None = None
         if ready == 0:
             refusal = _err(ErrorKind.TOKEN_UNAVAILABLE, "no worker has the token ready")
-        elif len(self.queue) + len(items) > self.max_queue:
+        elif len(queue) + len(items) > self.max_queue:
             refusal = _err(ErrorKind.OVERLOADED, "signer queue is full")
         elif deadline is not None:
-            backlog = len(self.queue) + sum(s.inflight_items for s in self.slots) + len(items)
+            # interactive items overtake bulk ones, so only bulk items wait for both queues
+            ahead = len(self.queue) + (len(self.bulk) if bulk else 0)
+            backlog = ahead + sum(s.inflight_items for s in self.slots) + len(items)
             estimate = backlog * self._item_cost.get(op, 0.002) / ready
             if time.time() + estimate > deadline:
                 refusal = _err(ErrorKind.OVERLOADED, "cannot finish before the deadline")
@@ -317,12 +329,12 @@ class WorkerPool:
             fut.set_result([refusal] * len(items))
             return fut
         self.metrics.requests.labels(operation=op).inc()
-        self.queue.extend((job, i) for i in range(len(items)))
+        queue.extend((job, i) for i in range(len(items)))
         self._dispatch()
         return fut
 
     def _dispatch(self) -> None:
-        while self.queue:
+        while self.queue or self.bulk:
             free = [
                 s
                 for s in self.slots
@@ -338,43 +350,51 @@ class WorkerPool:
                     self._fail_queue(ErrorKind.TOKEN_UNAVAILABLE, "token unavailable; healing")
                 break
             slot = min(free, key=lambda s: (len(s.inflight), s.inflight_items))
-            size = min(self.batch_max, max(1, math.ceil(len(self.queue) / len(free))))
-            parts: list[tuple[Job, int]] = []
-            now = time.time()
-            while self.queue and len(parts) < size:
-                job, index = self.queue.popleft()
-                if job.deadline is not None and job.deadline < now:
-                    job.settle(index, _err(ErrorKind.DEADLINE_EXCEEDED, "deadline passed in queue"))
-                    self.metrics.errors.labels(kind=ErrorKind.DEADLINE_EXCEEDED.value).inc()
-                    continue
-                parts.append((job, index))
-            if not parts:
+            if self.queue:
+                queue = self.queue
+                size = min(self.batch_max, max(1, math.ceil(len(self.queue) / len(free))))
+            else:
+                queue = self.bulk
+                size = min(self.bulk_batch_max, max(1, math.ceil(len(self.bulk) / len(free))))
+            parts = self._cut(queue, size)
+            if parts:
+                self._send(slot, parts)
+        self.metrics.queue_depth.set(len(self.queue) + len(self.bulk))
+
+    def _cut(self, queue: deque[tuple[Job, int]], size: int) -> list[tuple[Job, int]]:
+        """Up to ``size`` items from the head of ``queue``; expired ones are answered instead."""
+        parts: list[tuple[Job, int]] = []
+        now = time.time()
+        while queue and len(parts) < size:
+            job, index = queue.popleft()
+            if job.deadline is not None and job.deadline < now:
+                job.settle(index, _err(ErrorKind.DEADLINE_EXCEEDED, "deadline passed in queue"))
+                self.metrics.errors.labels(kind=ErrorKind.DEADLINE_EXCEEDED.value).inc()
                 continue
-            self._batch_ids += 1
-            batch = Batch(self._batch_ids, parts, time.monotonic())
-            payload = msgpack.packb(
-                {
-                    "t": "batch",
-                    "id": batch.id,
-                    "items": [(job.op, job.items[i]) for job, i in parts],
-                },
-                use_bin_type=True,
-            )
-            slot.inflight[batch.id] = batch
-            assert slot.conn is not None
-            try:
-                slot.conn.send_bytes(payload)
-            except OSError:
-                # the reader thread will notice the death and fail the in-flight batch
-                continue
-            self.metrics.batch_size.observe(len(parts))
-        self.metrics.queue_depth.set(len(self.queue))
+            parts.append((job, index))
+        return parts
+
+    def _send(self, slot: WorkerSlot, parts: list[tuple[Job, int]]) -> None:
+        self._batch_ids += 1
+        batch = Batch(self._batch_ids, parts, time.monotonic())
+        payload = msgpack.packb(
+            {"t": "batch", "id": batch.id, "items": [(job.op, job.items[i]) for job, i in parts]},
+            use_bin_type=True,
+        )
+        slot.inflight[batch.id] = batch
+        assert slot.conn is not None
+        try:
+            slot.conn.send_bytes(payload)
+        except OSError:
+            return  # the reader thread will notice the death and fail the in-flight batch
+        self.metrics.batch_size.observe(len(parts))
 
     def _fail_queue(self, kind: ErrorKind, message: str) -> None:
-        n = len(self.queue)
-        while self.queue:
-            job, index = self.queue.popleft()
-            job.settle(index, _err(kind, message))
+        n = len(self.queue) + len(self.bulk)
+        for queue in (self.queue, self.bulk):
+            while queue:
+                job, index = queue.popleft()
+                job.settle(index, _err(kind, message))
         if n:
             self.metrics.errors.labels(kind=kind.value).inc(n)
         self.metrics.queue_depth.set(0)
@@ -393,6 +413,7 @@ class WorkerPool:
         return {
             "status": status,
             "queue": len(self.queue),
+            "bulk_queue": len(self.bulk),
             "workers": [
                 {
                     "index": s.index,

@@ -25,6 +25,7 @@ HEADER = struct.Struct(">I")
 
 Op = Literal["issue", "crl", "ocsp", "health"]
 OPS: tuple[str, ...] = ("issue", "crl", "ocsp", "health")
+PRIORITIES: tuple[str, ...] = ("interactive", "bulk")
 
 REVOCATION_REASONS = (
     "unspecified",
@@ -285,6 +286,8 @@ class Frame:
     op: str = ""
     items: list[Any] = field(default_factory=list)
     deadline: float | None = None  # absolute Unix time; None means no deadline
+    # "bulk" work (OCSP pre-signing, ...) waits while any interactive item is queued
+    priority: str = "interactive"
     results: list[Any] | None = None
     error: dict[str, Any] | None = None  # whole-request failure (version, overload, ...)
     body: dict[str, Any] | None = None  # health answers
@@ -296,6 +299,8 @@ class Frame:
             d["items"] = self.items
             if self.deadline is not None:
                 d["deadline"] = self.deadline
+            if self.priority != "interactive":
+                d["priority"] = self.priority
         if self.results is not None:
             d["results"] = self.results
         if self.error is not None:
@@ -324,11 +329,15 @@ class Frame:
         items = d.get("items", [])
         if not isinstance(items, list):
             raise SignerError(ErrorKind.BAD_REQUEST, "items must be a list")
+        priority = d.get("priority", "interactive")
+        if priority not in PRIORITIES:
+            raise SignerError(ErrorKind.BAD_REQUEST, f"unknown priority {priority!r}")
         return cls(
             id=ident,
             op=str(d.get("op", "")),
             items=items,
             deadline=float(deadline) if deadline is not None else None,
+            priority=priority,
             results=d.get("results"),
             error=d.get("error"),
             body=d.get("body"),

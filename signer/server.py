@@ -115,7 +115,9 @@ class SignerServer:
 
     async def _answer(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
         t0 = time.perf_counter()
-        results = await self.pool.submit(frame.op, frame.items, frame.deadline)
+        results = await self.pool.submit(
+            frame.op, frame.items, frame.deadline, bulk=frame.priority == "bulk"
+        )
         if writer.is_closing():
             return
         writer.write(Frame(id=frame.id, results=results).encode())

@@ -33,12 +33,13 @@ log = logging.getLogger("gateway.ocsp_presign")
 
 LOCK_KEY = 0x4F43535050  # "OCSPP"
 DEFAULT_VALIDITY = timedelta(days=1)
+BULK_DEADLINE_SECONDS = 10.0
 DEFAULT_REFRESH_MARGIN = timedelta(hours=12)  # re-sign when less validity than this is left
 
 
 class OcspSigner(Protocol):
-    async def sign_ocsp(self, requests: list[OcspRequest], deadline: float | None = None
-                        ) -> list[Result]: ...
+    async def sign_ocsp(self, requests: list[OcspRequest], deadline: float | None = None, *,
+                        bulk: bool = False) -> list[Result]: ...
 
 
 @dataclass
@@ -143,7 +144,10 @@ class OcspPresigner:
             )
             for c in certs
         ]
-        results = await self.signer.sign_ocsp(requests)
+        # bulk: the signer serves these only while no applicant waits; under full load the
+        # deadline sheds them and the next round (or the responder, on demand) catches up
+        results = await self.signer.sign_ocsp(requests, time.time() + BULK_DEADLINE_SECONDS,
+                                              bulk=True)
         ok_certs: list[q.CertState] = []
         ders: list[bytes] = []
         for cert, res in zip(certs, results, strict=True):

@@ -6,6 +6,7 @@ pkilint's RFC 5280 linter, and the extensions the profile promises.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import subprocess
@@ -331,6 +332,41 @@ async def test_ocsp_responses_verify_and_carry_status_and_nonce(
     assert first.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
     second = ocsp.load_der_ocsp_response(results[1].unwrap())
     assert second.revocation_reason is x509.ReasonFlags.superseded
+
+
+async def test_an_applicant_overtakes_a_bulk_presigning_run(client: SignerClient) -> None:
+    """Pre-signing sends hundreds of OCSP items marked bulk; an issuance request that arrives
+    behind them is signed after the few small bulk batches already on the workers."""
+    now = int(time.time())
+    calls, per_call = 100, 16
+    done: list[int] = []
+
+    async def bulk_call(n: int) -> None:
+        reqs = [
+            OcspRequest("issuing-1", secrets.randbits(100) | 1 << 99, "good", now, now + 3600)
+            for _ in range(per_call)
+        ]
+        for res in await client.sign_ocsp(reqs, time.time() + 60, bulk=True):
+            res.unwrap()
+        done.append(n)
+
+    tasks = [asyncio.create_task(bulk_call(n)) for n in range(calls)]
+    for _ in range(5000):  # until the bulk items are waiting in the signer
+        health = await client.health()
+        if health["queue"] + health.get("bulk_queue", 0):
+            break
+        await asyncio.sleep(0.001)
+    before = len(done)
+    der = await client.issue(request(spki_of(ec.generate_private_key(ec.SECP256R1()))))
+    after = len(done)
+    await asyncio.gather(*tasks)
+    assert x509.load_der_x509_certificate(der).serial_number > 0
+    assert len(done) == calls
+    # Without the bulk lane the applicant queues behind every bulk item (after == calls).
+    # With it, it waits for the batches already on the workers (two of 16 each per worker)
+    # and whatever the other worker finishes meanwhile: a handful, never half the rest.
+    waited = after - before
+    assert waited < (calls - before) / 2, f"{waited} of {calls - before} bulk calls went first"
 
 
 async def test_malformed_frames_get_errors_and_the_connection_survives(

@@ -53,10 +53,22 @@ def test_frames_refuse_other_versions_and_garbage() -> None:
     assert Frame.decode(good).op == "health"
     import msgpack
 
-    for payload in (b"\xc1", msgpack.packb({"v": 2, "id": 1}), msgpack.packb({"v": 1, "id": "x"})):
+    for payload in (
+        b"\xc1",
+        msgpack.packb({"v": 2, "id": 1}),
+        msgpack.packb({"v": 1, "id": "x"}),
+        msgpack.packb({"v": 1, "id": 1, "op": "ocsp", "items": [], "priority": "urgent"}),
+    ):
         with pytest.raises(SignerError) as err:
             Frame.decode(payload)
         assert err.value.kind is ErrorKind.BAD_REQUEST
+
+
+def test_frames_carry_priority_and_default_to_interactive() -> None:
+    bulk = Frame(id=1, op="ocsp", items=[], priority="bulk").encode()[4:]
+    plain = Frame(id=2, op="issue", items=[]).encode()[4:]
+    assert Frame.decode(bulk).priority == "bulk"
+    assert Frame.decode(plain).priority == "interactive"
 
 
 def test_preencoded_template_gives_identical_der() -> None:
