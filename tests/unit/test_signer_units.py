@@ -71,6 +71,22 @@ def test_frames_carry_priority_and_default_to_interactive() -> None:
     assert Frame.decode(plain).priority == "interactive"
 
 
+def test_builder_times_and_names_match_the_straightforward_forms() -> None:
+    from signer.issuance.build import _naive, _name
+
+    for ts in (0, 1_700_000_000, 2**31 + 5, 4_102_444_800):
+        assert _naive(ts) == dt.datetime.fromtimestamp(ts, dt.UTC).replace(tzinfo=None)
+    pairs = (("2.5.4.6", "TW"), ("2.5.4.10", "Example Co"), ("2.5.4.3", "A123456789"))
+    plain = x509.Name(
+        [
+            x509.RelativeDistinguishedName([x509.NameAttribute(x509.ObjectIdentifier(o), v)])
+            for o, v in pairs
+        ]
+    )
+    assert _name(pairs) == _name(pairs) == plain
+    assert _name(pairs).public_bytes() == plain.public_bytes()
+
+
 def test_preencoded_template_gives_identical_der() -> None:
     """The fast path must not change a single byte of what is signed."""
     ca = ec.generate_private_key(ec.SECP256R1())
