@@ -297,43 +297,41 @@ def cpu_seconds() -> dict[str, float]:
     return out
 
 
+def metric_samples(url: str) -> list[Any]:
+    """Every sample a Prometheus endpoint exposes right now."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
 def wait_presign_pass(base: str, seconds: float = 60) -> None:
     """The gateway's OCSP pre-signing job makes its first pass a few seconds after start and
     then every 10 minutes. Timing starts after that first pass, as in any window but one in
     ten minutes of a running service; its steady cost (one OCSP signature per new certificate
     per round, in the signer's bulk lane) is what ``make bench-ocsp`` measures."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        for fam in text_string_to_metric_families(text):
-            for sample in fam.samples:
-                if sample.name == "ca_gateway_ocsp_presign_duration_seconds_count" and sample.value:
-                    return
+        if any(s.name == "ca_gateway_ocsp_presign_duration_seconds_count" and s.value
+               for s in metric_samples(f"{base}/metrics")):
+            return
         time.sleep(0.2)
     raise SystemExit("the gateway's first OCSP pre-signing pass did not finish")
 
 
 def signer_totals(port: int) -> dict[str, float]:
     """The signer's batch and per-item counters, to tell batching apart from token time."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
     wanted = {"ca_signer_batch_size_count", "ca_signer_batch_size_sum",
               "ca_signer_item_duration_seconds_count", "ca_signer_item_duration_seconds_sum"}
-    out = {s.name: s.value for fam in text_string_to_metric_families(text)
-           for s in fam.samples if s.name in wanted}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == "ca_signer_signatures_total":
-                out[f"signed {s.labels['operation']}"] = s.value
+    out: dict[str, float] = {}
+    for s in metric_samples(f"http://127.0.0.1:{port}/metrics"):
+        if s.name in wanted:
+            out[s.name] = s.value
+        elif s.name == "ca_signer_signatures_total":
+            out[f"signed {s.labels['operation']}"] = s.value
     return out
 
 

@@ -350,13 +350,10 @@ class WorkerPool:
                     self._fail_queue(ErrorKind.TOKEN_UNAVAILABLE, "token unavailable; healing")
                 break
             slot = min(free, key=lambda s: (len(s.inflight), s.inflight_items))
-            if self.queue:
-                queue = self.queue
-                size = min(self.batch_max, max(1, math.ceil(len(self.queue) / len(free))))
-            else:
-                queue = self.bulk
-                size = min(self.bulk_batch_max, max(1, math.ceil(len(self.bulk) / len(free))))
-            parts = self._cut(queue, size)
+            queue, cap = (
+                (self.queue, self.batch_max) if self.queue else (self.bulk, self.bulk_batch_max)
+            )
+            parts = self._cut(queue, min(cap, max(1, math.ceil(len(queue) / len(free)))))
             if parts:
                 self._send(slot, parts)
         self.metrics.queue_depth.set(len(self.queue) + len(self.bulk))
