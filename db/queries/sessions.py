@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 import asyncpg
 
 Kind = Literal["subscriber", "officer"]
-
-
-@dataclass(frozen=True)
-class Session:
-    id_hash: bytes
-    kind: Kind
-    account_id: int | None
-    officer_id: int | None
-    csrf_hash: bytes
-    created_at: datetime
-    last_seen_at: datetime
 
 
 async def insert(
@@ -33,31 +21,33 @@ async def insert(
     )
 
 
-async def get(conn: asyncpg.Connection, id_hash: bytes, kind: Kind) -> Session | None:
-    r = await conn.fetchrow("SELECT * FROM sessions WHERE id_hash = $1 AND kind = $2",
-                            id_hash, kind)
-    if r is None:
-        return None
-    return Session(bytes(r["id_hash"]), r["kind"], r["account_id"], r["officer_id"],
-                   bytes(r["csrf_hash"]), r["created_at"], r["last_seen_at"])
-
-
-# One round trip per authenticated request: the session (expired ones are deleted by the same
-# statement), its account and subscriber (or officer), and ``last_seen_at`` touched only when it
-# is older than the touch interval, so that a busy session is not one write per request.
-# Data-modifying CTEs run whether or not they are referenced; all parts see one snapshot.
+# One round trip for the authenticated requests in flight (``gateway.services.accounts``
+# batches them): each session (expired ones are deleted by the same statement), its account and
+# subscriber (or officer), and ``last_seen_at`` touched only when it is older than the touch
+# interval, so that a busy session is not one write per request. The delete and the touch take
+# their row locks with SKIP LOCKED: two batches (or a logout) holding the same sessions in
+# another order never deadlock, and a skipped touch or purge is done by whoever holds the row
+# (or by the next request, or housekeeping). Data-modifying CTEs run whether or not they are
+# referenced; all parts see one snapshot.
 _AUTH = """
-WITH s AS (
-    SELECT id_hash, kind, account_id, officer_id, csrf_hash, created_at, last_seen_at,
-           (last_seen_at >= $3::timestamptz - $4::interval
-            AND created_at >= $3::timestamptz - $5::interval) AS live
-    FROM sessions WHERE id_hash = $1 AND kind = $2
+WITH req AS (
+    SELECT DISTINCT r.id_hash, r.kind FROM unnest($1::bytea[], $2::text[]) AS r(id_hash, kind)
+), s AS (
+    SELECT se.id_hash, se.kind, se.account_id, se.officer_id, se.csrf_hash, se.created_at,
+           se.last_seen_at,
+           (se.last_seen_at >= $3::timestamptz - $4::interval
+            AND se.created_at >= $3::timestamptz - $5::interval) AS live
+    FROM req JOIN sessions se ON se.id_hash = req.id_hash AND se.kind = req.kind
+), due AS (
+    SELECT x.id_hash, s.live FROM sessions x JOIN s ON x.id_hash = s.id_hash
+    WHERE NOT s.live OR s.last_seen_at < $3::timestamptz - $6::interval
+    FOR UPDATE OF x SKIP LOCKED
 ), gone AS (
-    DELETE FROM sessions d USING s WHERE d.id_hash = s.id_hash AND NOT s.live
+    DELETE FROM sessions d USING due WHERE d.id_hash = due.id_hash AND NOT due.live
     RETURNING d.id_hash
 ), touched AS (
-    UPDATE sessions t SET last_seen_at = $3 FROM s
-    WHERE t.id_hash = s.id_hash AND s.live AND s.last_seen_at < $3::timestamptz - $6::interval
+    UPDATE sessions t SET last_seen_at = $3 FROM due
+    WHERE t.id_hash = due.id_hash AND due.live
     RETURNING t.id_hash
 )
 SELECT s.*,
@@ -75,18 +65,16 @@ LEFT JOIN ra_officers o ON o.id = s.officer_id
 """
 
 
-async def authenticate(
-    conn: asyncpg.Connection, id_hash: bytes, kind: Kind, *, now: datetime, idle: timedelta,
-    absolute: timedelta, touch_after: timedelta,
-) -> asyncpg.Record | None:
-    """The session row (column ``live``: inside both timeouts; a dead one is deleted) joined
-    with its account + subscriber (``a_*``/``s_*`` columns as in ``db.queries.subscribers``) or
-    its officer (``o_*``); None for no such session."""
-    return await conn.fetchrow(_AUTH, id_hash, kind, now, idle, absolute, touch_after)
-
-
-async def touch(conn: asyncpg.Connection, id_hash: bytes, now: datetime) -> None:
-    await conn.execute("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1", id_hash, now)
+async def authenticate_many(
+    conn: asyncpg.Connection, keys: list[tuple[bytes, Kind]], *, now: datetime,
+    idle: timedelta, absolute: timedelta, touch_after: timedelta,
+) -> dict[tuple[bytes, str], asyncpg.Record]:
+    """Per (id hash, kind) found: the session row (column ``live``: inside both timeouts; a
+    dead one is deleted) joined with its account + subscriber (``a_*``/``s_*`` columns as in
+    ``db.queries.subscribers``) or its officer (``o_*``). Keys with no session are absent."""
+    rows = await conn.fetch(_AUTH, [k[0] for k in keys], [k[1] for k in keys], now, idle,
+                            absolute, touch_after)
+    return {(bytes(r["id_hash"]), r["kind"]): r for r in rows}
 
 
 async def delete(conn: asyncpg.Connection, id_hash: bytes) -> None:

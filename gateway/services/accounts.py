@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from db import audit
+from db.batch import Batcher
 from db.queries import officers as officer_q
 from db.queries import sessions as session_q
 from db.queries import subscribers as sub_q
@@ -22,8 +23,13 @@ from gateway.metrics import GatewayMetrics
 from gateway.services.passwords import Passwords
 from gateway.services.sessions import ActiveSession, NewSession, SessionStore
 
+# sessions checked per statement: the authenticated requests in flight share one round trip
+AUTH_BATCH_MAX = 128
 BAD_CREDENTIALS = "the account or the password is not correct"
 LOCKED = "the account is locked; ask the registration authority to reset the password"
+
+
+Found = tuple[ActiveSession, asyncpg.Record]
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,26 @@ class AccountService:
         self.metrics = metrics
         self.max_failures = max_failures
         self.officer_max_failures = officer_max_failures
+        self._sessions: Batcher[tuple[bytes, session_q.Kind], Found | None] = Batcher(
+            self._flush_sessions, max_items=AUTH_BATCH_MAX, name="session batch")
+
+    async def _session(self, token: str | None, kind: session_q.Kind) -> Found | None:
+        """The live session of ``token`` with its account (or officer) row. Not cached: a
+        lock, reset or logout ends the session for the very next request; requests in flight
+        together share the statement (``_flush_sessions``)."""
+        key = self.sessions.key(token, kind)
+        if key is None:
+            return None
+        found = await self._sessions.submit(key)
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    async def _flush_sessions(self, keys: list[tuple[bytes, session_q.Kind]]
+                              ) -> list[Found | BaseException | None]:
+        async with self.pool.acquire() as conn:
+            found = await self.sessions.authenticate_many(conn, keys, self.clock())
+        return [found.get(k) for k in keys]
 
     # -- subscribers ----------------------------------------------------------------------
 
@@ -120,9 +146,7 @@ class AccountService:
         raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
 
     async def authenticate(self, token: str | None) -> SubscriberAuth:
-        now = self.clock()
-        async with self.pool.acquire() as conn:
-            found = await self.sessions.authenticate(conn, token, "subscriber", now)
+        found = await self._session(token, "subscriber")
         if found is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in first")
         session, row = found
@@ -210,9 +234,7 @@ class AccountService:
         raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
 
     async def authenticate_officer(self, token: str | None) -> OfficerAuth:
-        now = self.clock()
-        async with self.pool.acquire() as conn:
-            found = await self.sessions.authenticate(conn, token, "officer", now)
+        found = await self._session(token, "officer")
         if found is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
         session, row = found

@@ -64,40 +64,28 @@ class SessionStore:
         )
         return new
 
-    async def lookup(
-        self, conn: asyncpg.Connection | asyncpg.Pool, token: str | None, kind: Kind,
-        now: datetime,
-    ) -> ActiveSession | None:
+    @staticmethod
+    def key(token: str | None, kind: Kind) -> tuple[bytes, Kind] | None:
+        """What a session is looked up by; None for a token no session can have."""
         if not token or len(token) > 128:
             return None
-        id_hash = digest(token)
-        row = await q.get(conn, id_hash, kind)  # type: ignore[arg-type]
-        if row is None:
-            return None
-        if now - row.last_seen_at > self.idle or now - row.created_at > self.absolute:
-            await q.delete(conn, id_hash)  # type: ignore[arg-type]
-            return None
-        await q.touch(conn, id_hash, now)  # type: ignore[arg-type]
-        return ActiveSession(id_hash, row.kind, row.account_id, row.officer_id, row.csrf_hash)
+        return digest(token), kind
 
-    async def authenticate(
-        self, conn: asyncpg.Connection | asyncpg.Pool, token: str | None, kind: Kind,
-        now: datetime,
-    ) -> tuple[ActiveSession, asyncpg.Record] | None:
-        """``lookup`` and the account/subscriber (or officer) row in one statement; the record
-        carries the columns of ``db.queries.sessions.authenticate``."""
-        if not token or len(token) > 128:
-            return None
-        id_hash = digest(token)
-        row = await q.authenticate(
-            conn, id_hash, kind, now=now, idle=self.idle,  # type: ignore[arg-type]
-            absolute=self.absolute, touch_after=self.touch_after,
+    async def authenticate_many(
+        self, conn: asyncpg.Connection, keys: list[tuple[bytes, Kind]], now: datetime,
+    ) -> dict[tuple[bytes, str], tuple[ActiveSession, asyncpg.Record]]:
+        """``lookup`` and the account/subscriber (or officer) row of many sessions in one
+        statement; each record carries the columns of
+        ``db.queries.sessions.authenticate_many``. Dead or unknown sessions are absent."""
+        rows = await q.authenticate_many(
+            conn, keys, now=now, idle=self.idle, absolute=self.absolute,
+            touch_after=self.touch_after,
         )
-        if row is None or not row["live"]:
-            return None
-        session = ActiveSession(id_hash, row["kind"], row["account_id"], row["officer_id"],
-                                bytes(row["csrf_hash"]))
-        return session, row
+        return {
+            key: (ActiveSession(key[0], row["kind"], row["account_id"], row["officer_id"],
+                                bytes(row["csrf_hash"])), row)
+            for key, row in rows.items() if row["live"]
+        }
 
     async def end(self, conn: asyncpg.Connection | asyncpg.Pool, id_hash: bytes) -> None:
         await q.delete(conn, id_hash)  # type: ignore[arg-type]

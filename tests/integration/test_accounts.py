@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -213,3 +215,44 @@ async def test_subscriber_session_is_not_an_officer_session(officer: Client,
     assert (r.status, r.json["error"]) == (401, "unauthenticated")
     r = await officer.call("GET", "/api/v1/me")
     assert (r.status, r.json["error"]) == (401, "unauthenticated")
+
+
+async def test_requests_in_flight_share_one_session_check(
+        officer: Client, new_client: Any, clock: FakeClock, db_pool: Any,
+        server: Any) -> None:
+    """Concurrent requests are authenticated by one statement, and each still gets its own
+    answer: live sessions pass (an old one is touched), an idle one is refused and deleted, an
+    officer's session is no subscriber's, an unknown cookie is refused."""
+    from gateway import keys
+    from gateway.services.sessions import digest
+
+    live = [await active_subscriber(new_client, officer) for _ in range(3)]
+    idle_client, _, _ = await active_subscriber(new_client, officer)
+    clients = [c for c, _, _ in live]
+    hashes = {c: digest(c.cookie("ca_session") or "") for c in [*clients, idle_client]}
+    now = clock()
+    async with db_pool.acquire() as conn:
+        await conn.execute("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1",
+                           hashes[clients[0]], now - timedelta(minutes=5))
+        await conn.execute("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1",
+                           hashes[idle_client], now - timedelta(minutes=16))
+    stranger = new_client()
+    stranger.set_cookie("ca_session", "not-a-session")
+    impostor = new_client()
+    impostor.set_cookie("ca_session", officer.cookie("ca_ra_session") or "")
+
+    batcher = server.app[keys.RUNTIME].accounts._sessions
+    batches_before = batcher.batches
+    callers = [*clients, *clients, idle_client, stranger, impostor]
+    answers = await asyncio.gather(*(c.call("GET", "/api/v1/me") for c in callers))
+    assert [a.status for a in answers] == [200] * 6 + [401] * 3
+    assert {a.json["error"] for a in answers[6:]} == {"unauthenticated"}
+    assert [a.json["account"] for a in answers[:3]] == [a.json["account"] for a in answers[3:6]]
+    assert batcher.batches - batches_before < len(callers)  # shared, not one per request
+
+    async with db_pool.acquire() as conn:
+        seen = dict(await conn.fetch("SELECT id_hash, last_seen_at FROM sessions "
+                                     "WHERE id_hash = ANY($1)", list(hashes.values())))
+    assert hashes[idle_client] not in seen  # an idle session is deleted when it is presented
+    assert seen[hashes[clients[0]]] == now  # touched: older than the touch interval
+    assert (await idle_client.call("GET", "/api/v1/me")).status == 401
