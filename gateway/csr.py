@@ -91,13 +91,14 @@ def parse_csr(text: object) -> CheckedCsr:
         key = csr.public_key()
     except (ValueError, TypeError) as exc:
         raise CsrError("weak_key", "the CSR's key type is not supported") from exc
+    # the key first: an RSA key with a huge exponent would make the verification expensive
+    checked = check_key(key)
     try:
         valid = csr.is_signature_valid
     except Exception as exc:  # unsupported signature algorithms raise from inside cryptography
         raise CsrError("bad_csr", "the CSR's signature algorithm is not supported") from exc
     if not valid:
         raise CsrError("pop_failed", "the CSR's signature does not verify with its own key")
-    checked = check_key(key)
     spki = checked.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import math
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from gateway.csr import CsrError, parse_csr
 
@@ -57,3 +60,30 @@ def test_non_requests_are_bad_csr(value: object) -> None:
     with pytest.raises(CsrError) as err:
         parse_csr(value)
     assert err.value.code == "bad_csr"
+
+
+def _huge_exponent_csr_with_a_broken_signature() -> str:
+    """An RSA-2048 key whose public exponent has 2,047 bits, so that verifying its signature
+    costs a full private-size exponentiation, and a signature that does not verify."""
+    base = rsa.generate_private_key(65537, 2048).private_numbers()
+    p, q = base.p, base.q
+    phi = (p - 1) * (q - 1)
+    e = (1 << 2046) + 1
+    while math.gcd(e, phi) != 1:
+        e += 2
+    d = pow(e, -1, phi)
+    key = rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(e, p * q),
+    ).private_key()
+    der = bytearray(x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "huge e")])
+    ).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01  # the last byte belongs to the signature
+    return base64.b64encode(bytes(der)).decode()
+
+
+def test_the_key_is_judged_before_its_signature_is_verified() -> None:
+    with pytest.raises(CsrError) as err:
+        parse_csr(_huge_exponent_csr_with_a_broken_signature())
+    assert err.value.code == "weak_key"  # not pop_failed: the verification never ran
