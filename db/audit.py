@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 GENESIS = bytes(32)
-_LOCK_KEY = 0x4341415544  # "CAAUD"
+LOCK_KEY = 0x4341415544  # "CAAUD": the append lock (advisory, transaction-scoped)
 ANONYMOUS = "anonymous"
 
 
@@ -50,22 +50,27 @@ def _timestamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def canonical_parts(
+    *, at: datetime, actor: str, action: str, target: str, details: Mapping[str, Any],
+) -> tuple[bytes, bytes]:
+    """The row's canonical JSON around its id: ``head + str(id) + tail``. The keys sort as
+    action, actor, at, details, id, target, so the id is the only part not known before the
+    append lock is held; ``certificates_issue_batch`` (migration 005) completes the hash in
+    the database with these parts."""
+    head = orjson.dumps(
+        {"action": action, "actor": actor, "at": _timestamp(at), "details": details},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return head[:-1] + b',"id":', b',"target":' + orjson.dumps(target) + b"}"
+
+
 def row_hash(
     *, id: int, at: datetime, actor: str, action: str, target: str,
     details: Mapping[str, Any], prev_hash: bytes,
 ) -> bytes:
-    canonical = orjson.dumps(
-        {
-            "id": id,
-            "at": _timestamp(at),
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "details": details,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(canonical + prev_hash).digest()
+    head, tail = canonical_parts(at=at, actor=actor, action=action, target=target,
+                                 details=details)
+    return hashlib.sha256(head + str(id).encode() + tail + prev_hash).digest()
 
 
 async def append(
@@ -102,50 +107,19 @@ async def _lock_head(conn: asyncpg.Connection) -> asyncpg.Record | None:
     """Take the append lock (transaction-scoped), then read the chain head: one round trip
     (``audit_lock_head``, migration 004). None for an empty chain."""
     row = await conn.fetchrow("SELECT head_id AS id, head_hash AS hash FROM audit_lock_head($1)",
-                              _LOCK_KEY)
+                              LOCK_KEY)
     return None if row is None or row["id"] is None else row
 
 
 @dataclass(frozen=True)
 class NewEvent:
+    """An event for ``db.queries.certificates.issue_batch`` (which appends in the database)."""
+
     actor: str
     action: str
     target: str = ""
     details: Mapping[str, Any] | None = None
     at: datetime | None = None
-
-
-async def append_many(conn: asyncpg.Connection, events: list[NewEvent]) -> list[AuditEvent]:
-    """Append events in list order with consecutive ids: one advisory lock, one read of the
-    chain head, one multi-row INSERT; the caller's transaction must be open, and this should be
-    its last statement (the lock is held until the commit)."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("audit.append_many needs an open transaction")
-    if not events:
-        return []
-    prepared = []
-    for ev in events:
-        at = (ev.at or datetime.now(UTC)).astimezone(UTC)
-        prepared.append((ev, at, orjson.loads(orjson.dumps(dict(ev.details or {})))))
-    last = await _lock_head(conn)
-    next_id = 1 if last is None else last["id"] + 1
-    prev = GENESIS if last is None else bytes(last["hash"])
-    out = []
-    for ev, at, clean in prepared:
-        digest = row_hash(id=next_id, at=at, actor=ev.actor, action=ev.action,
-                          target=ev.target, details=clean, prev_hash=prev)
-        out.append(AuditEvent(next_id, at, ev.actor, ev.action, ev.target, clean, prev, digest))
-        prev = digest
-        next_id += 1
-    await conn.execute(
-        """INSERT INTO audit_events (id, at, actor, action, target, details, prev_hash, hash)
-           SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],
-                                $5::text[], $6::jsonb[], $7::bytea[], $8::bytea[])""",
-        [e.id for e in out], [e.at for e in out], [e.actor for e in out],
-        [e.action for e in out], [e.target for e in out], [e.details for e in out],
-        [e.prev_hash for e in out], [e.hash for e in out],
-    )
-    return out
 
 
 def _event(row: asyncpg.Record) -> AuditEvent:

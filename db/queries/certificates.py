@@ -8,9 +8,12 @@ rows are ever shown to anyone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
+import orjson
+
+from db import audit
 
 
 @dataclass(frozen=True)
@@ -152,27 +155,41 @@ async def apply_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[s
     return {r[1]: r[0] for r in rows}
 
 
-async def mark_issued_batch(
-    conn: asyncpg.Connection, items: list[tuple[int, bytes, str, datetime, datetime]],
-    now: datetime,
-) -> list[CertificateRow]:
-    """(id, der, subject, not_before, not_after) of pending rows become issued; returns the
-    rows that were still pending (an abandoned one was swept meanwhile), as stored."""
-    items = sorted(items)  # row locks in id order
+@dataclass(frozen=True)
+class Issued:
+    """One signed certificate for ``issue_batch``: its pending row's id, what the certificate
+    says, and the audit event that records it."""
+
+    id: int
+    der: bytes
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    event: audit.NewEvent
+
+
+async def issue_batch(conn: asyncpg.Connection, items: list[Issued], now: datetime
+                      ) -> list[CertificateRow]:
+    """Pending rows become issued and each gets its audit event, in one round trip and one
+    transaction (``certificates_issue_batch``, migration 005); returns the rows that were still
+    pending (an abandoned one was swept meanwhile, and is not audited), as stored."""
+    items = sorted(items, key=lambda i: i.id)  # row locks in id order
+    events = []
+    for i in items:
+        at = (i.event.at or now).astimezone(UTC)
+        details = orjson.loads(orjson.dumps(dict(i.event.details or {})))
+        head, tail = audit.canonical_parts(at=at, actor=i.event.actor, action=i.event.action,
+                                           target=i.event.target, details=details)
+        events.append((at, details, head, tail))
     rows = await conn.fetch(
-        """UPDATE certificates c SET status = 'issued', der = u.der, subject = u.subject,
-               not_before = u.nb, not_after = u.na, issued_at = $6
-           FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::timestamptz[],
-                       $5::timestamptz[]) AS u(id, der, subject, nb, na), issuers i
-           WHERE c.id = ANY($1::bigint[]) AND c.id = u.id AND c.status = 'pending'
-             AND i.id = c.issuer_id
-           RETURNING c.id, c.serial, c.usage, c.status, c.subject, i.subject AS issuer_subject,
-               c.der, c.not_before, c.not_after, c.downloaded_at, c.superseded_by,
-               NULL::timestamptz AS revoked_at, NULL::text AS revocation_reason,
-               c.subscriber_id, c.issuer_id, i.name AS issuer_name, c.public_key_sha256,
-               c.renewed_from""",
-        [i[0] for i in items], [i[1] for i in items], [i[2] for i in items],
-        [i[3] for i in items], [i[4] for i in items], now,
+        "SELECT * FROM certificates_issue_batch($1::bigint[], $2::bytea[], $3::text[],"
+        " $4::timestamptz[], $5::timestamptz[], $6, $7, $8::timestamptz[], $9::text[],"
+        " $10::text[], $11::text[], $12::jsonb[], $13::bytea[], $14::bytea[])",
+        [i.id for i in items], [i.der for i in items], [i.subject for i in items],
+        [i.not_before for i in items], [i.not_after for i in items], now, audit.LOCK_KEY,
+        [e[0] for e in events], [i.event.actor for i in items],
+        [i.event.action for i in items], [i.event.target for i in items],
+        [e[1] for e in events], [e[2] for e in events], [e[3] for e in events],
     )
     return [_row(r) for r in rows]
 

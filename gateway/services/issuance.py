@@ -11,7 +11,7 @@
 3. sign: ask the signer with a deadline; on failure the row becomes *failed* and the client
    gets 503 ``signer_unavailable`` with Retry-After;
 4. persist: DER + status issued (+ the renewal link) + audit event in one transaction, shared
-   by the new certificates in flight (one ``UPDATE ... FROM unnest`` and ``audit.append_many``);
+   by the new certificates in flight (one round trip: ``cert_q.issue_batch``);
 5. answer with the stored row (the ``RETURNING`` of step 4), so nothing is returned that is not
    in the database.
 """
@@ -22,8 +22,7 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any, Protocol
 
 import asyncpg
@@ -110,20 +109,6 @@ def spki_sha256(spki: bytes) -> bytes:
     return hashlib.sha256(spki).digest()
 
 
-@dataclass(frozen=True)
-class _Issued:
-    """Step 4 of one application, for the persist batch."""
-
-    cert_id: int
-    der: bytes
-    subject: str
-    not_before: datetime
-    not_after: datetime
-    actor: str
-    target: str
-    details: dict[str, Any]
-
-
 class IssuanceService:
     def __init__(self, *, pool: asyncpg.Pool, signer: Any, issuers: IssuerRegistry,
                  clock: Clock, validity_days: int, metrics: GatewayMetrics | None = None
@@ -138,7 +123,7 @@ class IssuanceService:
         self._intents: Batcher[cert_q.Intent, int | BaseException] = Batcher(
             self._flush_intents, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
             name="pending-row batch")
-        self._issued: Batcher[_Issued, cert_q.CertificateRow | BaseException] = Batcher(
+        self._issued: Batcher[cert_q.Issued, cert_q.CertificateRow | BaseException] = Batcher(
             self._flush_issued, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
             name="issued-row batch")
 
@@ -242,12 +227,13 @@ class IssuanceService:
         # 4. persist the certificate, its renewal link and the audit event together
         details: dict[str, Any] = {"id": cert_id, "usage": usage, "issuer": issuer.name,
                                    "key": csr.key_description}
-        issued = _Issued(cert_id=cert_id, der=der, subject=cert.subject.rfc4514_string(),
-                         not_before=cert.not_valid_before_utc,
-                         not_after=cert.not_valid_after_utc, actor=account,
-                         target=format(serial, "x"), details=details)
+        issued = cert_q.Issued(
+            id=cert_id, der=der, subject=cert.subject.rfc4514_string(),
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+            event=audit.NewEvent(actor=account, action="certificate_issued",
+                                 target=format(serial, "x"), details=details))
         if renewal_of is None:
-            # 5. answer with what is stored (the batch's UPDATE ... RETURNING)
+            # 5. answer with what is stored (the rows the batch returns)
             row = await self._issued.submit(issued)
             if isinstance(row, BaseException):
                 raise row
@@ -266,7 +252,7 @@ class IssuanceService:
             # 5. answer with what is stored
             row = await cert_q.issued_by_id(conn, cert_id)
             await audit.append(conn, actor=account, action="certificate_renewed",
-                               target=issued.target, details=details, at=self.clock())
+                               target=issued.event.target, details=details, at=self.clock())
         assert row is not None
         return row
 
@@ -284,23 +270,15 @@ class IssuanceService:
                 f"you already hold a valid {i.usage} certificate (or one is being issued)"))
         return out
 
-    async def _flush_issued(self, items: list[_Issued]
+    async def _flush_issued(self, items: list[cert_q.Issued]
                             ) -> list[cert_q.CertificateRow | BaseException]:
-        """Step 4 for a batch: one UPDATE ... RETURNING, the audit events appended in one go
-        (one advisory lock, held only to this transaction's commit), one commit."""
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await cert_q.mark_issued_batch(
-                conn, [(i.cert_id, i.der, i.subject, i.not_before, i.not_after) for i in items],
-                now)
-            by_id = {r.id: r for r in rows}
-            await audit.append_many(conn, [
-                audit.NewEvent(actor=i.actor, action="certificate_issued", target=i.target,
-                               details=i.details, at=now)
-                for i in items if i.cert_id in by_id
-            ])
+        """Step 4 for a batch, one round trip that commits: the rows become issued and the
+        audit events are appended under one advisory lock (``cert_q.issue_batch``)."""
+        async with self.pool.acquire() as conn:
+            rows = await cert_q.issue_batch(conn, items, self.clock())
+        by_id = {r.id: r for r in rows}
         # swept as abandoned meanwhile: never hand out an unrecorded row
-        return [by_id.get(i.cert_id) or signer_unavailable(
+        return [by_id.get(i.id) or signer_unavailable(
             "the application timed out; apply again") for i in items]
 
     async def sweep_abandoned(self) -> int:

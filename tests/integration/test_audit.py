@@ -71,29 +71,6 @@ async def test_concurrent_appends_keep_one_chain(db_pool: asyncpg.Pool) -> None:
     assert result.ok and result.checked >= 40
 
 
-async def test_append_many_consecutive_ids_interleaved_with_single_appends(
-        db_pool: asyncpg.Pool) -> None:
-    async def many(i: int) -> list[audit.AuditEvent]:
-        async with db_pool.acquire() as conn, conn.transaction():
-            return await audit.append_many(conn, [
-                audit.NewEvent(actor="test", action="batch", target=f"{i}-{j}",
-                               details={"i": i, "j": j, "text": "中文 ✓"})
-                for j in range(5)])
-
-    async def one(i: int) -> list[audit.AuditEvent]:
-        async with db_pool.acquire() as conn, conn.transaction():
-            return [await audit.append(conn, actor="test", action="single", target=str(i))]
-
-    done = await asyncio.gather(*(many(i) if i % 2 else one(i) for i in range(20)))
-    for events in done:
-        ids = [e.id for e in events]
-        assert ids == list(range(ids[0], ids[0] + len(ids)))  # a batch's events are consecutive
-        assert [e.target for e in events] == sorted(e.target for e in events)
-    async with db_pool.acquire() as conn:
-        result = await audit.verify(conn)
-    assert result.ok and result.checked >= 60
-
-
 async def test_append_only(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn:
         with pytest.raises(asyncpg.RaiseError):

@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from db import audit
 from gateway import terms
 from tests.integration import lifecycle
 from tests.integration.conftest import active_subscriber, register
@@ -202,6 +203,41 @@ async def test_concurrent_applications_of_one_subscriber(new_client: Any, office
         assert (await conn.fetchval("SELECT count(*) FROM audit_events WHERE "
                                     "action = 'certificate_issued' AND target = ANY($1)",
                                     [r.json["serial"] for r in results if r.status == 201])) == 3
+
+
+async def test_batched_issuance_extends_the_one_audit_chain(new_client: Any, officer: Any,
+                                                            db_pool: Any) -> None:
+    """Applications in flight are stored and audited by one database call per batch, which
+    completes the audit hashes in PostgreSQL; with single audit appends racing it, the chain
+    still verifies and every certificate has exactly its one event, with its details."""
+    subscribers = [await active_subscriber(new_client, officer) for _ in range(6)]
+
+    async def single(i: int) -> None:
+        async with db_pool.acquire() as conn, conn.transaction():
+            await audit.append(conn, actor="test", action="concurrency", target=str(i),
+                               details={"i": i, "text": "中文 ✓"})
+
+    results = await asyncio.gather(
+        *(apply(c, usage, csr_pem(new_key("p256")))
+          for c, _, _ in subscribers for usage in ("signing", "encryption")),
+        *(single(i) for i in range(6)),
+    )
+    answers = [r for r in results if r is not None]
+    assert [r.status for r in answers] == [201] * 12
+    async with db_pool.acquire() as conn:
+        assert (await audit.verify(conn)).ok
+        events = await conn.fetch(
+            "SELECT id, actor, target, details FROM audit_events "
+            "WHERE action = 'certificate_issued' AND target = ANY($1)",
+            [r.json["serial"] for r in answers])
+    by_serial = {e["target"]: e for e in events}
+    assert len(events) == len(by_serial) == 12
+    accounts = {slip["account"] for _, slip, _ in subscribers}
+    for r in answers:
+        event = by_serial[r.json["serial"]]
+        assert event["actor"] in accounts
+        assert event["details"]["id"] == r.json["id"]
+        assert event["details"]["usage"] == r.json["usage"]
 
 
 async def test_ca_endpoints(new_client: Any) -> None:

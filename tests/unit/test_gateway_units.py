@@ -3,10 +3,12 @@ and the seam: the gateway never loads pkcs11."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from db.audit import GENESIS, row_hash
@@ -76,6 +78,20 @@ def test_audit_hash_is_canonical() -> None:
                          details={"a": "中", "b": 2}, prev_hash=GENESIS)
     assert a != row_hash(id=1, at=at, actor="a", action="x", target="t",
                          details={"a": "中", "b": 1}, prev_hash=b"\x01" * 32)
+
+
+def test_audit_hash_is_the_documented_sha256_of_the_whole_row() -> None:
+    """The hash is built from parts around the id (the database completes it for batches of
+    issued certificates); it must stay SHA-256(canonical JSON of the whole row + prev)."""
+    at = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=UTC)
+    details = {"id": 7, "target": "x", "z": [1, {"b": None, "a": "\u2028\""}], "中": True}
+    for row_id in (1, 9, 10, 123456789012):
+        whole = orjson.dumps({"id": row_id, "at": "2026-01-01T12:00:00.000005Z", "actor": "王",
+                              "action": "certificate_issued", "target": 'a"b', "details": details},
+                             option=orjson.OPT_SORT_KEYS)
+        assert row_hash(id=row_id, at=at, actor="王", action="certificate_issued", target='a"b',
+                        details=details, prev_hash=b"\x07" * 32) == hashlib.sha256(
+            whole + b"\x07" * 32).digest()
 
 
 def test_gateway_never_imports_pkcs11() -> None:
