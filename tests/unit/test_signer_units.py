@@ -156,3 +156,82 @@ def test_only_the_adapters_import_pkcs11() -> None:
         if "import pkcs11" in text or "from pkcs11" in text:
             offenders.append(str(rel))
     assert offenders == []
+
+
+def _software_token(kind: str, signing_key: object, garbage: bool = False):  # type: ignore[no-untyped-def]
+    """A stand-in for C_Sign (unit level, no PKCS#11): the raw signature over what the token
+    receives, made with ``signing_key``, which may be another key than the CA's."""
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+
+    def raw_sign(data: bytes, mechanism: object) -> bytes:
+        if garbage:
+            return bytes(range(256))[: 256 if kind == "rsa" else 64]
+        if kind == "rsa":  # DigestInfo(SHA-256) is 19 bytes, then the digest
+            return signing_key.sign(data[19:], padding.PKCS1v15(),  # type: ignore[attr-defined]
+                                    utils.Prehashed(hashes.SHA256()))
+        der = signing_key.sign(data, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[attr-defined]
+        r, s = utils.decode_dss_signature(der)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    return raw_sign
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+@pytest.mark.parametrize("token", ["right key", "wrong key", "garbage"])
+def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: str) -> None:
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from signer.hsm.keys import wrap
+    from signer.issuance import build
+    from signer.issuance.issuer import Issuer
+    from signer.issuance.profile import Profile
+
+    def new_key():  # type: ignore[no-untyped-def]
+        return (rsa.generate_private_key(65537, 2048) if kind == "rsa"
+                else ec.generate_private_key(ec.SECP256R1()))
+
+    ca, other = new_key(), new_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Unit CA")])
+    now = dt.datetime.now(dt.UTC)
+    ca_cert = (x509.CertificateBuilder().issuer_name(name).subject_name(name)
+               .public_key(ca.public_key()).serial_number(1 << 70)
+               .not_valid_before(now - dt.timedelta(days=1))
+               .not_valid_after(now + dt.timedelta(days=3650))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .sign(ca, hashes.SHA256()))
+    raw_sign = _software_token(kind, ca if token == "right key" else other,
+                               garbage=token == "garbage")
+    issuer = Issuer(name="unit", role="issuing", active=True, certificate=ca_cert,
+                    key=wrap(ca.public_key(), raw_sign, "unit-key"),  # type: ignore[arg-type]
+                    public_url="http://ca.invalid")
+    profile = Profile(name="signing", usage="signing", max_validity_seconds=400 * 86400,
+                      policy_oids=())
+    registry = build.Registry({"unit": issuer}, {"signing": profile}, time.time)
+    spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    t = int(time.time())
+    requests = [IssueRequest(spki=spki, subject=(("2.5.4.3", f"S{i}"),), profile="signing",
+                             serial=(1 << 100) + i, not_before=t, not_after=t + 86400)
+                for i in range(3)]
+    ocsp_request = OcspRequest(issuer="unit", serial=1 << 100, status="good", this_update=t,
+                               next_update=t + 3600)
+    crl_request = CrlRequest(issuer="unit", crl_number=1, this_update=t, next_update=t + 3600)
+
+    results = build.issue_batch(registry, requests)
+    ocsp_results = build.sign_ocsp_batch(registry, [ocsp_request])
+    if token == "right key":
+        for der in results:
+            assert isinstance(der, bytes)
+            x509.load_der_x509_certificate(der).verify_directly_issued_by(ca_cert)
+        assert isinstance(ocsp_results[0], bytes)
+        assert x509.load_der_x509_crl(build.sign_crl(registry, crl_request)).is_signature_valid(
+            ca.public_key())  # type: ignore[arg-type]
+        return
+    for out in [*results, *ocsp_results]:
+        assert isinstance(out, SignerError) and out.kind is ErrorKind.SIGNATURE_CHECK_FAILED
+    with pytest.raises(SignerError) as err:
+        build.sign_crl(registry, crl_request)
+    assert err.value.kind is ErrorKind.SIGNATURE_CHECK_FAILED
