@@ -3,11 +3,8 @@
 cryptography's certificate, CRL and OCSP builders call ``key.sign(data, ...)``; these classes
 answer by hashing in the process and asking the token for a raw signature over the digest
 (CKM_RSA_PKCS over a DigestInfo, CKM_ECDSA over the hash). Hashing locally keeps the PKCS#11 call
-the same size whatever is signed. Every signature the token returns is verified here with the
-public key over that same digest before ``sign()`` returns it (a token fault, a wrong key or
-tampering on the way raises ``signature_check_failed``); ``last_signature`` lets the caller check
-that the finished certificate, CRL or OCSP response carries exactly that signature. Everything
-that is not signing raises: the key never leaves the token.
+the same size whatever is signed. Everything that is not signing raises: the key never leaves
+the token.
 """
 
 from __future__ import annotations
@@ -16,12 +13,9 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from pkcs11 import Mechanism
-
-from signer.errors import ErrorKind, SignerError
 
 # DER DigestInfo prefixes (RFC 8017 §9.2 note 1); these are the published constants, the only
 # DER we write by hand, because PKCS#1 v1.5 signing over a digest needs them.
@@ -31,24 +25,11 @@ _DIGEST_INFO = {
     "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
 }
 
-# the same hashes, for verifying over the digest already computed
-_PREHASHED = {
-    "sha256": utils.Prehashed(hashes.SHA256()),
-    "sha384": utils.Prehashed(hashes.SHA384()),
-    "sha512": utils.Prehashed(hashes.SHA512()),
-}
-_PKCS1 = padding.PKCS1v15()
-
 RawSign = Callable[[bytes, Mechanism], bytes]
 
 
 def _refuse(what: str) -> NoReturn:
     raise TypeError(f"{what} is not possible: the CA key never leaves the token")
-
-
-def _mismatch(label: str) -> SignerError:
-    return SignerError(ErrorKind.SIGNATURE_CHECK_FAILED,
-                       f"the token's signature with key {label!r} does not verify")
 
 
 def _digest(data: bytes, algorithm: Any) -> tuple[str, bytes]:
@@ -67,20 +48,12 @@ class TokenRSAPrivateKey(rsa.RSAPrivateKey):
         self._public = public
         self._raw_sign = raw_sign
         self.label = label
-        self.last_signature = b""
 
     def sign(self, data: bytes, padding_: padding.AsymmetricPadding, algorithm: Any) -> bytes:
         if not isinstance(padding_, padding.PKCS1v15):
             raise ValueError("token RSA keys sign with PKCS#1 v1.5 only")
         name, digest = _digest(data, algorithm)
-        self.last_signature = b""
-        sig = self._raw_sign(_DIGEST_INFO[name] + digest, Mechanism.RSA_PKCS)
-        try:
-            self._public.verify(sig, digest, _PKCS1, _PREHASHED[name])
-        except InvalidSignature:
-            raise _mismatch(self.label) from None
-        self.last_signature = sig
-        return sig
+        return self._raw_sign(_DIGEST_INFO[name] + digest, Mechanism.RSA_PKCS)
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public
@@ -118,25 +91,17 @@ class TokenECPrivateKey(ec.EllipticCurvePrivateKey):
         self._raw_sign = raw_sign
         self.label = label
         self._half = (public.curve.key_size + 7) // 8
-        self.last_signature = b""
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise ValueError("token EC keys sign with ECDSA only")
-        name, digest = _digest(data, signature_algorithm.algorithm)
-        self.last_signature = b""
+        _, digest = _digest(data, signature_algorithm.algorithm)
         raw = self._raw_sign(digest, Mechanism.ECDSA)
         if len(raw) != 2 * self._half:
             raise ValueError("token returned an ECDSA signature of the wrong length")
         r = int.from_bytes(raw[: self._half], "big")
         s = int.from_bytes(raw[self._half :], "big")
-        sig = utils.encode_dss_signature(r, s)
-        try:
-            self._public.verify(sig, digest, ec.ECDSA(_PREHASHED[name]))
-        except InvalidSignature:
-            raise _mismatch(self.label) from None
-        self.last_signature = sig
-        return sig
+        return utils.encode_dss_signature(r, s)
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self._public

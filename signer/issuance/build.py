@@ -1,9 +1,8 @@
 """Turn typed requests into signed, verified DER: certificates, CRLs, OCSP responses.
 
 Each function reads as the pipeline it is: check the request against the profile, build with
-cryptography's builders, sign on the token (the key object's ``sign()`` calls C_Sign and verifies
-the signature with the CA public key), check that the result carries that verified signature,
-and only then hand out the bytes.
+cryptography's builders, sign on the token (the key object's ``sign()`` calls C_Sign), verify the
+signature with the CA public key, and only then hand out the bytes.
 """
 
 from __future__ import annotations
@@ -149,15 +148,13 @@ def prepare_certificate(reg: Registry, req: IssueRequest) -> Prepared:
 
 
 def sign_prepared(prepared: Prepared) -> x509.Certificate:
-    """Step 3: the key object's ``sign()`` runs C_Sign on the token and verifies the signature
-    with the CA public key; the certificate must carry that checked signature."""
-    cert = prepared.builder.sign(prepared.issuer.key, prepared.issuer.hash_algorithm)
-    verify.carries_checked_signature(prepared.issuer, cert.signature)
-    return cert
+    """Step 3: the key object's ``sign()`` runs C_Sign on the token."""
+    return prepared.builder.sign(prepared.issuer.key, prepared.issuer.hash_algorithm)
 
 
 def release(prepared: Prepared, cert: x509.Certificate) -> bytes:
-    """Step 4: only a certificate whose signature was checked in step 3 gets here."""
+    """Step 4: nothing leaves unless the signature verifies with the CA public key."""
+    verify.certificate(prepared.issuer, cert)
     return cert.public_bytes(DER)
 
 
@@ -242,8 +239,8 @@ def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
         ],
         revoked_certificates=revoked,
     )
-    crl = builder.sign(issuer.key, issuer.hash_algorithm)  # the key verifies the signature
-    verify.carries_checked_signature(issuer, crl.signature)
+    crl = builder.sign(issuer.key, issuer.hash_algorithm)
+    verify.crl(issuer, crl)
     return crl.public_bytes(DER)
 
 
@@ -323,13 +320,12 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
 
 
 def sign_prepared_ocsp(prepared: PreparedOcsp) -> ocsp.OCSPResponse:
-    """C_Sign and the check of its signature (in the key object), as for certificates."""
-    response = prepared.builder.sign(prepared.issuer.key, prepared.issuer.hash_algorithm)
-    verify.carries_checked_signature(prepared.issuer, response.signature)
-    return response
+    return prepared.builder.sign(prepared.issuer.key, prepared.issuer.hash_algorithm)
 
 
 def release_ocsp(prepared: PreparedOcsp, response: ocsp.OCSPResponse) -> bytes:
+    """Nothing leaves unless the signature verifies with the CA public key."""
+    verify.ocsp_response(prepared.issuer, response)
     return response.public_bytes(DER)
 
 

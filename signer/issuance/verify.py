@@ -2,16 +2,16 @@
 
 A token that returns a wrong signature (fault, wrong key, tampering between process and HSM)
 must never produce a certificate that someone holds; a failed check is an error of its own kind,
-counted in metrics, and the result is dropped. The check itself runs in the key object as each
-signature comes back from the token (``signer.hsm.keys``); this module checks that what is
-released carries that signature, and verifies the worker's start-up test signature.
+counted in metrics, and the result is dropped.
 """
 
 from __future__ import annotations
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
 
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.issuer import Issuer
@@ -34,12 +34,20 @@ def signature(issuer: Issuer, sig: bytes, data: bytes, algorithm: hashes.HashAlg
         ) from None
 
 
-def carries_checked_signature(issuer: Issuer, signature: bytes) -> None:
-    """The finished certificate, CRL or OCSP response carries the very signature the issuer's
-    key verified over its digest when the token returned it (``signer.hsm.keys``): checked
-    there, before the builder embedded it, without encoding the to-be-signed part again."""
-    if not signature or signature != issuer.key.last_signature:
+def certificate(issuer: Issuer, cert: x509.Certificate) -> None:
+    algorithm = cert.signature_hash_algorithm
+    assert algorithm is not None
+    signature(issuer, cert.signature, cert.tbs_certificate_bytes, algorithm)
+
+
+def crl(issuer: Issuer, crl_: x509.CertificateRevocationList) -> None:
+    if not crl_.is_signature_valid(issuer.public_key):
         raise SignerError(
-            ErrorKind.SIGNATURE_CHECK_FAILED,
-            f"the object signed by issuer {issuer.name} does not carry the checked signature",
+            ErrorKind.SIGNATURE_CHECK_FAILED, f"CRL signature of issuer {issuer.name} is invalid"
         )
+
+
+def ocsp_response(issuer: Issuer, response: ocsp.OCSPResponse) -> None:
+    algorithm = response.signature_hash_algorithm
+    assert algorithm is not None
+    signature(issuer, response.signature, response.tbs_response_bytes, algorithm)
