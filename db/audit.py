@@ -64,6 +64,13 @@ def canonical_parts(
     return head[:-1] + b',"id":', b',"target":' + orjson.dumps(target) + b"}"
 
 
+def _normalise(at: datetime, details: Mapping[str, Any] | None
+               ) -> tuple[datetime, dict[str, Any]]:
+    """The time in UTC (microseconds are what PostgreSQL keeps) and the details as they come
+    back from JSON: what is stored and what the hash covers, canonicalised once."""
+    return at.astimezone(UTC), orjson.loads(orjson.dumps(dict(details or {})))
+
+
 def row_hash(
     *, id: int, at: datetime, actor: str, action: str, target: str,
     details: Mapping[str, Any], prev_hash: bytes,
@@ -85,9 +92,7 @@ async def append(
     """Append one event; the caller's transaction must be open."""
     if not conn.is_in_transaction():
         raise RuntimeError("audit.append needs an open transaction")
-    # microseconds are what PostgreSQL keeps; canonicalise details through JSON once
-    at = (at or datetime.now(UTC)).astimezone(UTC)
-    clean = orjson.loads(orjson.dumps(dict(details or {})))
+    at, clean = _normalise(at or datetime.now(UTC), details)
     last = await _lock_head(conn)
     new_id = 1 if last is None else last["id"] + 1
     prev = GENESIS if last is None else bytes(last["hash"])
@@ -120,6 +125,14 @@ class NewEvent:
     target: str = ""
     details: Mapping[str, Any] | None = None
     at: datetime | None = None
+
+    def prepared(self, now: datetime) -> tuple[datetime, dict[str, Any], bytes, bytes]:
+        """(at, details, head, tail) as ``append`` would store and hash them, ``now`` for an
+        event without a time; the database completes the hash with the row id."""
+        at, details = _normalise(self.at or now, self.details)
+        head, tail = canonical_parts(at=at, actor=self.actor, action=self.action,
+                                     target=self.target, details=details)
+        return at, details, head, tail
 
 
 def _event(row: asyncpg.Record) -> AuditEvent:

@@ -8,10 +8,9 @@ rows are ever shown to anyone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
-import orjson
 
 from db import audit
 
@@ -174,13 +173,7 @@ async def issue_batch(conn: asyncpg.Connection, items: list[Issued], now: dateti
     transaction (``certificates_issue_batch``, migration 005); returns the rows that were still
     pending (an abandoned one was swept meanwhile, and is not audited), as stored."""
     items = sorted(items, key=lambda i: i.id)  # row locks in id order
-    events = []
-    for i in items:
-        at = (i.event.at or now).astimezone(UTC)
-        details = orjson.loads(orjson.dumps(dict(i.event.details or {})))
-        head, tail = audit.canonical_parts(at=at, actor=i.event.actor, action=i.event.action,
-                                           target=i.event.target, details=details)
-        events.append((at, details, head, tail))
+    events = [i.event.prepared(now) for i in items]
     rows = await conn.fetch(
         "SELECT * FROM certificates_issue_batch($1::bigint[], $2::bytea[], $3::text[],"
         " $4::timestamptz[], $5::timestamptz[], $6, $7, $8::timestamptz[], $9::text[],"

@@ -81,10 +81,7 @@ class AccountService:
         key = self.sessions.key(token, kind)
         if key is None:
             return None
-        found = await self._sessions.submit(key)
-        if isinstance(found, BaseException):
-            raise found
-        return found
+        return await self._sessions.submit(key)
 
     async def _flush_sessions(self, keys: list[tuple[bytes, session_q.Kind]]
                               ) -> list[Found | BaseException | None]:

@@ -74,8 +74,8 @@ class SessionStore:
     async def authenticate_many(
         self, conn: asyncpg.Connection, keys: list[tuple[bytes, Kind]], now: datetime,
     ) -> dict[tuple[bytes, str], tuple[ActiveSession, asyncpg.Record]]:
-        """``lookup`` and the account/subscriber (or officer) row of many sessions in one
-        statement; each record carries the columns of
+        """The live sessions among ``keys`` with their account/subscriber (or officer) rows, in
+        one statement; each record carries the columns of
         ``db.queries.sessions.authenticate_many``. Dead or unknown sessions are absent."""
         rows = await q.authenticate_many(
             conn, keys, now=now, idle=self.idle, absolute=self.absolute,
