@@ -120,10 +120,10 @@ class IssuanceService:
         self.clock = clock
         self.validity = timedelta(days=validity_days)
         # group commit of steps 2 and 4 across the requests in flight in this process
-        self._intents: Batcher[cert_q.Intent, int | BaseException] = Batcher(
+        self._intents: Batcher[cert_q.Intent, int] = Batcher(
             self._flush_intents, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
             name="pending-row batch")
-        self._issued: Batcher[cert_q.Issued, cert_q.CertificateRow | BaseException] = Batcher(
+        self._issued: Batcher[cert_q.Issued, cert_q.CertificateRow] = Batcher(
             self._flush_issued, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
             name="issued-row batch")
 
@@ -191,17 +191,14 @@ class IssuanceService:
 
         # 2. persist intent: a committed pending row before anything is signed (one
         # transaction for the applications in flight: see _flush_intents)
-        result = await self._intents.submit(cert_q.Intent(
+        cert_id = await self._intents.submit(cert_q.Intent(
             subscriber_id=view.subscriber.id, account_id=view.account.id, usage=usage,
             exclude_id=renewal_of.id if renewal_of else None, serial=format(serial, "x"),
             issuer_id=self.issuers.ids[issuer.name], profile=usage, subject=subject_text,
             public_key_sha256=spki_sha256(csr.spki), not_before=not_before,
             not_after=not_after, terms_version=terms_version, now=now,
             pending_since=now - PENDING_TIMEOUT,
-        ))
-        if isinstance(result, BaseException):
-            raise result
-        cert_id = result
+        ))  # raises the item's own error (e.g. 409 already_has_valid)
 
         # 3. sign on the token, within a deadline
         request = IssueRequest(spki=csr.spki, subject=subject, profile=usage, serial=serial,
@@ -234,10 +231,7 @@ class IssuanceService:
                                  target=format(serial, "x"), details=details))
         if renewal_of is None:
             # 5. answer with what is stored (the rows the batch returns)
-            row = await self._issued.submit(issued)
-            if isinstance(row, BaseException):
-                raise row
-            return row
+            return await self._issued.submit(issued)
 
         async with self.pool.acquire() as conn, conn.transaction():
             ok = await cert_q.mark_issued(
