@@ -3,14 +3,18 @@
 cryptography's certificate, CRL and OCSP builders call ``key.sign(data, ...)``; these classes
 answer by hashing in the process and asking the token for a raw signature over the digest
 (CKM_RSA_PKCS over a DigestInfo, CKM_ECDSA over the hash). Hashing locally keeps the PKCS#11 call
-the same size whatever is signed. Everything that is not signing raises: the key never leaves
-the token.
+the same size whatever is signed. Each ``sign()`` also keeps what it sent and what came back
+(``take_signed()``), so that the release step can verify that signature over the digest it was
+made from, without re-encoding and re-hashing the finished object. Everything that is not signing
+raises: the key never leaves the token. A key object belongs to one worker process and is used
+by one thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,6 +32,34 @@ _DIGEST_INFO = {
 RawSign = Callable[[bytes, Mechanism], bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """One ``sign()`` call: the bytes the builder asked to sign, their digest, and the signature
+    as handed back to the builder (DER for ECDSA)."""
+
+    data: bytes
+    digest: bytes
+    hash_name: str
+    signature: bytes
+
+
+class _Recorder:
+    """Keeps the last ``Signed`` record until the caller takes it."""
+
+    _signed: Signed | None = None
+
+    def _record(self, data: bytes, digest: bytes, hash_name: str, signature: bytes) -> bytes:
+        self._signed = Signed(data, digest, hash_name, signature)
+        return signature
+
+    def take_signed(self) -> Signed:
+        """The record of the last ``sign()``, once: a second take (or none signed) raises."""
+        signed, self._signed = self._signed, None
+        if signed is None:
+            raise RuntimeError("no signature to take: sign() was not called since the last take")
+        return signed
+
+
 def _refuse(what: str) -> NoReturn:
     raise TypeError(f"{what} is not possible: the CA key never leaves the token")
 
@@ -41,7 +73,7 @@ def _digest(data: bytes, algorithm: Any) -> tuple[str, bytes]:
     return name, hashlib.new(name, data).digest()
 
 
-class TokenRSAPrivateKey(rsa.RSAPrivateKey):
+class TokenRSAPrivateKey(_Recorder, rsa.RSAPrivateKey):
     """An RSA key on the token; ``raw_sign(data, mechanism)`` performs C_Sign."""
 
     def __init__(self, public: rsa.RSAPublicKey, raw_sign: RawSign, label: str) -> None:
@@ -52,8 +84,10 @@ class TokenRSAPrivateKey(rsa.RSAPrivateKey):
     def sign(self, data: bytes, padding_: padding.AsymmetricPadding, algorithm: Any) -> bytes:
         if not isinstance(padding_, padding.PKCS1v15):
             raise ValueError("token RSA keys sign with PKCS#1 v1.5 only")
+        self._signed = None
         name, digest = _digest(data, algorithm)
-        return self._raw_sign(_DIGEST_INFO[name] + digest, Mechanism.RSA_PKCS)
+        sig = self._raw_sign(_DIGEST_INFO[name] + digest, Mechanism.RSA_PKCS)
+        return self._record(data, digest, name, sig)
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public
@@ -83,7 +117,7 @@ class TokenRSAPrivateKey(rsa.RSAPrivateKey):
         return self
 
 
-class TokenECPrivateKey(ec.EllipticCurvePrivateKey):
+class TokenECPrivateKey(_Recorder, ec.EllipticCurvePrivateKey):
     """An EC key on the token; returns DER-encoded ECDSA signatures as cryptography does."""
 
     def __init__(self, public: ec.EllipticCurvePublicKey, raw_sign: RawSign, label: str) -> None:
@@ -95,13 +129,14 @@ class TokenECPrivateKey(ec.EllipticCurvePrivateKey):
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise ValueError("token EC keys sign with ECDSA only")
-        _, digest = _digest(data, signature_algorithm.algorithm)
+        self._signed = None
+        name, digest = _digest(data, signature_algorithm.algorithm)
         raw = self._raw_sign(digest, Mechanism.ECDSA)
         if len(raw) != 2 * self._half:
             raise ValueError("token returned an ECDSA signature of the wrong length")
         r = int.from_bytes(raw[: self._half], "big")
         s = int.from_bytes(raw[self._half :], "big")
-        return utils.encode_dss_signature(r, s)
+        return self._record(data, digest, name, utils.encode_dss_signature(r, s))
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self._public

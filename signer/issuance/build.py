@@ -20,6 +20,7 @@ from cryptography.x509 import ocsp
 
 from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import is_token_fault
+from signer.hsm.keys import Signed
 from signer.issuance import verify
 from signer.issuance.issuer import Issuer
 from signer.issuance.profile import (
@@ -147,15 +148,21 @@ def prepare_certificate(reg: Registry, req: IssueRequest) -> Prepared:
     return Prepared(issuer, builder)
 
 
-def sign_prepared(prepared: Prepared) -> x509.Certificate:
-    """Step 3: the key object's ``sign()`` runs C_Sign on the token."""
-    return prepared.builder.sign(prepared.issuer.key, prepared.issuer.hash_algorithm)
+SignedObject = tuple[x509.Certificate | ocsp.OCSPResponse, Signed]
 
 
-def release(prepared: Prepared, cert: x509.Certificate) -> bytes:
+def sign_prepared(prepared: Prepared | PreparedOcsp) -> SignedObject:
+    """Step 3: the key object's ``sign()`` runs C_Sign on the token and records what it signed."""
+    key = prepared.issuer.key
+    signed_object = prepared.builder.sign(key, prepared.issuer.hash_algorithm)
+    return signed_object, key.take_signed()
+
+
+def release(prepared: Prepared | PreparedOcsp, signed: SignedObject) -> bytes:
     """Step 4: nothing leaves unless the signature verifies with the CA public key."""
-    verify.certificate(prepared.issuer, cert)
-    return cert.public_bytes(DER)
+    der = signed[0].public_bytes(DER)
+    verify.released(prepared.issuer, signed[1], der)
+    return der
 
 
 def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
@@ -319,20 +326,10 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     return PreparedOcsp(issuer, builder)
 
 
-def sign_prepared_ocsp(prepared: PreparedOcsp) -> ocsp.OCSPResponse:
-    return prepared.builder.sign(prepared.issuer.key, prepared.issuer.hash_algorithm)
-
-
-def release_ocsp(prepared: PreparedOcsp, response: ocsp.OCSPResponse) -> bytes:
-    """Nothing leaves unless the signature verifies with the CA public key."""
-    verify.ocsp_response(prepared.issuer, response)
-    return response.public_bytes(DER)
-
-
 def sign_ocsp(reg: Registry, req: OcspRequest) -> bytes:
     prepared = prepare_ocsp(reg, req)
-    return release_ocsp(prepared, sign_prepared_ocsp(prepared))
+    return release(prepared, sign_prepared(prepared))
 
 
 def sign_ocsp_batch(reg: Registry, reqs: list[OcspRequest]) -> list[bytes | SignerError]:
-    return staged(reqs, lambda r: prepare_ocsp(reg, r), sign_prepared_ocsp, release_ocsp)
+    return staged(reqs, lambda r: prepare_ocsp(reg, r), sign_prepared, release)

@@ -176,12 +176,10 @@ def _software_token(kind: str, signing_key: object, garbage: bool = False):  # t
     return raw_sign
 
 
-@pytest.mark.parametrize("kind", ["rsa", "ec"])
-@pytest.mark.parametrize("token", ["right key", "wrong key", "garbage"])
-def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: str) -> None:
+def _unit_ca(kind: str, token: str):  # type: ignore[no-untyped-def]
+    """A CA certificate, and a registry whose issuer key signs through ``_software_token``."""
     import time
 
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from signer.hsm.keys import wrap
@@ -209,13 +207,32 @@ def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: st
                     public_url="http://ca.invalid")
     profile = Profile(name="signing", usage="signing", max_validity_seconds=400 * 86400,
                       policy_oids=())
-    registry = build.Registry({"unit": issuer}, {"signing": profile}, time.time)
+    return ca, ca_cert, build.Registry({"unit": issuer}, {"signing": profile}, time.time)
+
+
+def _unit_requests(n: int) -> list[IssueRequest]:
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+
     spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     t = int(time.time())
-    requests = [IssueRequest(spki=spki, subject=(("2.5.4.3", f"S{i}"),), profile="signing",
-                             serial=(1 << 100) + i, not_before=t, not_after=t + 86400)
-                for i in range(3)]
+    return [IssueRequest(spki=spki, subject=(("2.5.4.3", f"S{i}"),), profile="signing",
+                         serial=(1 << 100) + i, not_before=t, not_after=t + 86400)
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+@pytest.mark.parametrize("token", ["right key", "wrong key", "garbage"])
+def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: str) -> None:
+    import time
+
+    from signer.issuance import build
+
+    ca, ca_cert, registry = _unit_ca(kind, token)
+    t = int(time.time())
+    requests = _unit_requests(3)
     ocsp_request = OcspRequest(issuer="unit", serial=1 << 100, status="good", this_update=t,
                                next_update=t + 3600)
     crl_request = CrlRequest(issuer="unit", crl_number=1, this_update=t, next_update=t + 3600)
@@ -235,3 +252,24 @@ def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: st
     with pytest.raises(SignerError) as err:
         build.sign_crl(registry, crl_request)
     assert err.value.kind is ErrorKind.SIGNATURE_CHECK_FAILED
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_the_release_check_binds_the_signature_to_the_bytes_released(kind: str) -> None:
+    """A correct signature is not enough: the DER handed out must be made of exactly the bytes
+    that were signed and end with that signature."""
+    from signer.issuance import build, verify
+
+    _, _, registry = _unit_ca(kind, "right key")
+    first, second = (build.prepare_certificate(registry, r) for r in _unit_requests(2))
+    cert, signed = build.sign_prepared(first)
+    other_cert, _ = build.sign_prepared(second)
+    issuer = registry.active
+    der = cert.public_bytes(build.DER)
+    assert build.release(first, (cert, signed)) == der
+    for wrong in (other_cert.public_bytes(build.DER), der[:-1], der[:-4] + bytes(4)):
+        with pytest.raises(SignerError) as err:
+            verify.released(issuer, signed, wrong)
+        assert err.value.kind is ErrorKind.SIGNATURE_CHECK_FAILED
+    with pytest.raises(RuntimeError):  # each record is taken once
+        issuer.key.take_signed()
