@@ -21,17 +21,17 @@ import asyncio
 import logging
 import math
 import multiprocessing as mp
-import threading
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
 
 from signer.errors import ErrorKind
 from signer.metrics import SignerMetrics
+from signer.protocol import HEADER
 from signer.worker import worker_main
 
 log = logging.getLogger("signer.pool")
@@ -77,7 +77,8 @@ class Batch:
 class WorkerSlot:
     index: int
     process: Any = None
-    conn: Connection | None = None
+    writer: asyncio.StreamWriter | None = None
+    reader: asyncio.Task[None] | None = None
     state: str = "starting"
     detail: str = ""
     pid: int | None = None
@@ -161,7 +162,7 @@ class WorkerPool:
             return False
 
     def _spawn(self, slot: WorkerSlot, delay_index: int = 0) -> None:
-        parent, child = self._ctx.Pipe(duplex=True)
+        parent, child = socket.socketpair()
         proc = self._ctx.Process(
             target=worker_main,
             args=(self.config_path, delay_index, child, self.stagger),
@@ -170,36 +171,41 @@ class WorkerPool:
         )
         proc.start()
         child.close()
-        slot.process, slot.conn, slot.state, slot.pid = proc, parent, "starting", proc.pid
+        slot.process, slot.writer, slot.state, slot.pid = proc, None, "starting", proc.pid
         slot.started_at = time.monotonic()
         slot.generation += 1
-        gen = slot.generation
-        threading.Thread(
-            target=self._reader, args=(slot, parent, gen), daemon=True, name=f"reader-{slot.index}"
-        ).start()
+        slot.reader = asyncio.create_task(self._read_worker(slot, parent, slot.generation))
 
-    def _reader(self, slot: WorkerSlot, conn: Connection, gen: int) -> None:
-        """Blocking reads in a thread; everything else happens on the event loop."""
-        assert self.loop is not None
-        while True:
-            try:
-                raw = conn.recv_bytes()
-            except (EOFError, OSError):
-                self.loop.call_soon_threadsafe(self._on_exit, slot, gen)
-                return
-            msg = msgpack.unpackb(raw, raw=False)
-            self.loop.call_soon_threadsafe(self._on_message, slot, gen, msg)
+    async def _read_worker(self, slot: WorkerSlot, sock: socket.socket, gen: int) -> None:
+        """Messages from one worker, read on the event loop (a reader thread per worker cost
+        a GIL hand-over and a loop wake-up per message); the end of the stream is its exit."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        if gen == slot.generation:
+            slot.writer = writer
+        try:
+            while True:
+                (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+                msg = msgpack.unpackb(await reader.readexactly(length), raw=False)
+                self._on_message(slot, gen, msg)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self._on_exit(slot, gen)
+
+    def _write(self, slot: WorkerSlot, msg: dict[str, Any]) -> bool:
+        if slot.writer is None or slot.writer.is_closing():
+            return False
+        payload = msgpack.packb(msg, use_bin_type=True)
+        slot.writer.write(HEADER.pack(len(payload)) + payload)
+        return True
 
     async def stop(self) -> None:
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
         for slot in self.slots:
-            if slot.conn is not None:
-                try:
-                    slot.conn.send_bytes(msgpack.packb({"t": "stop"}))
-                except OSError:
-                    pass
+            self._write(slot, {"t": "stop"})
         deadline = time.monotonic() + 3
         for slot in self.slots:
             if slot.process is not None:
@@ -264,7 +270,7 @@ class WorkerPool:
         lost = list(slot.inflight.values())
         slot.inflight.clear()
         failed = slot.state == "failed"
-        slot.state, slot.conn = "dead", None
+        slot.state, slot.writer = "dead", None
         n = 0
         for batch in lost:
             for job, index in batch.parts:
@@ -339,7 +345,7 @@ class WorkerPool:
                 s
                 for s in self.slots
                 if s.state == "ready"
-                and s.conn is not None
+                and s.writer is not None
                 and len(s.inflight) < self.pipeline_depth
             ]
             if not free:
@@ -374,16 +380,12 @@ class WorkerPool:
     def _send(self, slot: WorkerSlot, parts: list[tuple[Job, int]]) -> None:
         self._batch_ids += 1
         batch = Batch(self._batch_ids, parts, time.monotonic())
-        payload = msgpack.packb(
-            {"t": "batch", "id": batch.id, "items": [(job.op, job.items[i]) for job, i in parts]},
-            use_bin_type=True,
-        )
         slot.inflight[batch.id] = batch
-        assert slot.conn is not None
-        try:
-            slot.conn.send_bytes(payload)
-        except OSError:
-            return  # the reader thread will notice the death and fail the in-flight batch
+        # a worker that has just died fails the batch through its reader's end of stream
+        self._write(
+            slot,
+            {"t": "batch", "id": batch.id, "items": [(job.op, job.items[i]) for job, i in parts]},
+        )
         self.metrics.batch_size.observe(len(parts))
 
     def _fail_queue(self, kind: ErrorKind, message: str) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import socket
 import sys
 import time
-from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
@@ -29,7 +30,7 @@ from signer.hsm.errors import TokenFault, describe, is_token_fault
 from signer.hsm.token import TokenHandle
 from signer.issuance import build, verify
 from signer.issuance.issuer import Issuer
-from signer.protocol import CrlRequest, IssueRequest, OcspRequest
+from signer.protocol import HEADER, CrlRequest, IssueRequest, OcspRequest
 
 log = logging.getLogger("signer.worker")
 
@@ -42,8 +43,37 @@ OPERATIONS = {
 }
 
 
-def _pack(msg: dict[str, Any]) -> bytes:
-    return msgpack.packb(msg, use_bin_type=True)
+class Link:
+    """The worker's end of its socket to the pool: length-prefixed msgpack messages, blocking.
+
+    The pool reads the other end on its event loop. Reads take exactly one message and nothing
+    more, so ``poll()`` can ask the socket whether the next one has begun to arrive.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, msg: dict[str, Any]) -> None:
+        payload = msgpack.packb(msg, use_bin_type=True)
+        self.sock.sendall(HEADER.pack(len(payload)) + payload)
+
+    def poll(self, timeout: float) -> bool:
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+    def recv(self) -> dict[str, Any]:
+        """The next message; ``EOFError`` when the pool has gone."""
+        (length,) = HEADER.unpack(self._exactly(HEADER.size))
+        return msgpack.unpackb(self._exactly(length), raw=False)
+
+    def _exactly(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            chunk = self.sock.recv_into(view[got:], n - got)
+            if chunk == 0:
+                raise EOFError("the pool closed the link")
+            got += chunk
+        return buf
 
 
 def open_registry(handle: TokenHandle, scfg: SignerConfig) -> build.Registry:
@@ -85,14 +115,14 @@ def open_registry(handle: TokenHandle, scfg: SignerConfig) -> build.Registry:
 
 
 class Worker:
-    def __init__(self, conn: Connection, scfg: SignerConfig, handle: TokenHandle) -> None:
-        self.conn = conn
+    def __init__(self, link: Link, scfg: SignerConfig, handle: TokenHandle) -> None:
+        self.link = link
         self.scfg = scfg
         self.handle = handle
         self.registry: build.Registry | None = None
 
     def send(self, msg: dict[str, Any]) -> None:
-        self.conn.send_bytes(_pack(msg))
+        self.link.send(msg)
 
     def state(self, state: str, detail: str = "") -> None:
         self.send({"t": "state", "state": state, "detail": detail, "pid": os.getpid()})
@@ -128,8 +158,8 @@ class Worker:
         """Wait up to ``seconds``, failing any batch that arrives meanwhile as retryable."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if self.conn.poll(left):
-                msg = msgpack.unpackb(self.conn.recv_bytes(), raw=False)
+            if self.link.poll(left):
+                msg = self.link.recv()
                 if msg.get("t") == "batch":
                     err = {"error": ErrorKind.TOKEN_UNAVAILABLE.value, "message": "token healing"}
                     self.send(
@@ -225,10 +255,9 @@ class Worker:
         self.connect(first=True)
         while True:
             try:
-                raw = self.conn.recv_bytes()
+                msg = self.link.recv()
             except (EOFError, OSError):
                 return  # the pool went away: nothing left to serve
-            msg = msgpack.unpackb(raw, raw=False)
             kind = msg.get("t")
             if kind == "stop":
                 return
@@ -238,7 +267,7 @@ class Worker:
                     self.connect(first=False)
 
 
-def worker_main(config_path: str, index: int, conn: Connection, stagger: float) -> None:
+def worker_main(config_path: str, index: int, sock: socket.socket, stagger: float) -> None:
     """Entry point of a worker process (started with the ``spawn`` method)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when workers stop
     logging.basicConfig(
@@ -254,7 +283,7 @@ def worker_main(config_path: str, index: int, conn: Connection, stagger: float) 
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
     # staggered log-in: SoftHSM rewrites token files at login
     time.sleep(index * stagger)
-    worker = Worker(conn, scfg, TokenHandle(token_config(cfg)))
+    worker = Worker(Link(sock), scfg, TokenHandle(token_config(cfg)))
     try:
         worker.serve()
     finally:
