@@ -3,10 +3,10 @@
 python-pkcs11 initialises the module without ``CKF_OS_LOCKING_OK``, so SoftHSM is not safe to
 share between threads; a process per worker gives real parallelism on the token instead. The
 worker receives batches over a socket from the pool, runs each item through the issuance
-pipeline and returns one result per item. On a token fault it answers what it holds with a retryable error, then heals:
-re-initialise the module, log in again, find the keys, cross-check them against the issuer
-certificates and make a test signature before it reports ready again. While healing it keeps
-answering (with ``token_unavailable``) so nobody waits on it.
+pipeline and returns one result per item. On a token fault it answers what it holds with a
+retryable error, then heals: re-initialise the module, log in again, find the keys, cross-check
+them against the issuer certificates and make a test signature before it reports ready again.
+While healing it keeps answering (with ``token_unavailable``) so nobody waits on it.
 """
 
 from __future__ import annotations
