@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hsm_config.config import ConfigError, RawConfig, check_keys, read_secret
+from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, read_secret
 from hsm_config.manifest import manifest_path
 
 GATEWAY_KEYS = {
@@ -66,9 +66,10 @@ class GatewayConfig:
 
 
 def _int(sec: dict[str, Any], key: str, default: int, where: str, *, minimum: int = 0) -> int:
-    value = sec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"[{where}] {key}: expected an integer, got {value!r}")
+    raw = sec.get(key, default)
+    value = as_int(raw)
+    if value is None:
+        raise ConfigError(f"[{where}] {key}: expected an integer, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"[{where}] {key}: must be at least {minimum}")
     return value

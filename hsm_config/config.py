@@ -82,6 +82,21 @@ def _coerce(current: Any, text: str, where: str) -> Any:
     return text
 
 
+def as_int(value: Any) -> int | None:
+    """An integer setting as a component reads it: an int from the file, or the text of an
+    environment override of a key the file leaves out (which has no type to take)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def apply_env_overrides(
     data: dict[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hsm_config.config import ConfigError, RawConfig, check_keys, token_config
+from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
 from signer.issuance.profile import Profile, parse_profiles
 
@@ -97,8 +97,8 @@ def public_url(cfg: RawConfig) -> str:
 
 
 def _int(sec: dict[str, object], key: str, default: int, lo: int, hi: int) -> int:
-    value = sec.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+    value = as_int(sec.get(key, default))
+    if value is None or not lo <= value <= hi:
         raise ConfigError(f"[signer] {key} must be an integer in {lo}..{hi}")
     return value
 

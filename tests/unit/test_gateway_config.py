@@ -35,6 +35,15 @@ def test_env_overrides() -> None:
     assert cfg.public_url == "http://127.0.0.1:8081"
 
 
+def test_env_override_of_a_key_the_file_leaves_out(tmp_path: Path) -> None:
+    """Such an override has no value to take its type from: integer settings still read it."""
+    p = _write(tmp_path, "[gateway]\n")
+    cfg = gateway_config(load(p, environ={"CA_GATEWAY_CAPTCHA_TTL": "60"}), environ={})
+    assert cfg.captcha_ttl == 60
+    with pytest.raises(ConfigError, match="captcha_ttl"):
+        gateway_config(load(p, environ={"CA_GATEWAY_CAPTCHA_TTL": "soon"}), environ={})
+
+
 def test_database_url_env_wins(tmp_path: Path) -> None:
     p = _write(tmp_path, '[database]\nurl = "postgresql://x/y"\n')
     cfg = gateway_config(load(p, environ={}), environ={"DATABASE_URL": "postgresql://a/b"})
