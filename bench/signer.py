@@ -68,7 +68,19 @@ def _raw_worker(config: str, index: int, seconds: float, start_at: float, out: m
     handle.close()
 
 
+def worker_allocator(config: Path) -> tuple[str, dict[str, str]]:
+    """The signer workers' allocator under ``config``, and the environment that gives it."""
+    from hsm_config.config import load
+    from signer.allocator import worker_environment
+    from signer.config import load_signer_config
+
+    name = load_signer_config(load(config)).worker_allocator
+    return name, worker_environment(name)
+
+
 def raw_rate(config: Path, workers: int, seconds: float) -> float:
+    """C_Sign per second of ``workers`` processes set up as the signer's workers are (same
+    token, same log-in, same allocator), each looping over one digest-sized input."""
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     start_at = time.time() + 0.5 + workers * 0.25
@@ -76,8 +88,14 @@ def raw_rate(config: Path, workers: int, seconds: float) -> float:
         ctx.Process(target=_raw_worker, args=(str(config), i, seconds, start_at, out))
         for i in range(workers)
     ]
-    for p in procs:
-        p.start()
+    saved = dict(os.environ)
+    os.environ.update(worker_allocator(config)[1])
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     rates = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join()
@@ -167,7 +185,8 @@ def bench(key: str, workers: int, seconds: float, root: Path) -> dict:
 
     config = make_ca(root / key, KEY_TYPES[key])
     raw1 = raw_rate(config, workers, seconds)
-    print(f"{key}: raw C_Sign with {workers} workers: {raw1:,.0f}/s", flush=True)
+    allocator = worker_allocator(config)[0]
+    print(f"{key}: raw C_Sign with {workers} workers ({allocator}): {raw1:,.0f}/s", flush=True)
     issue, count = issue_rate(config, workers, seconds, raw1)
     print(f"{key}: issued {count} certificates at {issue:,.0f}/s", flush=True)
     raw2 = raw_rate(config, workers, seconds)

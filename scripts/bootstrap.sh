@@ -11,6 +11,7 @@ declare -A NEED=(
   [/usr/bin/pkcs11-tool]=opensc
   [/usr/bin/p11-kit]=p11-kit
   [/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so]=p11-kit-modules
+  [/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4]=libtcmalloc-minimal4
   [/usr/bin/openssl]=openssl
   [/usr/bin/promtool]=prometheus
   [/usr/bin/chromium]=chromium

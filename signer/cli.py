@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from hsm_config.config import ConfigError, config_path, load, token_config
+from signer.allocator import preload_library, worker_environment
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import SignerError
 from signer.metrics import SignerMetrics
@@ -40,7 +42,22 @@ def check_config(config: str, scfg: SignerConfig) -> int:
     return 0
 
 
+def _worker_allocator(scfg: SignerConfig) -> None:
+    """Give the worker processes, started from this environment, their allocator."""
+    env = worker_environment(scfg.worker_allocator)
+    os.environ.update(env)
+    if env:
+        log.info("workers use %s (%s)", scfg.worker_allocator, env["LD_PRELOAD"])
+    elif preload_library(scfg.worker_allocator) is None and scfg.worker_allocator != "system":
+        log.warning(
+            "%s is not installed (Debian: libtcmalloc-minimal4); workers use the system "
+            "allocator, about 1-2%% slower for RSA and 9%% for P-256",
+            scfg.worker_allocator,
+        )
+
+
 async def serve(config: str, scfg: SignerConfig) -> int:
+    _worker_allocator(scfg)
     registry = CollectorRegistry()
     metrics = SignerMetrics(registry)
     if scfg.metrics_port:

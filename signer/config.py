@@ -15,6 +15,7 @@ from cryptography import x509
 
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
+from signer.allocator import ALLOCATORS
 from signer.issuance.profile import Profile, parse_profiles
 
 SIGNER_KEYS = {
@@ -33,6 +34,7 @@ SIGNER_KEYS = {
     "pipeline_depth",
     "stall_seconds",
     "pin_cpus",
+    "worker_allocator",
 }
 
 
@@ -76,6 +78,7 @@ class SignerConfig:
     pipeline_depth: int
     stall_seconds: int
     pin_cpus: bool
+    worker_allocator: str
     metrics_host: str
     metrics_port: int
     log_level: str
@@ -114,6 +117,13 @@ def _bool(sec: dict[str, object], key: str, default: bool) -> bool:
     return value
 
 
+def _choice(sec: dict[str, object], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = sec.get(key, default)
+    if value not in choices:
+        raise ConfigError(f"[signer] {key} must be one of {', '.join(choices)}")
+    return str(value)
+
+
 def load_signer_config(cfg: RawConfig) -> SignerConfig:
     sec = cfg.section("signer")
     check_keys(sec, SIGNER_KEYS, "signer")
@@ -149,6 +159,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
         stall_seconds=_int(sec, "stall_seconds", 30, 2, 3600),
         pin_cpus=_bool(sec, "pin_cpus", False),
+        worker_allocator=_choice(sec, "worker_allocator", "tcmalloc", ALLOCATORS),
         metrics_host=str(sec.get("metrics_host", "127.0.0.1")),
         metrics_port=_int(sec, "metrics_port", 9101, 0, 65535),
         log_level=str(sec.get("log_level", "info")),

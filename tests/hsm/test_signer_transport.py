@@ -1,13 +1,17 @@
-"""How gateways reach signers: mutual TLS over TCP, and failover across several signers."""
+"""How gateways reach signers: mutual TLS over TCP, and failover across several signers; how
+the daemon starts its workers."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -160,3 +164,34 @@ async def test_client_fails_over_to_the_signer_that_answers(
             assert health["address"] == f"unix:{first}"
         finally:
             await client.close()
+
+
+@pytest.mark.parametrize("allocator", ["tcmalloc", "system"])
+async def test_workers_run_with_the_configured_allocator(
+    ca_config: Path, tmp_path: Path, allocator: str
+) -> None:
+    """The workers get tcmalloc by default (``make run`` installs it), the system malloc when
+    the config says so; either way they sign, and the daemon keeps the system allocator."""
+    sock = tmp_path / "alloc.sock"
+    env = {"CA_SIGNER_SOCKET": str(sock), "CA_SIGNER_WORKER_ALLOCATOR": allocator}
+    with running_signer(ca_config, workers=1, env=env) as daemon:
+        client = SignerClient([f"unix:{sock}"], timeout=10)
+        try:
+            der = await client.issue(_request(SPKI))
+            assert x509.load_der_x509_certificate(der)
+            (worker,) = (await client.health())["workers"]
+        finally:
+            await client.close()
+        maps = Path(f"/proc/{worker['pid']}/maps").read_text()
+        assert ("libtcmalloc_minimal" in maps) is (allocator == "tcmalloc")
+        assert "libtcmalloc_minimal" not in Path(f"/proc/{daemon.pid}/maps").read_text()
+
+
+def test_an_unknown_worker_allocator_is_refused(ca_config: Path) -> None:
+    env = {**os.environ, "CA_SIGNER_WORKER_ALLOCATOR": "jemalloc"}
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ca-signer"), "--config", str(ca_config),
+         "--check-config"], env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "worker_allocator must be one of tcmalloc, system" in out.stderr
