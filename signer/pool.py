@@ -179,18 +179,27 @@ class WorkerPool:
     async def _read_worker(self, slot: WorkerSlot, sock: socket.socket, gen: int) -> None:
         """Messages from one worker, read on the event loop (a reader thread per worker cost
         a GIL hand-over and a loop wake-up per message); the end of the stream is its exit."""
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
-        if gen == slot.generation:
-            slot.writer = writer
+        writer: asyncio.StreamWriter | None = None
         try:
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            if gen == slot.generation:
+                slot.writer = writer
             while True:
                 (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
                 msg = msgpack.unpackb(await reader.readexactly(length), raw=False)
                 self._on_message(slot, gen, msg)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except Exception:
+            # a message this pool cannot handle: the worker is replaced rather than trusted
+            log.exception("worker %d: unreadable message; replacing it", slot.index)
+            if gen == slot.generation and slot.process is not None:
+                slot.process.kill()
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
+            else:
+                sock.close()
             self._on_exit(slot, gen)
 
     def _write(self, slot: WorkerSlot, msg: dict[str, Any]) -> bool:

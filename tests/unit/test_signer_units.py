@@ -273,3 +273,34 @@ def test_the_release_check_binds_the_signature_to_the_bytes_released(kind: str) 
         assert err.value.kind is ErrorKind.SIGNATURE_CHECK_FAILED
     with pytest.raises(RuntimeError):  # each record is taken once
         issuer.key.take_signed()
+
+
+async def test_a_worker_that_sends_garbage_is_replaced_and_its_batch_failed() -> None:
+    """The pool reads its workers on the event loop; an unreadable message must not leave the
+    slot hanging: the worker is killed, its in-flight items fail as retryable."""
+    import asyncio
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    from signer.metrics import SignerMetrics
+    from signer.pool import Batch, Job, WorkerPool, WorkerSlot
+    from signer.protocol import HEADER
+
+    class Process:
+        killed = False
+
+        def kill(self) -> None:
+            self.killed = True
+
+    pool = WorkerPool("unused.toml", 1, SignerMetrics(CollectorRegistry()))
+    pool._closing = True  # no replacement process in a unit test
+    slot = WorkerSlot(0, process=Process(), state="ready", generation=1)
+    job = Job("issue", [{}], None, asyncio.get_running_loop().create_future())
+    slot.inflight[7] = Batch(7, [(job, 0)], 0.0)
+    ours, theirs = socket.socketpair()
+    theirs.sendall(HEADER.pack(3) + b"\xc1\xc1\xc1")  # 0xc1 is never valid msgpack
+    await asyncio.wait_for(pool._read_worker(slot, ours, 1), 5)
+    theirs.close()
+    assert slot.process.killed and slot.state == "dead" and not slot.inflight
+    assert (await job.future)[0]["error"] == ErrorKind.WORKER_FAILED.value
