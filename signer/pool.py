@@ -202,12 +202,11 @@ class WorkerPool:
                 sock.close()
             self._on_exit(slot, gen)
 
-    def _write(self, slot: WorkerSlot, msg: dict[str, Any]) -> bool:
+    def _write(self, slot: WorkerSlot, msg: dict[str, Any]) -> None:
         if slot.writer is None or slot.writer.is_closing():
-            return False
+            return
         payload = msgpack.packb(msg, use_bin_type=True)
         slot.writer.write(HEADER.pack(len(payload)) + payload)
-        return True
 
     async def stop(self) -> None:
         self._closing = True

@@ -160,8 +160,9 @@ def sign_prepared(prepared: Prepared | PreparedOcsp) -> SignedObject:
 
 def release(prepared: Prepared | PreparedOcsp, signed: SignedObject) -> bytes:
     """Step 4: nothing leaves unless the signature verifies with the CA public key."""
-    der = signed[0].public_bytes(DER)
-    verify.released(prepared.issuer, signed[1], der)
+    signed_object, record = signed
+    der = signed_object.public_bytes(DER)
+    verify.released(prepared.issuer, record, signed_object.signature, der)
     return der
 
 

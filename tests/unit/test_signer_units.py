@@ -256,20 +256,25 @@ def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: st
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 def test_the_release_check_binds_the_signature_to_the_bytes_released(kind: str) -> None:
-    """A correct signature is not enough: the DER handed out must be made of exactly the bytes
-    that were signed and end with that signature."""
+    """A correct signature is not enough: the object must carry exactly the signature that was
+    checked, and the DER handed out must contain exactly the bytes that were signed."""
     from signer.issuance import build, verify
 
     _, _, registry = _unit_ca(kind, "right key")
     first, second = (build.prepare_certificate(registry, r) for r in _unit_requests(2))
     cert, signed = build.sign_prepared(first)
-    other_cert, _ = build.sign_prepared(second)
+    other_cert, other_signed = build.sign_prepared(second)
     issuer = registry.active
     der = cert.public_bytes(build.DER)
     assert build.release(first, (cert, signed)) == der
-    for wrong in (other_cert.public_bytes(build.DER), der[:-1], der[:-4] + bytes(4)):
+    changed = bytes([cert.signature[0] ^ 1]) + cert.signature[1:]
+    for record, carried, released in (
+        (other_signed, cert.signature, der),  # a valid signature, but over another certificate
+        (signed, cert.signature, other_cert.public_bytes(build.DER)),  # other bytes released
+        (signed, changed, der),  # the object carries another signature
+    ):
         with pytest.raises(SignerError) as err:
-            verify.released(issuer, signed, wrong)
+            verify.released(issuer, record, carried, released)
         assert err.value.kind is ErrorKind.SIGNATURE_CHECK_FAILED
     with pytest.raises(RuntimeError):  # each record is taken once
         issuer.key.take_signed()
