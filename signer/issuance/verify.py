@@ -67,4 +67,3 @@ def crl(issuer: Issuer, crl_: x509.CertificateRevocationList) -> None:
         raise SignerError(
             ErrorKind.SIGNATURE_CHECK_FAILED, f"CRL signature of issuer {issuer.name} is invalid"
         )
-
