@@ -148,22 +148,32 @@ def prepare_certificate(reg: Registry, req: IssueRequest) -> Prepared:
     return Prepared(issuer, builder)
 
 
-SignedObject = tuple[x509.Certificate | ocsp.OCSPResponse, Signed]
+SignedObject = tuple[x509.Certificate | ocsp.OCSPResponse | x509.CertificateRevocationList, Signed]
+Builder = x509.CertificateBuilder | ocsp.OCSPResponseBuilder | x509.CertificateRevocationListBuilder
+
+
+def _sign(issuer: Issuer, builder: Builder) -> SignedObject:
+    """The key object's ``sign()`` runs C_Sign on the token and records what it signed."""
+    signed_object = builder.sign(issuer.key, issuer.hash_algorithm)
+    return signed_object, issuer.key.take_signed()
+
+
+def _release(issuer: Issuer, signed: SignedObject) -> bytes:
+    """Nothing leaves unless the signature verifies with the CA public key."""
+    signed_object, record = signed
+    der = signed_object.public_bytes(DER)
+    verify.released(issuer, record, signed_object.signature, der)
+    return der
 
 
 def sign_prepared(prepared: Prepared | PreparedOcsp) -> SignedObject:
-    """Step 3: the key object's ``sign()`` runs C_Sign on the token and records what it signed."""
-    key = prepared.issuer.key
-    signed_object = prepared.builder.sign(key, prepared.issuer.hash_algorithm)
-    return signed_object, key.take_signed()
+    """Step 3 of a certificate or an OCSP response: C_Sign on the token."""
+    return _sign(prepared.issuer, prepared.builder)
 
 
 def release(prepared: Prepared | PreparedOcsp, signed: SignedObject) -> bytes:
-    """Step 4: nothing leaves unless the signature verifies with the CA public key."""
-    signed_object, record = signed
-    der = signed_object.public_bytes(DER)
-    verify.released(prepared.issuer, record, signed_object.signature, der)
-    return der
+    """Step 4: the verified DER."""
+    return _release(prepared.issuer, signed)
 
 
 def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
@@ -247,9 +257,7 @@ def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
         ],
         revoked_certificates=revoked,
     )
-    crl = builder.sign(issuer.key, issuer.hash_algorithm)
-    verify.crl(issuer, crl)
-    return crl.public_bytes(DER)
+    return _release(issuer, _sign(issuer, builder))
 
 
 def _issuer_hashes(issuer: Issuer) -> tuple[bytes, bytes]:

@@ -4,7 +4,7 @@ A token that returns a wrong signature (fault, wrong key, tampering between proc
 must never produce a certificate that someone holds; a failed check is an error of its own kind,
 counted in metrics, and the result is dropped.
 
-Certificates and OCSP responses are checked from the token key's ``Signed`` record: the
+Certificates, OCSP responses and CRLs are checked from the token key's ``Signed`` record: the
 signature is verified with the issuer certificate's public key over the digest of exactly the
 bytes the builder handed to the token, the object must carry that signature and the DER about to
 leave must contain those bytes. That is the same check as verifying the parsed object, without
@@ -14,7 +14,6 @@ work).
 
 from __future__ import annotations
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
@@ -59,11 +58,4 @@ def released(issuer: Issuer, signed: Signed, carried: bytes, der: bytes) -> None
         raise SignerError(
             ErrorKind.SIGNATURE_CHECK_FAILED,
             f"the object signed by issuer {issuer.name} does not carry the checked signature",
-        )
-
-
-def crl(issuer: Issuer, crl_: x509.CertificateRevocationList) -> None:
-    if not crl_.is_signature_valid(issuer.public_key):
-        raise SignerError(
-            ErrorKind.SIGNATURE_CHECK_FAILED, f"CRL signature of issuer {issuer.name} is invalid"
         )
