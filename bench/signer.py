@@ -71,11 +71,11 @@ def _raw_worker(config: str, index: int, seconds: float, start_at: float, out: m
 def worker_allocator(config: Path) -> tuple[str, dict[str, str]]:
     """The signer workers' allocator under ``config``, and the environment that gives it."""
     from hsm_config.config import load
-    from signer.allocator import worker_environment
+    from signer.allocator import preload_library, worker_environment
     from signer.config import load_signer_config
 
     name = load_signer_config(load(config)).worker_allocator
-    return name, worker_environment(name)
+    return name, worker_environment(preload_library(name))
 
 
 def raw_rate(config: Path, workers: int, seconds: float) -> float:

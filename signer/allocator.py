@@ -30,9 +30,11 @@ def preload_library(name: str) -> str | None:
     return ctypes.util.find_library(library) if library else None
 
 
-def worker_environment(name: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The variables to add to ``environ`` so that processes started from it use ``name``."""
-    library = preload_library(name)
+def worker_environment(
+    library: str | None, environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The variables to add to ``environ`` so that processes started from it preload
+    ``library`` (from ``preload_library``; None: nothing to add)."""
     preloaded = environ.get("LD_PRELOAD", "")
     if library is None or library in preloaded.replace(":", " ").split():
         return {}

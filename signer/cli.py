@@ -44,16 +44,18 @@ def check_config(config: str, scfg: SignerConfig) -> int:
 
 def _worker_allocator(scfg: SignerConfig) -> None:
     """Give the worker processes, started from this environment, their allocator."""
-    env = worker_environment(scfg.worker_allocator)
-    os.environ.update(env)
-    if env:
-        log.info("workers use %s (%s)", scfg.worker_allocator, env["LD_PRELOAD"])
-    elif preload_library(scfg.worker_allocator) is None and scfg.worker_allocator != "system":
-        log.warning(
-            "%s is not installed (Debian: libtcmalloc-minimal4); workers use the system "
-            "allocator, about 1-2%% slower for RSA and 9%% for P-256",
-            scfg.worker_allocator,
-        )
+    name = scfg.worker_allocator
+    library = preload_library(name)
+    if library is None:
+        if name != "system":
+            log.warning(
+                "%s is not installed (Debian: libtcmalloc-minimal4); workers use the system "
+                "allocator, about 1-2%% slower for RSA and 9%% for P-256",
+                name,
+            )
+        return
+    os.environ.update(worker_environment(library))
+    log.info("workers use %s (%s)", name, library)
 
 
 async def serve(config: str, scfg: SignerConfig) -> int:
