@@ -59,7 +59,8 @@ def _default_signer(config: GatewayConfig) -> keys.SignerHealth:
     except ImportError:
         log.warning("signer.client is not available; /readyz will answer 503")
         return _NoSigner()
-    return SignerClient(list(config.signers))  # type: ignore[return-value]
+    ssl_context = config.signer_tls.context() if config.signer_tls else None
+    return SignerClient(list(config.signers), ssl_context=ssl_context)  # type: ignore[return-value]
 
 
 def _database(pool: asyncpg.Pool | None):

@@ -13,11 +13,13 @@ from typing import Any
 
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, read_secret
 from hsm_config.manifest import manifest_path
+from signer.client import ClientTls
 
 GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
     "crl_refresh_seconds", "notice_interval_seconds",
+    "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
 }
 DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start"}
 POLICY_KEYS = {
@@ -36,6 +38,7 @@ class GatewayConfig:
     public_url: str = "http://127.0.0.1:8080"
     captcha: bool = True
     signers: tuple[str, ...] = ()
+    signer_tls: ClientTls | None = None  # client certificate for tls:// signers
     session_key: bytes | None = None
     session_idle_timeout: int = 15 * 60  # seconds
     session_absolute_timeout: int = 8 * 3600  # seconds
@@ -92,6 +95,39 @@ def _onoff(value: Any, where: str) -> bool:
     raise ConfigError(f"{where}: expected \"on\" or \"off\", got {value!r}")
 
 
+def _signer_tls(cfg: RawConfig, gw: dict[str, Any], signers: list[str]) -> ClientTls | None:
+    """The client certificate for ``tls://`` signers. A ``tls://`` address without it is an
+    error here: the gateway must never reach a signer over TCP without mutual TLS."""
+    tls_signers = [s for s in signers if s.startswith("tls://")]
+    for s in tls_signers:
+        host, _, port = s[6:].rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"[gateway] signers: {s!r} is not tls://HOST:PORT")
+    cert = _str(gw, "signer_tls_cert", "", "gateway")
+    ca = _str(gw, "signer_tls_ca", "", "gateway")
+    has_key = bool(gw.get("signer_tls_key_file") or gw.get("signer_tls_key_env"))
+    if not (cert or ca or has_key):
+        if tls_signers:
+            raise ConfigError(
+                f"[gateway] signers: {tls_signers[0]} needs signer_tls_cert, signer_tls_key_file "
+                "(or signer_tls_key_env) and signer_tls_ca (mutual TLS)"
+            )
+        return None
+    if not (cert and ca and has_key):
+        raise ConfigError(
+            "[gateway]: signer_tls_cert, signer_tls_key_file (or _env) and signer_tls_ca go "
+            "together"
+        )
+    key_pem = read_secret(cfg, gw, "signer_tls_key", "gateway")
+    assert key_pem is not None
+    tls = ClientTls(cert=cfg.resolve(cert), key_pem=key_pem, ca=cfg.resolve(ca))
+    try:
+        tls.context()  # unreadable or mismatched files stop the start, not the first issuance
+    except ValueError as exc:
+        raise ConfigError(f"[gateway] signer_tls_*: {exc}") from exc
+    return tls
+
+
 def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> GatewayConfig:
     environ = dict(os.environ) if environ is None else environ
     gw = cfg.section("gateway")
@@ -124,6 +160,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         if s.startswith("unix:") and not s[5:].startswith("/"):
             s = f"unix:{cfg.resolve(s[5:])}"
         resolved.append(s)
+    signer_tls = _signer_tls(cfg, gw, resolved)
     key = None
     if gw.get("session_key_file") or gw.get("session_key_env"):
         try:
@@ -147,6 +184,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         public_url=public_url,
         captcha=_onoff(gw.get("captcha", "on"), "[gateway] captcha"),
         signers=tuple(resolved),
+        signer_tls=signer_tls,
         session_key=key,
         session_idle_timeout=_int(gw, "session_idle_timeout", 900, "gateway", minimum=1),
         session_absolute_timeout=_int(gw, "session_absolute_timeout", 28800, "gateway",

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from signer.errors import ErrorKind, SignerError
@@ -39,6 +42,46 @@ class Address:
 
     def __str__(self) -> str:
         return f"unix:{self.target}" if self.scheme == "unix" else f"tls://{self.target}"
+
+
+@contextlib.contextmanager
+def _key_path(key_pem: str) -> Iterator[str]:
+    """A path ``ssl`` can read the key from that exists only in memory (a memfd), so a key
+    that came from an environment variable never lands on disk."""
+    fd = os.memfd_create("signer-tls-key", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, key_pem.encode("ascii") + b"\n")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """The gateway's TLS settings for ``tls://`` signers: its certificate, its key (a secret,
+    read from ``*_file`` or ``*_env`` like the others) and the CA that issued the signers'
+    server certificates."""
+
+    cert: Path
+    key_pem: str
+    ca: Path
+
+    def __repr__(self) -> str:  # never print the key
+        return f"ClientTls(cert={str(self.cert)!r}, ca={str(self.ca)!r}, key=***)"
+
+    def context(self) -> ssl.SSLContext:
+        """TLS 1.2 or later; the signer's certificate must chain to ``ca`` and name the host
+        of the ``tls://`` address (DNS name or IP address in its subjectAltName)."""
+        try:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+            with _key_path(self.key_pem) as key_path:
+                ctx.load_cert_chain(str(self.cert), key_path)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"signer TLS certificate, key or CA unusable: {exc}") from exc
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.verify_mode = ssl.CERT_REQUIRED  # the defaults, spelled out: they are the point
+        ctx.check_hostname = True
+        return ctx
 
 
 class Connection:
@@ -140,7 +183,11 @@ class SignerClient:
     ) -> None:
         if not addresses:
             raise ValueError("at least one signer address is required")
-        self.connections = [Connection(Address.parse(a), ssl_context) for a in addresses]
+        parsed = [Address.parse(a) for a in addresses]
+        if ssl_context is None and any(a.scheme == "tls" for a in parsed):
+            # without a context asyncio would speak plain TCP to a tls:// address
+            raise ValueError("tls:// signer addresses need an ssl_context (mutual TLS)")
+        self.connections = [Connection(a, ssl_context) for a in parsed]
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.timeout = timeout

@@ -8,6 +8,7 @@ by each worker when it opens the token, before it takes work.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
 from signer.allocator import ALLOCATORS
 from signer.issuance.profile import Profile, parse_profiles
+from signer.tls import ClientPins, server_context
 
 SIGNER_KEYS = {
     "socket",
@@ -24,6 +26,7 @@ SIGNER_KEYS = {
     "tls_cert",
     "tls_key",
     "tls_client_ca",
+    "tls_allowed_clients",
     "workers",
     "batch_max",
     "bulk_batch_max",
@@ -71,6 +74,7 @@ class SignerConfig:
     tls_cert: Path | None
     tls_key: Path | None
     tls_client_ca: Path | None
+    tls_allowed_clients: ClientPins | None
     workers: int
     batch_max: int
     bulk_batch_max: int
@@ -124,6 +128,20 @@ def _choice(sec: dict[str, object], key: str, default: str, choices: tuple[str, 
     return str(value)
 
 
+def _allowed_clients(sec: dict[str, object]) -> ClientPins:
+    """``tls_allowed_clients``: a TOML list in the file; from the environment (a key the file
+    leaves out) a comma-separated list of fingerprints only, since subjects contain commas."""
+    where = "[signer] tls_allowed_clients"
+    value = sec.get("tls_allowed_clients") or []
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+        if not all(part.strip().lower().startswith("sha256:") for part in value):
+            raise ConfigError(f"{where}: from the environment only sha256: fingerprints")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings")
+    return ClientPins.parse(value, where)
+
+
 def load_signer_config(cfg: RawConfig) -> SignerConfig:
     sec = cfg.section("signer")
     check_keys(sec, SIGNER_KEYS, "signer")
@@ -138,8 +156,16 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         return cfg.resolve(str(value)) if value else None
 
     tls = (opt_path("tls_cert"), opt_path("tls_key"), opt_path("tls_client_ca"))
-    if tcp and not all(tls):
-        raise ConfigError("[signer] tcp needs tls_cert, tls_key and tls_client_ca (mutual TLS)")
+    pins = None
+    if tcp:
+        if not all(tls):
+            raise ConfigError("[signer] tcp needs tls_cert, tls_key and tls_client_ca (mutual TLS)")
+        # a certificate chaining to the client CA is not enough: only pinned clients are served
+        pins = _allowed_clients(sec)
+        try:
+            server_context(*tls)  # type: ignore[arg-type]
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"[signer] tls_cert/tls_key/tls_client_ca unusable: {exc}") from exc
     entries = load_manifest(manifest_path(cfg))
     if not entries:
         raise ConfigError(f"{manifest_path(cfg)}: no issuers; run the key ceremony first")
@@ -152,6 +178,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         tls_cert=tls[0],
         tls_key=tls[1],
         tls_client_ca=tls[2],
+        tls_allowed_clients=pins,
         workers=_int(sec, "workers", 2, 1, 64),
         batch_max=_int(sec, "batch_max", 64, 1, 4096),
         bulk_batch_max=_int(sec, "bulk_batch_max", 16, 1, 4096),

@@ -75,3 +75,10 @@ class SignerMetrics:
             registry=registry,
         )
         self.connections = Gauge("ca_signer_connections", "Open RPC connections", registry=registry)
+        self.tls_refused = Counter(
+            "ca_signer_tls_refused_total",
+            "TCP connections refused: failed TLS handshake (no or an untrusted client "
+            "certificate) or a client certificate not in tls_allowed_clients",
+            ["reason"],
+            registry=registry,
+        )

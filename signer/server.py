@@ -1,4 +1,5 @@
-"""The signer's RPC server: length-prefixed msgpack frames on a Unix socket (or mutual TLS).
+"""The signer's RPC server: length-prefixed msgpack frames on a Unix socket (or mutual TLS
+over TCP, serving only the client certificates pinned in ``tls_allowed_clients``).
 
 Each connection may have many requests in flight; answers carry the request id and may come
 back in any order. The server only frames, admits and answers: all signing happens in the
@@ -10,20 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import ssl
 import time
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from signer.config import SignerConfig
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
 from signer.pool import WorkerPool
 from signer.protocol import HEADER, MAX_FRAME, VERSION, Frame, error_dict
+from signer.tls import fingerprint, server_context
 
 log = logging.getLogger("signer.server")
 
 MAX_ITEMS = 8192  # per request; larger jobs are split by the client
+HANDSHAKE_SECONDS = 10.0  # a TCP peer that does not finish the TLS handshake is dropped
 
 
 class SignerServer:
@@ -32,6 +38,10 @@ class SignerServer:
         self.pool = pool
         self.metrics = metrics
         self.servers: list[asyncio.AbstractServer] = []
+        self._tls: ssl.SSLContext | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
@@ -44,24 +54,78 @@ class SignerServer:
             self.servers.append(server)
             log.info("listening on unix:%s", path)
         if self.scfg.tcp:
-            host, _, port = self.scfg.tcp.rpartition(":")
-            server = await asyncio.start_server(
-                self._connection, host or "127.0.0.1", int(port), ssl=self._tls_context()
+            assert self.scfg.tls_cert and self.scfg.tls_key and self.scfg.tls_client_ca
+            self._tls = server_context(
+                self.scfg.tls_cert, self.scfg.tls_key, self.scfg.tls_client_ca
             )
-            self.servers.append(server)
+            host, _, port = self.scfg.tcp.rpartition(":")
+            listener = socket.create_server((host or "127.0.0.1", int(port)), backlog=128)
+            listener.setblocking(False)
+            self._listener = listener
+            self._accepting = asyncio.create_task(self._accept_loop(listener))
             log.info("listening on tcp:%s with mutual TLS", self.scfg.tcp)
 
-    def _tls_context(self) -> ssl.SSLContext:
-        assert self.scfg.tls_cert and self.scfg.tls_key and self.scfg.tls_client_ca
-        ctx = ssl.create_default_context(
-            ssl.Purpose.CLIENT_AUTH, cafile=str(self.scfg.tls_client_ca)
-        )
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_cert_chain(str(self.scfg.tls_cert), str(self.scfg.tls_key))
-        return ctx
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept TCP connections and hand each to ``_tls_accept``. Done by hand rather than
+        with ``start_server(ssl=...)`` so that refused handshakes reach our log and metrics
+        (asyncio and uvloop swallow them); ``StreamWriter.start_tls`` after a plain accept
+        races with the first bytes under uvloop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(listener)
+            except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
+                log.warning("accept on tcp:%s failed: %s", self.scfg.tcp, exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(self._tls_accept(conn, peer))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _tls_accept(self, conn: socket.socket, peer: object) -> None:
+        """Handshake (client certificate required, chaining to ``tls_client_ca``), then the
+        pin, then the same frame loop as on the Unix socket."""
+        pins = self.scfg.tls_allowed_clients
+        assert self._tls is not None and pins is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        try:
+            transport, protocol = await loop.connect_accepted_socket(
+                lambda: asyncio.StreamReaderProtocol(reader),
+                conn,
+                ssl=self._tls,
+                ssl_handshake_timeout=HANDSHAKE_SECONDS,
+            )
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            conn.close()
+            self._refused("handshake", "TLS handshake with %s failed: %r", peer, exc)
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der or not pins.admits(der):
+            writer.close()
+            subject = x509.load_der_x509_certificate(der).subject.rfc4514_string() if der else "-"
+            self._refused(
+                "not_allowed",
+                "refused TLS client %s: %s (%s) is not in tls_allowed_clients",
+                peer,
+                subject,
+                fingerprint(der) if der else "-",
+            )
+            return
+        await self._connection(reader, writer)
+
+    def _refused(self, reason: str, msg: str, *args: object) -> None:
+        log.warning(msg, *args)
+        self.metrics.tls_refused.labels(reason=reason).inc()
 
     async def stop(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
         for server in self.servers:
             server.close()
             await server.wait_closed()
