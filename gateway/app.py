@@ -21,7 +21,7 @@ from gateway.api import certificates, public, ra, ra_certificates, session
 from gateway.captcha import CaptchaService
 from gateway.config import GatewayConfig, database_url
 from gateway.metrics import GatewayMetrics
-from gateway.middlewares import errors, observe
+from gateway.middlewares import errors, observe, strict_transport_security
 from gateway.operator.routes import setup_operator
 from gateway.portal.routes import setup_portal
 from gateway.services import lifecycle, ocsp_presign
@@ -152,6 +152,8 @@ def make_app(
     app[keys.REGISTRY] = registry if registry is not None else CollectorRegistry()
     app[keys.METRICS] = GatewayMetrics(app[keys.REGISTRY])
     app[keys.RUNTIME] = keys.Runtime()
+    if config.https:
+        app.on_response_prepare.append(strict_transport_security)
     app.cleanup_ctx.append(_database(db_pool))
     app.cleanup_ctx.append(_signer(signer_client))
     app.cleanup_ctx.append(_services)

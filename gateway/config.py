@@ -64,6 +64,12 @@ class GatewayConfig:
     smtp_port: int = 25
     smtp_from: str = "ca@localhost"
 
+    @property
+    def https(self) -> bool:
+        """Browsers reach this gateway over HTTPS (``public_url``; TLS is terminated here or
+        in front): answers carry HSTS and session cookies are ``__Host-``, Secure."""
+        return self.public_url.startswith("https://")
+
     def __repr__(self) -> str:  # keep the session key out of logs
         return f"GatewayConfig(port={self.port}, public_url={self.public_url!r}, ...)"
 

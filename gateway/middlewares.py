@@ -64,6 +64,16 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id_var.reset(token)
 
 
+HSTS = "max-age=63072000; includeSubDomains"  # two years; no preload (a registry decision)
+
+
+async def strict_transport_security(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` of an HTTPS gateway: every answer carries HSTS, including
+    redirects, errors, static files and the operator sub-app, so a browser that once reached
+    the portal never again sends its session cookie or password over plain HTTP."""
+    response.headers.setdefault("Strict-Transport-Security", HSTS)
+
+
 def error_response(kind: Kind, message: str, *, status: int | None = None,
                    headers: dict[str, str] | None = None, **extra: object) -> web.Response:
     body = {"error": kind.value, "message": message, **extra}

@@ -15,6 +15,7 @@ from gateway.services.accounts import OfficerAuth, SubscriberAuth
 
 SUBSCRIBER_COOKIE = "ca_session"
 OFFICER_COOKIE = "ca_ra_session"
+HOST_PREFIX = "__Host-"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -85,19 +86,31 @@ def client_address(request: web.Request) -> str:
     return request.remote or ""
 
 
-def is_secure(request: web.Request) -> bool:
-    return request.secure or request.app[keys.CONFIG].public_url.startswith("https://")
+def session_cookie_name(base: str, *, https: bool) -> str:
+    """``__Host-<base>`` when the gateway is served over HTTPS: browsers keep such a cookie
+    only with Secure, Path=/ and no Domain, so no other host (a sibling subdomain, a
+    plain-HTTP man in the middle) can set or shadow it. Plain ``<base>`` on http:// (dev)."""
+    return HOST_PREFIX + base if https else base
+
+
+def session_token(request: web.Request, base: str) -> str | None:
+    """The session cookie's value under this gateway's name for it. In HTTPS mode only the
+    ``__Host-`` cookie counts: an unprefixed one may have been planted by another host."""
+    https = request.app[keys.CONFIG].https
+    return request.cookies.get(session_cookie_name(base, https=https))
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, name: str,
                        token: str) -> None:
-    response.set_cookie(name, token, path="/", httponly=True, samesite="Strict",
-                        secure=is_secure(request))
+    https = request.app[keys.CONFIG].https
+    response.set_cookie(session_cookie_name(name, https=https), token, path="/",
+                        httponly=True, samesite="Strict", secure=https)
 
 
 def clear_session_cookie(request: web.Request, response: web.StreamResponse, name: str) -> None:
-    response.del_cookie(name, path="/", secure=is_secure(request), httponly=True,
-                        samesite="Strict")
+    https = request.app[keys.CONFIG].https
+    response.del_cookie(session_cookie_name(name, https=https), path="/", secure=https,
+                        httponly=True, samesite="Strict")
 
 
 def _check_csrf(request: web.Request, auth: SubscriberAuth | OfficerAuth) -> None:
@@ -110,7 +123,9 @@ def _check_csrf(request: web.Request, auth: SubscriberAuth | OfficerAuth) -> Non
 async def subscriber(request: web.Request, *, during_forced_change: bool = False
                      ) -> SubscriberAuth:
     """Session first, then CSRF, then the forced password change."""
-    auth = await keys.runtime(request).accounts.authenticate(request.cookies.get(SUBSCRIBER_COOKIE))
+    auth = await keys.runtime(request).accounts.authenticate(
+        session_token(request, SUBSCRIBER_COOKIE)
+    )
     _check_csrf(request, auth)
     if auth.account.must_change_password and not during_forced_change:
         raise ApiError(Kind.PASSWORD_CHANGE_REQUIRED, "change the password first")
@@ -119,7 +134,7 @@ async def subscriber(request: web.Request, *, during_forced_change: bool = False
 
 async def officer(request: web.Request) -> OfficerAuth:
     auth = await keys.runtime(request).accounts.authenticate_officer(
-        request.cookies.get(OFFICER_COOKIE)
+        session_token(request, OFFICER_COOKIE)
     )
     _check_csrf(request, auth)
     return auth

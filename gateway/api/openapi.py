@@ -232,6 +232,7 @@ def _paths() -> dict[str, Any]:
 
 
 def spec(public_url: str) -> dict[str, Any]:
+    prefix = "__Host-" if public_url.startswith("https://") else ""  # common.session_cookie_name
     return {
         "openapi": "3.0.3",
         "info": {"title": "Certificate service gateway", "version": "1"},
@@ -239,8 +240,10 @@ def spec(public_url: str) -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "securitySchemes": {
-                "subscriberSession": {"type": "apiKey", "in": "cookie", "name": "ca_session"},
-                "officerSession": {"type": "apiKey", "in": "cookie", "name": "ca_ra_session"},
+                "subscriberSession": {"type": "apiKey", "in": "cookie",
+                                      "name": f"{prefix}ca_session"},
+                "officerSession": {"type": "apiKey", "in": "cookie",
+                                   "name": f"{prefix}ca_ra_session"},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
             },
             "schemas": {

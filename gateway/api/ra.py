@@ -43,7 +43,7 @@ async def login(request: web.Request) -> web.Response:
     password = text_field(data, "password", max_len=256, allow_control=True)
     new = await keys.runtime(request).accounts.officer_login(
         login=login_name, password=password,
-        previous_token=request.cookies.get(common.OFFICER_COOKIE),
+        previous_token=common.session_token(request, common.OFFICER_COOKIE),
         client=common.client_address(request),
     )
     response = json_response({"csrf_token": new.csrf_token})

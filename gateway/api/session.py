@@ -25,7 +25,7 @@ async def login(request: web.Request) -> web.Response:
     result = await keys.runtime(request).accounts.login(
         account=account, password=password, captcha_id=captcha_id,
         captcha_answer=captcha_answer,
-        previous_token=request.cookies.get(common.SUBSCRIBER_COOKIE),
+        previous_token=common.session_token(request, common.SUBSCRIBER_COOKIE),
         client=common.client_address(request),
     )
     response = json_response({"csrf_token": result.session.csrf_token,
