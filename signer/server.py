@@ -32,6 +32,17 @@ MAX_ITEMS = 8192  # per request; larger jobs are split by the client
 HANDSHAKE_SECONDS = 10.0  # a TCP peer that does not finish the TLS handshake is dropped
 
 
+def _subject(der: bytes | None) -> str:
+    """The client certificate's subject for the log (the handshake parsed it; cryptography
+    is stricter, so a certificate it rejects is named as such rather than crashing)."""
+    if not der:
+        return "-"
+    try:
+        return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        return "(unparsable certificate)"
+
+
 class SignerServer:
     def __init__(self, scfg: SignerConfig, pool: WorkerPool, metrics: SignerMetrics) -> None:
         self.scfg = scfg
@@ -41,7 +52,7 @@ class SignerServer:
         self._tls: ssl.SSLContext | None = None
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
-        self._handshakes: set[asyncio.Task[None]] = set()
+        self._tcp_connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
@@ -79,8 +90,8 @@ class SignerServer:
                 await asyncio.sleep(0.1)
                 continue
             task = asyncio.create_task(self._tls_accept(conn, peer))
-            self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
+            self._tcp_connections.add(task)
+            task.add_done_callback(self._tcp_connections.discard)
 
     async def _tls_accept(self, conn: socket.socket, peer: object) -> None:
         """Handshake (client certificate required, chaining to ``tls_client_ca``), then the
@@ -105,12 +116,11 @@ class SignerServer:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if not der or not pins.admits(der):
             writer.close()
-            subject = x509.load_der_x509_certificate(der).subject.rfc4514_string() if der else "-"
             self._refused(
                 "not_allowed",
                 "refused TLS client %s: %s (%s) is not in tls_allowed_clients",
                 peer,
-                subject,
+                _subject(der),
                 fingerprint(der) if der else "-",
             )
             return

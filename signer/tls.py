@@ -71,7 +71,10 @@ class ClientPins:
             return True
         if not self.subjects:
             return False
-        subject = x509.load_der_x509_certificate(der).subject
+        try:
+            subject = x509.load_der_x509_certificate(der).subject
+        except ValueError:  # OpenSSL accepted it, cryptography does not: not a pinned subject
+            return False
         return any(subject == pinned for pinned in self.subjects)
 
 
