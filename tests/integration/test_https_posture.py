@@ -29,8 +29,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HSTS = "max-age=63072000; includeSubDomains"
 # answers of every kind: health, API error, page, static file, redirect, 404, operator sub-app
-PATHS = ("/healthz", "/api/v1/me", "/", "/static/portal.css", "/ra", "/no-such-page",
-         "/operator/", "/metrics")
+PATHS = (
+    "/healthz",
+    "/api/v1/me",
+    "/",
+    "/static/portal.css",
+    "/ra",
+    "/no-such-page",
+    "/operator/",
+    "/metrics",
+)
 
 
 class HttpsClient(Client):
@@ -43,12 +51,14 @@ class HttpsClient(Client):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def https_base(gateway_config: GatewayConfig, db_pool: asyncpg.Pool, clock: FakeClock,
-                     signer: StubSigner) -> AsyncIterator[str]:
+async def https_base(
+    gateway_config: GatewayConfig, db_pool: asyncpg.Pool, clock: FakeClock, signer: StubSigner
+) -> AsyncIterator[str]:
     """A second gateway on the same database, published as https://ca.example.test."""
     config = dataclasses.replace(gateway_config, public_url="https://ca.example.test")
-    srv = TestServer(make_app(config, db_pool=db_pool, clock=clock, signer_client=signer),
-                     host="127.0.0.1")
+    srv = TestServer(
+        make_app(config, db_pool=db_pool, clock=clock, signer_client=signer), host="127.0.0.1"
+    )
     await srv.start_server()
     try:
         yield str(srv.make_url("")).rstrip("/")
