@@ -75,3 +75,8 @@ class SignerMetrics:
             registry=registry,
         )
         self.connections = Gauge("ca_signer_connections", "Open RPC connections", registry=registry)
+        self.refused_peers = Counter(
+            "ca_signer_refused_peers_total",
+            "Unix-socket connections closed unread: the peer's uid/gid is not allowed",
+            registry=registry,
+        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from signer.config import SignerConfig
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
+from signer.peers import PeerPolicy, bind_unix_socket, peer_of
 from signer.pool import WorkerPool
 from signer.protocol import HEADER, MAX_FRAME, VERSION, Frame, error_dict
 
@@ -32,17 +32,16 @@ class SignerServer:
         self.pool = pool
         self.metrics = metrics
         self.servers: list[asyncio.AbstractServer] = []
+        self.peers = PeerPolicy.build(scfg.allowed_uids, scfg.allowed_gids)
+        self._refused_logged: set[int] = set()  # pids already logged: one line per peer
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
             path = self.scfg.socket
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() or path.is_socket():
-                path.unlink()
-            server = await asyncio.start_unix_server(self._connection, path=str(path))
-            os.chmod(path, 0o660)  # only the service user (and its group) may ask for signatures
+            sock = bind_unix_socket(path, mode=self.scfg.socket_mode, gid=self.scfg.socket_gid)
+            server = await asyncio.start_unix_server(self._unix_connection, sock=sock)
             self.servers.append(server)
-            log.info("listening on unix:%s", path)
+            log.info("listening on unix:%s (mode %04o)", path, self.scfg.socket_mode)
         if self.scfg.tcp:
             host, _, port = self.scfg.tcp.rpartition(":")
             server = await asyncio.start_server(
@@ -77,6 +76,28 @@ class SignerServer:
             profiles=sorted(self.scfg.profiles),
         )
         return body
+
+    async def _unix_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Check the peer's kernel credentials before reading a byte from it."""
+        peer = peer_of(writer.get_extra_info("socket"))
+        if not self.peers.allows(peer):
+            self.metrics.refused_peers.inc()
+            if peer.pid not in self._refused_logged:
+                if len(self._refused_logged) > 1024:
+                    self._refused_logged.clear()
+                self._refused_logged.add(peer.pid)
+                log.warning(
+                    "refused a connection on the Unix socket from pid %d uid %d gid %d "
+                    "(not in [signer] allowed_uids / allowed_gids)",
+                    peer.pid,
+                    peer.uid,
+                    peer.gid,
+                )
+            writer.close()
+            return
+        await self._connection(reader, writer)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.metrics.connections.inc()
