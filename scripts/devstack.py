@@ -231,9 +231,9 @@ def signer_spec(bin_dir: Path, cfg: Any, ident: Identity | None) -> DaemonSpec:
     env.pop("DATABASE_URL", None)  # the signer has no business with the database
     sec = cfg.section("signer")
     if ident is not None:  # who may connect: the socket's group, checked with SO_PEERCRED
-        if "socket_group" not in sec:
+        if not sec.get("socket_group"):
             env.setdefault("CA_SIGNER_SOCKET_GROUP", SIGNER_CLIENTS_GROUP)
-        if "allowed_gids" not in sec:
+        if not sec.get("allowed_gids"):
             env.setdefault("CA_SIGNER_ALLOWED_GIDS", SIGNER_CLIENTS_GROUP)
     cwd = "/" if ident is not None else None
     return DaemonSpec("ca-signer", [str(bin_dir / "ca-signer")], env, ident, cwd)
