@@ -381,6 +381,4 @@ def test_sigint_stops_everything(stack: Stack) -> None:
     stack.proc.send_signal(signal.SIGINT)
     assert stack.proc.wait(30) == 0
     assert [pid for pid in pids if alive(pid)] == []
-    out = stack.output()
-    assert "restarts during this run: ca-signer 1, ca-gateway 1" in out
-    assert out.rstrip().endswith("[make run] stopped")
+    assert stack.output().rstrip().endswith("[make run] stopped")

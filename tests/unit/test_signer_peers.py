@@ -60,6 +60,25 @@ def test_socket_appears_with_its_final_mode_whatever_the_umask(tmp_path: Path) -
         sock.close()
 
 
+def test_socket_is_never_bound_where_clients_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bind() then chmod() at the final path leaves a moment with the umask's mode: the bind
+    must happen in a folder only the signer can enter."""
+    bound: list[tuple[str, int]] = []
+    real_bind = socket.socket.bind
+
+    def spy(self: socket.socket, address: str) -> None:
+        bound.append((address, stat.S_IMODE(os.stat(os.path.dirname(address)).st_mode)))
+        real_bind(self, address)
+
+    monkeypatch.setattr(socket.socket, "bind", spy)
+    path = tmp_path / "signer.sock"
+    bind_unix_socket(path, mode=0o660, gid=None).close()
+    [(address, folder_mode)] = bound
+    assert address != str(path) and folder_mode == 0o700
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a socket to another group needs root")
 def test_socket_gets_its_group(tmp_path: Path) -> None:
     path = tmp_path / "signer.sock"
