@@ -24,6 +24,8 @@ GATEWAY_USER = "ca-gateway"
 SIGNER_CLIENTS_GROUP = "ca-signer-clients"  # may reach the signer's Unix socket
 NOLOGIN = "/usr/sbin/nologin"
 _NO_LOGIN_SHELLS = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
+# set by `make run` without root, which starts both daemons as the invoking user
+SHARED_IDENTITY_ENV = "HSM_CA_SHARED_IDENTITY"
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,15 @@ def resolve_gid(value: str | int) -> int:
 def shared_identity_reason(*, readable_secret: str | None = None) -> str | None:
     """Why this process is not running under a dedicated service account, or None.
 
-    Root, or an account with a login shell, is where a developer runs things: whatever else
-    runs as that account (the other daemon, under ``make run`` without root) shares its files.
+    ``make run`` without root says so in the environment. Otherwise root, or an account with a
+    login shell, is where a developer runs things: whatever else runs as that account shares
+    its files.
     ``readable_secret`` is a file this process must not be able to read (the gateway passes the
     token PIN file): if it can, the boundary is off whatever the account is.
     """
     uid = os.geteuid()
+    if os.environ.get(SHARED_IDENTITY_ENV):
+        return f"`make run` without root starts signer and gateway both as uid {uid}"
     if readable_secret and os.access(readable_secret, os.R_OK):
         return f"this process (uid {uid}) can read {readable_secret}"
     if uid == 0:

@@ -41,6 +41,7 @@ from supervise import DaemonSpec, Supervisor  # noqa: E402
 
 from hsm_config.identities import (  # noqa: E402
     GATEWAY_USER,
+    SHARED_IDENTITY_ENV,
     SIGNER_CLIENTS_GROUP,
     SIGNER_USER,
     Identity,
@@ -220,7 +221,10 @@ def daemon_bin() -> Path:
 
 def _base_env(ident: Identity | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    if ident is not None:
+    if ident is None:
+        env[SHARED_IDENTITY_ENV] = "1"  # each daemon warns once that the boundary is off
+    else:
+        env.pop(SHARED_IDENTITY_ENV, None)
         env["HOME"] = "/nonexistent"  # no home: nothing to read or write there
         env["USER"] = env["LOGNAME"] = ident.user
     return env
