@@ -252,8 +252,9 @@ def gateway_spec(bin_dir: Path, ident: Identity | None) -> DaemonSpec:
 
 def start_daemons(sup: Supervisor, bin_dir: Path, cfg: Any, ids: dict[str, Any]) -> None:
     """Signer first (its socket must exist), then the gateway; fail fast if either cannot."""
-    signer = sup.start(signer_spec(bin_dir, cfg, ids["ca-signer"]))
     socket = cfg.resolve(str(cfg.section("signer").get("socket", "run/signer.sock")))
+    socket.unlink(missing_ok=True)  # a stale one (make run killed) would look like a ready signer
+    signer = sup.start(signer_spec(bin_dir, cfg, ids["ca-signer"]))
     wait_for(lambda: socket.exists() or signer.poll() is not None, "the signer")
     if signer.poll() is not None:
         raise SystemExit("[make run] the signer exited; see its messages above")
