@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +79,9 @@ def _copy_sources(repo: Path, dest: Path) -> None:
         shutil.copy2(path, target)
 
 
-def ensure_runtime(repo: Path = REPO, root: Path = RUNTIME, say=print) -> Path:  # type: ignore[no-untyped-def]
+def ensure_runtime(
+    repo: Path = REPO, root: Path = RUNTIME, say: Callable[[str], object] = print
+) -> Path:
     """Build or update the runtime virtualenv; returns its bin folder. Root only."""
     if os.geteuid() != 0:
         raise PermissionError("the shared runtime is built by root (make run / make test as root)")
@@ -95,7 +98,7 @@ def ensure_runtime(repo: Path = REPO, root: Path = RUNTIME, say=print) -> Path: 
         os.umask(old_umask)
 
 
-def _update(repo: Path, root: Path, say) -> Path:  # type: ignore[no-untyped-def]
+def _update(repo: Path, root: Path, say: Callable[[str], object]) -> Path:
     want_src = source_hash(repo)
     want_deps = _deps_hash(repo)
     stamp_src = root / "installed-sources"
