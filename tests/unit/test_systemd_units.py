@@ -8,7 +8,9 @@ directive checks pin what the trust boundaries rest on: a unit that loses its ``
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +102,34 @@ def test_only_the_signer_may_write_the_token() -> None:
     tmpfiles = (UNITS / "hsm-ca.tmpfiles.conf").read_text()
     assert "d /run/ca-signer             2750 ca-signer  ca-signer-clients" in tmpfiles
     assert "/etc/hsm-ca/secrets/token.pin       0600 ca-signer" in tmpfiles
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating files for other owners needs root")
+def test_sysusers_and_tmpfiles_snippets_make_the_accounts_and_folders(tmp_path: Path) -> None:
+    """Applied to an empty root folder by systemd's own tools, as a package install would."""
+    (tmp_path / "etc").mkdir()
+    for tool, conf, extra in (
+        ("systemd-sysusers", "hsm-ca.sysusers.conf", []),
+        ("systemd-tmpfiles", "hsm-ca.tmpfiles.conf", ["--create"]),
+    ):
+        proc = subprocess.run(
+            [tool, f"--root={tmp_path}", *extra, str(UNITS / conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+    users = {
+        line.split(":")[0]: int(line.split(":")[2])
+        for line in (tmp_path / "etc/passwd").read_text().splitlines()
+    }
+    groups = {
+        line.split(":")[0]: (int(line.split(":")[2]), line.split(":")[3].split(","))
+        for line in (tmp_path / "etc/group").read_text().splitlines()
+    }
+    assert groups[SIGNER_CLIENTS_GROUP][1] == [GATEWAY_USER]
+    run_dir = (tmp_path / "run/ca-signer").stat()
+    assert (run_dir.st_uid, run_dir.st_gid) == (users[SIGNER_USER], groups[SIGNER_CLIENTS_GROUP][0])
+    assert stat.S_IMODE(run_dir.st_mode) == 0o2750  # setgid: the socket gets the clients' group
+    tokens = (tmp_path / "var/lib/hsm-ca/tokens").stat()
+    assert tokens.st_uid == users[SIGNER_USER] and stat.S_IMODE(tokens.st_mode) == 0o700
