@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hsm_config.identities import Identity
 
@@ -139,7 +138,3 @@ def _status(returncode: int) -> str:
         except ValueError:
             return f"signal {-returncode}"
     return f"exit status {returncode}"
-
-
-def name_of(argv0: str) -> str:
-    return Path(argv0).name
