@@ -11,9 +11,24 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.config import gateway_config
-from hsm_config.config import ConfigError, load
+from hsm_config.config import ConfigError, RawConfig, load
+from hsm_config.identities import shared_identity_reason
 
 log = logging.getLogger("gateway")
+
+
+def _warn_if_shared_identity(raw: RawConfig) -> None:
+    """One warning at start when nothing keeps this process from the signer's secrets."""
+    pin_file = raw.section("token").get("pin_file")
+    reason = shared_identity_reason(
+        readable_secret=str(raw.resolve(pin_file)) if pin_file else None
+    )
+    if reason:
+        log.warning(
+            "identity boundary off: %s; run the gateway under its own user (ca-gateway, "
+            "deploy/systemd/) so that it cannot read the token PIN or open the token",
+            reason,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="parse the configuration and exit")
     args = parser.parse_args(argv)
     try:
-        config = gateway_config(load(args.config))
+        raw = load(args.config)
+        config = gateway_config(raw)
     except ConfigError as exc:
         print(f"ca-gateway: {exc}", file=sys.stderr)
         return 2
@@ -49,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
+    _warn_if_shared_identity(raw)
     log.info("listening", extra={"host": config.host, "port": config.port,
                                  "public_url": config.public_url})
     web.run_app(make_app(config), host=config.host, port=config.port, access_log=None,

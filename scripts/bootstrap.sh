@@ -16,7 +16,13 @@ declare -A NEED=(
   [/usr/bin/promtool]=prometheus
   [/usr/bin/chromium]=chromium
   [/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc]=fonts-noto-cjk
+  [/usr/bin/systemd-analyze]=systemd
+  [/usr/bin/python3]=python3
 )
+# The runtime virtualenv the service users run (scripts/runtime.py) needs Debian's venv module.
+if [[ $(id -u) -eq 0 ]] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  NEED[/python3-venv]=python3-venv
+fi
 # PostgreSQL server binaries live under a versioned folder; any version will do.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then NEED[/postgres]=postgresql; fi
 
@@ -47,6 +53,13 @@ if [[ ! -e "$stamp" ]]; then
   .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -e 'is ignored' -e 'Editable' -e '^ *!!' -e '****' -e 'Please be careful' -e 'name as your package' -e 'with strategy' -e '^ *$' || true
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# As root (CI, a server): the service users and the runtime they execute from /opt/hsm-ca/venv,
+# reinstalled from this clone whenever its package sources change (see scripts/runtime.py).
+if [[ $(id -u) -eq 0 ]]; then
+  .venv/bin/python -c 'from hsm_config.identities import ensure_identities; ensure_identities()'
+  /usr/bin/python3 scripts/runtime.py
 fi
 
 # The portal's browser bundle (gateway/portal/static/portal.js) is committed; rebuild it only when

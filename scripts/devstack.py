@@ -2,12 +2,22 @@
 
 First run: a config file, random secrets, a SoftHSM token, the key ceremony (root + issuing CA on
 the token), an embedded PostgreSQL cluster with the schema and a first RA officer. Later runs
-reuse all of it. Ctrl-C stops everything this script started.
+reuse all of it. Ctrl-C (or SIGTERM) stops everything this script started.
+
+As root, the daemons run under their own users (``hsm_config/identities.py``): ``ca-signer``
+owns the token, its PINs and the SoftHSM config; ``ca-gateway`` owns the gateway's secrets and
+reaches the signer's socket through the group ``ca-signer-clients``; both run from the shared
+runtime in /opt/hsm-ca/venv (``scripts/runtime.py``). Without root everything runs as the
+invoking user and each daemon warns at start that the identity boundary is off.
+A daemon that exits unexpectedly is restarted with backoff (``scripts/supervise.py``); the other
+daemon and PostgreSQL keep running.
 """
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -17,6 +27,7 @@ import time
 import tomllib
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -25,6 +36,21 @@ VAR = Path(os.environ.get("CA_VAR_DIR", REPO / "var")).resolve()
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+
+from supervise import DaemonSpec, Supervisor  # noqa: E402
+
+from hsm_config.identities import (  # noqa: E402
+    GATEWAY_USER,
+    SHARED_IDENTITY_ENV,
+    SIGNER_CLIENTS_GROUP,
+    SIGNER_USER,
+    Identity,
+    ensure_identities,
+    identity,
+)
+
+AS_ROOT = os.geteuid() == 0
+DB_APP_PASSWORD = "secrets/db-app.password"  # noqa: S105 -- a file name (DB roles add it)
 
 
 def say(msg: str) -> None:
@@ -84,10 +110,198 @@ def http_ok(url: str) -> bool:
         return False
 
 
+# -- identities and file ownership (root only) ----------------------------------------------
+
+
+def service_identities() -> dict[str, Identity | None]:
+    """As root: the accounts the daemons run under (created if missing); else run as we are."""
+    if not AS_ROOT:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        say(f"not root: signer and gateway both run as {me!r}; the identity boundary is off")
+        return {"ca-signer": None, "ca-gateway": None}
+    ensure_identities()
+    clients_gid = grp.getgrnam(SIGNER_CLIENTS_GROUP).gr_gid
+    signer = identity(SIGNER_USER)
+    # the signer gives its socket to ca-signer-clients, so it must be in that group itself
+    signer = Identity(signer.user, signer.uid, signer.gid, (clients_gid,))
+    return {"ca-signer": signer, "ca-gateway": identity(GATEWAY_USER)}
+
+
+def check_reachable(folder: Path) -> None:
+    """Service users must be able to walk down to var/: refuse a clone under /root early."""
+    for parent in [folder, *folder.parents]:
+        if not parent.stat().st_mode & 0o001:
+            raise SystemExit(
+                f"[make run] {parent} is not searchable by other users, so ca-signer and "
+                f"ca-gateway cannot reach {folder}; set CA_VAR_DIR to a folder outside it"
+            )
+
+
+def _own(path: Path, user: str, mode: int, *, group: str | None = None) -> None:
+    pw = pwd.getpwnam(user)
+    gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    os.chown(path, pw.pw_uid, gid, follow_symlinks=False)
+    os.chmod(path, mode)
+
+
+def _own_tree(top: Path, user: str) -> None:
+    for dirpath, _dirs, files in os.walk(top):
+        _own(Path(dirpath), user, 0o700)
+        for name in files:
+            path = Path(dirpath) / name
+            os.chown(path, *_ids(user), follow_symlinks=False)
+            os.chmod(path, 0o600)
+
+
+def _ids(user: str) -> tuple[int, int]:
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
+
+
+def _inside_var(path: Path) -> bool:
+    return path.resolve().is_relative_to(VAR)
+
+
+def apply_ownership(cfg: Any) -> None:
+    """Give each secret to the one daemon that needs it (root runs; repeated every start)."""
+    os.chmod(VAR, VAR.stat().st_mode | 0o711)  # noqa: S103 -- enter only; files say who reads
+    os.chmod(cfg.path, 0o644)  # no secrets in it; both daemons read it
+    secrets_dir = VAR / "secrets"
+    os.chown(secrets_dir, 0, 0)
+    os.chmod(secrets_dir, 0o711)  # noqa: S103 -- enter, not list; each file says who reads it
+    token = cfg.section("token")
+    for key in ("pin_file", "so_pin_file"):
+        if token.get(key) and _inside_var(cfg.resolve(token[key])):
+            _own(cfg.resolve(token[key]), SIGNER_USER, 0o600)
+    _own_tree(VAR / "tokens", SIGNER_USER)
+    _own(VAR / "softhsm2.conf", SIGNER_USER, 0o600)
+    gateway_secrets = [cfg.section("gateway").get("session_key_file"), DB_APP_PASSWORD]
+    for value in gateway_secrets:
+        if value and cfg.resolve(value).exists() and _inside_var(cfg.resolve(value)):
+            _own(cfg.resolve(value), GATEWAY_USER, 0o600)
+    socket = cfg.section("signer").get("socket")
+    if socket and _inside_var(cfg.resolve(socket)):
+        run_dir = cfg.resolve(socket).parent
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _own(run_dir, SIGNER_USER, 0o750, group=SIGNER_CLIENTS_GROUP)
+
+
+def let_gateway_reach_database(pg_root: Path) -> None:
+    """Open the embedded cluster's socket to the gateway's group where it is closed.
+
+    The cluster keeps its folder and socket to the ``postgres`` user (0700); the gateway, now
+    another user, must reach the socket. Only adds the gateway group's bits, so a cluster
+    whose socket is already open to every local user (password authentication) is unchanged.
+    """
+    gid = grp.getgrnam(GATEWAY_USER).gr_gid
+    for path, bits in (
+        (pg_root, 0o010),
+        (pg_root / "run", 0o010),
+        (pg_root / "run" / ".s.PGSQL.5432", 0o020),
+    ):
+        st = path.stat()
+        other = 0o001 if bits == 0o010 else 0o002
+        if st.st_mode & other:
+            continue
+        os.chown(path, -1, gid)
+        os.chmod(path, (st.st_mode & 0o7777) | bits)
+
+
+# -- the daemons ---------------------------------------------------------------------------
+
+
+def daemon_bin() -> Path:
+    """Root: the shared runtime the service users can execute; else this virtualenv."""
+    if not AS_ROOT:
+        return BIN
+    from runtime import ensure_runtime
+
+    return ensure_runtime(say=say)
+
+
+def _base_env(ident: Identity | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    if ident is None:
+        env[SHARED_IDENTITY_ENV] = "1"  # each daemon warns once that the boundary is off
+    else:
+        env.pop(SHARED_IDENTITY_ENV, None)
+        env["HOME"] = "/nonexistent"  # no home: nothing to read or write there
+        env["USER"] = env["LOGNAME"] = ident.user
+    return env
+
+
+def signer_spec(bin_dir: Path, cfg: Any, ident: Identity | None) -> DaemonSpec:
+    env = _base_env(ident)
+    env.pop("DATABASE_URL", None)  # the signer has no business with the database
+    sec = cfg.section("signer")
+    if ident is not None:  # who may connect: the socket's group, checked with SO_PEERCRED
+        if not sec.get("socket_group"):
+            env.setdefault("CA_SIGNER_SOCKET_GROUP", SIGNER_CLIENTS_GROUP)
+        if not sec.get("allowed_gids"):
+            env.setdefault("CA_SIGNER_ALLOWED_GIDS", SIGNER_CLIENTS_GROUP)
+    cwd = "/" if ident is not None else None
+    return DaemonSpec("ca-signer", [str(bin_dir / "ca-signer")], env, ident, cwd)
+
+
+def gateway_spec(bin_dir: Path, ident: Identity | None) -> DaemonSpec:
+    env = _base_env(ident)
+    env.pop("SOFTHSM2_CONF", None)  # the gateway never opens a token
+    cwd = "/" if ident is not None else None
+    return DaemonSpec("ca-gateway", [str(bin_dir / "ca-gateway")], env, ident, cwd)
+
+
+def start_daemons(sup: Supervisor, bin_dir: Path, cfg: Any, ids: dict[str, Any]) -> None:
+    """Signer first (its socket must exist), then the gateway; fail fast if either cannot."""
+    socket = cfg.resolve(str(cfg.section("signer").get("socket", "run/signer.sock")))
+    socket.unlink(missing_ok=True)  # a stale one (make run killed) would look like a ready signer
+    signer = sup.start(signer_spec(bin_dir, cfg, ids["ca-signer"]))
+    wait_for(lambda: socket.exists() or signer.poll() is not None, "the signer")
+    if signer.poll() is not None:
+        raise SystemExit("[make run] the signer exited; see its messages above")
+    gateway = sup.start(gateway_spec(bin_dir, ids["ca-gateway"]))
+    port = int(cfg.section("gateway").get("port", 8080))
+    wait_for(
+        lambda: http_ok(f"http://127.0.0.1:{port}/healthz") or gateway.poll() is not None,
+        "the gateway",
+    )
+    if gateway.poll() is not None:
+        raise SystemExit("[make run] the gateway exited; see its messages above")
+
+
+def supervise_until_stopped(sup: Supervisor) -> None:
+    """Restart what dies until SIGINT or SIGTERM."""
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop["now"]:
+        sup.poll()
+        time.sleep(0.1)
+
+
+def announce(cfg: Any, officer: tuple[str, str] | None) -> None:
+    gw = cfg.section("gateway")
+    port = int(gw.get("port", 8080))
+    url = str(gw.get("public_url") or f"http://127.0.0.1:{port}")
+    say("")
+    say(f"portal:      {url}/")
+    say(f"RA officer:  {url}/ra/")
+    if officer:
+        say(f"first RA login: {officer[0]}  password: {officer[1]}")
+        say(f"(kept in {VAR / 'secrets/ra-admin.password'})")
+    say("Ctrl-C stops signer, gateway and database.")
+
+
 def main() -> int:
     config = ensure_config()
     os.environ["CA_CONFIG"] = str(config)
     ensure_softhsm()
+    ids = service_identities()
+    if AS_ROOT:
+        check_reachable(VAR)
     run("ca-keys", "init-token", "--exist-ok")
     run("ca-keys", "dev-ceremony")
 
@@ -99,6 +313,8 @@ def main() -> int:
     else:
         dsn, stop_db = start_database(VAR)
         os.environ["DATABASE_URL"] = dsn
+        if AS_ROOT:
+            let_gateway_reach_database(VAR / "pg")
     run("ca-admin", "migrate")
     run("ca-admin", "audit", "import-journal")  # key ceremonies into the hash-chained log
     officer = ensure_first_officer(config)
@@ -106,54 +322,15 @@ def main() -> int:
     from hsm_config.config import load
 
     cfg = load(config)
-    gw = cfg.section("gateway")
-    port = int(gw.get("port", 8080))
-    url = str(gw.get("public_url") or f"http://127.0.0.1:{port}")
-    children: list[subprocess.Popen[bytes]] = []
+    if AS_ROOT:
+        apply_ownership(cfg)
+    sup = Supervisor(say)
     try:
-        signer = subprocess.Popen([str(BIN / "ca-signer")])
-        children.append(signer)
-        socket = cfg.resolve(str(cfg.section("signer").get("socket", "run/signer.sock")))
-        wait_for(lambda: socket.exists() or signer.poll() is not None, "the signer")
-        if signer.poll() is not None:
-            raise SystemExit("[make run] the signer exited; see its messages above")
-        gateway = subprocess.Popen([str(BIN / "ca-gateway")])
-        children.append(gateway)
-        wait_for(
-            lambda: http_ok(f"http://127.0.0.1:{port}/healthz") or gateway.poll() is not None,
-            "the gateway",
-        )
-        if gateway.poll() is not None:
-            raise SystemExit("[make run] the gateway exited; see its messages above")
-        say("")
-        say(f"portal:      {url}/")
-        say(f"RA officer:  {url}/ra/")
-        if officer:
-            say(f"first RA login: {officer[0]}  password: {officer[1]}")
-            say(f"(kept in {VAR / 'secrets/ra-admin.password'})")
-        say("Ctrl-C stops signer, gateway and database.")
-        stop = {"now": False}
-
-        def on_signal(signum: int, frame: object) -> None:
-            stop["now"] = True
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        while not stop["now"]:
-            for child in children:
-                if child.poll() is not None:
-                    say(f"{Path(str(child.args[0])).name} exited with {child.returncode}")
-                    stop["now"] = True
-            time.sleep(0.5)
+        start_daemons(sup, daemon_bin(), cfg, ids)
+        announce(cfg, officer)
+        supervise_until_stopped(sup)
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        sup.stop()
         if stop_db is not None:
             stop_db()
         say("stopped")

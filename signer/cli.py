@@ -12,6 +12,7 @@ import sys
 from prometheus_client import CollectorRegistry, start_http_server
 
 from hsm_config.config import ConfigError, config_path, load, token_config
+from hsm_config.identities import shared_identity_reason
 from signer.allocator import preload_library, worker_environment
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import SignerError
@@ -58,7 +59,20 @@ def _worker_allocator(scfg: SignerConfig) -> None:
     log.info("workers use %s (%s)", name, library)
 
 
+def _warn_if_shared_identity() -> None:
+    """One warning at start when this daemon's files are open to whoever shares its account."""
+    reason = shared_identity_reason()
+    if reason:
+        log.warning(
+            "identity boundary off: %s; whatever else runs as this user (the gateway, under "
+            "`make run` without root) can read the token PIN; run the signer as ca-signer "
+            "(deploy/systemd/)",
+            reason,
+        )
+
+
 async def serve(config: str, scfg: SignerConfig) -> int:
+    _warn_if_shared_identity()
     _worker_allocator(scfg)
     registry = CollectorRegistry()
     metrics = SignerMetrics(registry)

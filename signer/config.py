@@ -9,12 +9,14 @@ by each worker when it opens the token, before it takes work.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
+from hsm_config.identities import resolve_gid, resolve_uid
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
 from signer.allocator import ALLOCATORS
 from signer.issuance.profile import Profile, parse_profiles
@@ -22,6 +24,10 @@ from signer.tls import ClientPins, server_context
 
 SIGNER_KEYS = {
     "socket",
+    "socket_mode",
+    "socket_group",
+    "allowed_uids",
+    "allowed_gids",
     "tcp",
     "tls_cert",
     "tls_key",
@@ -70,6 +76,10 @@ class IssuerSpec:
 class SignerConfig:
     config_path: Path
     socket: Path | None
+    socket_mode: int
+    socket_gid: int | None
+    allowed_uids: frozenset[int]
+    allowed_gids: frozenset[int]
     tcp: str | None
     tls_cert: Path | None
     tls_key: Path | None
@@ -140,6 +150,43 @@ def _allowed_clients(sec: dict[str, object]) -> ClientPins:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: expected a list of strings")
     return ClientPins.parse(value, where)
+def _ids(sec: dict[str, object], key: str, resolve: Callable[[str | int], int]) -> frozenset[int]:
+    """A list of users or groups by name or number; an environment override is comma-separated."""
+    value = sec.get(key, [])
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(
+        isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"[signer] {key} must be a list of names or numbers")
+    try:
+        return frozenset(resolve(v) for v in value)
+    except KeyError as exc:
+        raise ConfigError(f"[signer] {key}: {exc.args[0]}") from exc
+
+
+def _socket_mode(sec: dict[str, object]) -> int:
+    value = sec.get("socket_mode", 0o660)
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            value = None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+        raise ConfigError('[signer] socket_mode must be an octal mode such as "0660"')
+    return value
+
+
+def _socket_gid(sec: dict[str, object]) -> int | None:
+    value = sec.get("socket_group") or None
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ConfigError("[signer] socket_group must be a group name or number")
+    try:
+        return resolve_gid(value)
+    except KeyError as exc:
+        raise ConfigError(f"[signer] socket_group: {exc.args[0]}") from exc
 
 
 def load_signer_config(cfg: RawConfig) -> SignerConfig:
@@ -174,6 +221,10 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
     return SignerConfig(
         config_path=cfg.path,
         socket=cfg.resolve(str(socket)) if socket else None,
+        socket_mode=_socket_mode(sec),
+        socket_gid=_socket_gid(sec),
+        allowed_uids=_ids(sec, "allowed_uids", resolve_uid),
+        allowed_gids=_ids(sec, "allowed_gids", resolve_gid),
         tcp=str(tcp) if tcp else None,
         tls_cert=tls[0],
         tls_key=tls[1],

@@ -82,3 +82,8 @@ class SignerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.refused_peers = Counter(
+            "ca_signer_refused_peers_total",
+            "Unix-socket connections closed unread: the peer's uid/gid is not allowed",
+            registry=registry,
+        )

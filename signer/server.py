@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 import time
@@ -22,6 +21,7 @@ from cryptography import x509
 from signer.config import SignerConfig
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
+from signer.peers import PeerPolicy, bind_unix_socket, peer_of
 from signer.pool import WorkerPool
 from signer.protocol import HEADER, MAX_FRAME, VERSION, Frame, error_dict
 from signer.tls import fingerprint, server_context
@@ -53,17 +53,16 @@ class SignerServer:
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._tcp_connections: set[asyncio.Task[None]] = set()
+        self.peers = PeerPolicy.build(scfg.allowed_uids, scfg.allowed_gids)
+        self._refused_logged: set[int] = set()  # pids already logged: one line per peer
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
             path = self.scfg.socket
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() or path.is_socket():
-                path.unlink()
-            server = await asyncio.start_unix_server(self._connection, path=str(path))
-            os.chmod(path, 0o660)  # only the service user (and its group) may ask for signatures
+            sock = bind_unix_socket(path, mode=self.scfg.socket_mode, gid=self.scfg.socket_gid)
+            server = await asyncio.start_unix_server(self._unix_connection, sock=sock)
             self.servers.append(server)
-            log.info("listening on unix:%s", path)
+            log.info("listening on unix:%s (mode %04o)", path, self.scfg.socket_mode)
         if self.scfg.tcp:
             assert self.scfg.tls_cert and self.scfg.tls_key and self.scfg.tls_client_ca
             self._tls = server_context(
@@ -151,6 +150,28 @@ class SignerServer:
             profiles=sorted(self.scfg.profiles),
         )
         return body
+
+    async def _unix_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Check the peer's kernel credentials before reading a byte from it."""
+        peer = peer_of(writer.get_extra_info("socket"))
+        if not self.peers.allows(peer):
+            self.metrics.refused_peers.inc()
+            if peer.pid not in self._refused_logged:
+                if len(self._refused_logged) > 1024:
+                    self._refused_logged.clear()
+                self._refused_logged.add(peer.pid)
+                log.warning(
+                    "refused a connection on the Unix socket from pid %d uid %d gid %d "
+                    "(not in [signer] allowed_uids / allowed_gids)",
+                    peer.pid,
+                    peer.uid,
+                    peer.gid,
+                )
+            writer.close()
+            return
+        await self._connection(reader, writer)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.metrics.connections.inc()
