@@ -24,6 +24,7 @@ PUBLISHED = ("/api/", "/healthz", "/readyz", "/metrics", "/ca", "/crl/", "/ocsp"
 SUBSCRIBER_SCHEME = "subscriberSession"
 OFFICER_SCHEME = "officerSession"
 CSRF_SCHEME = "csrfToken"
+RETRY_LATER = frozenset({"signer_unavailable"})  # codes answered with a Retry-After header
 
 
 def published_routes(app: web.Application) -> list[tuple[str, str]]:
@@ -47,7 +48,7 @@ def _error(status: int, codes: list[str]) -> dict[str, Any]:
         "description": "error; `error` is one of: " + ", ".join(codes),
         "content": {JSON: {"schema": schema}},
     }
-    if status == 503 and "signer_unavailable" in codes:
+    if RETRY_LATER.intersection(codes):
         out["headers"] = {
             "Retry-After": {
                 "required": True,
