@@ -53,8 +53,12 @@ Reason = Literal[
 DateTime = Annotated[
     str, Meta(extra_json_schema={"format": "date-time"}, description="RFC 3339, UTC")
 ]
+# path parameters: numeric ids (404 when they do not parse), serials, issuer names
+ID_PATTERN = r"^[0-9]{1,18}$"
+ISSUER_PATTERN = r"^[a-z0-9-]+$"
+SERIAL_PATTERN = r"^[1-9a-f][0-9a-f]{0,39}$"
 Serial = Annotated[
-    str, Meta(pattern=r"^[1-9a-f][0-9a-f]{0,39}$", description="lower-case hex, no leading zeros")
+    str, Meta(pattern=SERIAL_PATTERN, description="lower-case hex, no leading zeros")
 ]
 Pem = Annotated[str, Meta(max_length=MAX_PEM, description="PEM (or base64 DER)")]
 Password = Annotated[str, Meta(min_length=1, max_length=MAX_PASSWORD)]
@@ -130,7 +134,7 @@ class Ready(Response):
 
 
 class Issuer(Response):
-    name: Annotated[str, Meta(pattern=r"^[a-z0-9-]+$")]
+    name: Annotated[str, Meta(pattern=ISSUER_PATTERN)]
     subject: str
     not_before: DateTime
     not_after: DateTime
@@ -336,9 +340,3 @@ class SearchQuery(msgspec.Struct):
 class AuditQuery(msgspec.Struct):
     after_id: Annotated[int, Meta(ge=0, le=2**62, description="events after this id")] = 0
     limit: Annotated[int, Meta(ge=1, le=1000, description="at most this many events")] = 100
-
-
-# path parameters: numeric ids (404 when they do not parse), serials, issuer names
-ID_PATTERN = r"^[0-9]{1,18}$"
-ISSUER_PATTERN = r"^[a-z0-9-]+$"
-SERIAL_PATTERN = r"^[1-9a-f][0-9a-f]{0,39}$"
