@@ -13,6 +13,7 @@ import binascii
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -64,6 +65,16 @@ def request_der(text: object) -> tuple[bytes, x509.CertificateSigningRequest]:
     return csr.public_bytes(serialization.Encoding.DER), csr
 
 
+def request_public_key(csr: x509.CertificateSigningRequest) -> object:
+    """The request's public key; a key cryptography cannot load (an unknown algorithm OID, a
+    curve it does not implement such as prime239v1, secp112r1 or SM2, key parameters it
+    refuses) is a key type the CA does not certify: ``weak_key``, as API.md says."""
+    try:
+        return csr.public_key()
+    except (UnsupportedAlgorithm, ValueError, TypeError) as exc:
+        raise CsrError("weak_key", "the CSR's key type or curve is not supported") from exc
+
+
 def check_key(key: object) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
@@ -87,10 +98,7 @@ def parse_csr(text: object) -> CheckedCsr:
     if len(text) > MAX_CSR_CHARS:
         raise CsrError("bad_csr", "csr is too large")
     csr = _load(text)
-    try:
-        key = csr.public_key()
-    except (ValueError, TypeError) as exc:
-        raise CsrError("weak_key", "the CSR's key type is not supported") from exc
+    key = request_public_key(csr)
     # the key first: an RSA key with a huge exponent would make the verification expensive
     checked = check_key(key)
     try:

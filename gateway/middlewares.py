@@ -14,6 +14,8 @@ from aiohttp.typedefs import Handler
 
 from gateway import keys
 from gateway.errors import FROM_HTTP_STATUS, HTTP_STATUS, ApiError, Kind
+from gateway.signer_errors import to_api_error
+from signer.errors import SignerError
 
 access_log = logging.getLogger("gateway.access")
 log = logging.getLogger("gateway.errors")
@@ -89,6 +91,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.kind is Kind.INTERNAL:
             log.error("internal error: %s", exc.message)
         return error_response(exc.kind, exc.message, headers=exc.headers, **exc.extra)
+    except SignerError as exc:  # the one mapping of signer kinds to HTTP
+        api = to_api_error(exc)
+        log.warning("signer error on %s %s: %s", request.method, request.path, exc.kind.value)
+        return error_response(api.kind, api.message, headers=api.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -9,11 +9,10 @@ from aiohttp import web
 from db import audit
 from db.queries import certificates as cert_q
 from gateway import keys
-from gateway.api import common
+from gateway.api import common, decode, models
 from gateway.api.common import json_response
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import SubscriberAuth
-from gateway.services.certificates import certificate_object
 from gateway.services.lifecycle import lifecycle
 
 routes = web.RouteTableDef()
@@ -21,16 +20,8 @@ PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
 
 
-def _object(request: web.Request, row: cert_q.CertificateRow) -> dict:
-    return certificate_object(row, request.app[keys.CLOCK](),
-                              request.app[keys.CONFIG].renewal_window_days)
-
-
 def _cert_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ApiError(Kind.NOT_FOUND, "no such certificate")
-    return int(raw)
+    return decode.path_id(request, "id")
 
 
 async def _own(request: web.Request, auth: SubscriberAuth) -> cert_q.CertificateRow:
@@ -45,17 +36,12 @@ async def _own(request: web.Request, auth: SubscriberAuth) -> cert_q.Certificate
 @routes.post("/api/v1/certificates")
 async def apply(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    data = await common.read_json(request)
-    for name in ("usage", "csr", "terms_version"):
-        if name in data and data[name] is not None and not isinstance(data[name], str):
-            raise common.invalid(name, f"{name} must be a string")
-    if not isinstance(data.get("usage"), str):
-        raise common.invalid("usage", "usage is required")
+    body = await decode.body(request, models.Apply)
     row = await lifecycle(request).issuance.apply(
-        account_id=auth.account.id, usage=data.get("usage"), csr_text=data.get("csr"),
-        terms_version=data.get("terms_version"), view=auth.view,
+        account_id=auth.account.id, usage=body.usage, csr_text=body.csr,
+        terms_version=body.terms_version, view=auth.view,
     )
-    return json_response(_object(request, row), status=201)
+    return json_response(common.certificate(request, row), status=201)
 
 
 @routes.get("/api/v1/certificates")
@@ -63,13 +49,14 @@ async def list_certificates(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
     async with keys.runtime(request).db.acquire() as conn:
         rows = await cert_q.issued_for_subscriber(conn, auth.account.subscriber_id)
-    return json_response({"certificates": [_object(request, r) for r in rows]})
+    return json_response(models.Certificates(
+        certificates=[common.certificate(request, r) for r in rows]))
 
 
 @routes.get("/api/v1/certificates/{id}")
 async def get_certificate(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    return json_response(_object(request, await _own(request, auth)))
+    return json_response(common.certificate(request, await _own(request, auth)))
 
 
 def _wants_der(request: web.Request) -> bool:
@@ -104,19 +91,18 @@ async def renewal_challenge(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
     challenge, expires = await lifecycle(request).renewal.challenge(
         subscriber_id=auth.account.subscriber_id, cert_id=_cert_id(request))
-    return json_response({"challenge": challenge, "expires_at": common.rfc3339(expires)})
+    return json_response(models.Challenge(challenge=challenge,
+                                          expires_at=common.rfc3339(expires)))
 
 
 @routes.post("/api/v1/certificates/{id}/renewal")
 async def renew(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    data = await common.read_json(request)
-    for name in ("csr", "challenge", "signature"):
-        if not isinstance(data.get(name), str):
-            raise common.invalid(name, f"{name} is required (a string)")
+    cert_id = _cert_id(request)
+    body = await decode.body(request, models.Renew)
     row = await lifecycle(request).renewal.renew(
         account_id=auth.account.id, subscriber_id=auth.account.subscriber_id,
-        cert_id=_cert_id(request), csr_text=data["csr"], challenge=data["challenge"],
-        signature=data["signature"], terms_version=data["terms_version"],
+        cert_id=cert_id, csr_text=body.csr, challenge=body.challenge,
+        signature=body.signature, terms_version=body.terms_version,
     )
-    return json_response(_object(request, row), status=201)
+    return json_response(common.certificate(request, row), status=201)

@@ -1,85 +1,45 @@
-"""Request parsing, JSON answers, cookies and the authentication checks shared by handlers."""
+"""JSON answers, cookies and the authentication checks shared by handlers."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
+from db.queries.certificates import CertificateRow
 from gateway import keys
+from gateway.api import models
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import OfficerAuth, SubscriberAuth
+from gateway.services.certificates import certificate_object
 
 SUBSCRIBER_COOKIE = "ca_session"
 OFFICER_COOKIE = "ca_ra_session"
 HOST_PREFIX = "__Host-"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
+    """A JSON answer from a declared model (``gateway.api.models``) or plain data."""
+    body = msgspec.json.encode(data) if isinstance(data, msgspec.Struct) else orjson.dumps(data)
+    return web.Response(body=body, status=status, headers=headers,
                         content_type="application/json")
+
+
+def certificate(request: web.Request, row: CertificateRow) -> models.Certificate:
+    """The certificate object of API.md for a stored row, as of the injected clock."""
+    return msgspec.convert(certificate_object(row, request.app[keys.CLOCK](),
+                                              request.app[keys.CONFIG].renewal_window_days),
+                           models.Certificate)
 
 
 def rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; 413 beyond the limit, 400 ``bad_request`` if not an object."""
-    body = await request.read()  # raises 413 beyond client_max_size
-    if not body.strip():
-        raise ApiError(Kind.BAD_REQUEST, "a JSON object body is required")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(Kind.BAD_REQUEST, "the body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise ApiError(Kind.BAD_REQUEST, "the body must be a JSON object")
-    return data
-
-
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(Kind.INVALID_FIELD, message, field=field)
-
-
-def text_field(
-    data: dict[str, Any], name: str, *, required: bool = True, max_len: int = 200,
-    min_len: int = 1, default: str = "", allow_control: bool = False,
-) -> str:
-    if name not in data or data[name] is None:
-        if required:
-            raise invalid(name, f"{name} is required")
-        return default
-    value = data[name]
-    if not isinstance(value, str):
-        raise invalid(name, f"{name} must be a string")
-    if not allow_control:
-        value = value.strip()
-        if _CONTROL.search(value):
-            raise invalid(name, f"{name} contains control characters")
-    if len(value) > max_len or (required and len(value) < min_len):
-        raise invalid(name, f"{name} must have {min_len} to {max_len} characters")
-    return value
-
-
-def int_param(request: web.Request, name: str, default: int, *, minimum: int, maximum: int
-              ) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise invalid(name, f"{name} must be a non-negative integer")
-    value = int(raw)
-    if value < minimum or value > maximum:
-        raise invalid(name, f"{name} must be between {minimum} and {maximum}")
-    return value
 
 
 def client_address(request: web.Request) -> str:

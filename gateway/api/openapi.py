@@ -1,267 +1,191 @@
-"""OpenAPI 3 description of the whole contract of API.md (later endpoints included)."""
+"""``GET /api/v1/openapi.json``: generated from the application's router, the operation table
+(``gateway.api.contract``) and the msgspec models (``gateway.api.models``).
+
+Nothing here is written by hand per endpoint: a route without a contract entry, or an entry
+without a route, makes ``spec`` raise (a unit test builds the document of the real application),
+so the document cannot drift from what the server routes. Schemas are JSON Schema 2020-12,
+as OpenAPI 3.1 takes them.
+"""
 
 from __future__ import annotations
 
-from functools import cache
+import re
 from typing import Any
 
-from gateway import terms
+import msgspec
+from aiohttp import web
 
-JSON = "application/json"
+from gateway.api import common, contract, models
+from gateway.api.contract import JSON, Operation
+from gateway.signer_errors import RETRY_AFTER_SECONDS
+
+REF = "#/components/schemas/{name}"
+PUBLISHED = ("/api/", "/healthz", "/readyz", "/metrics", "/ca", "/crl/", "/ocsp")
+SUBSCRIBER_SCHEME = "subscriberSession"
+OFFICER_SCHEME = "officerSession"
+CSRF_SCHEME = "csrfToken"
+RETRY_LATER = frozenset({"signer_unavailable"})  # codes answered with a Retry-After header
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    if required:
-        out["required"] = required
+def published_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(method, canonical path) of every route this document describes."""
+    out = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method in ("HEAD", "*") or not path.startswith(PUBLISHED):
+            continue
+        out.append((route.method, path))
     return out
 
 
-S = {"type": "string"}
-I = {"type": "integer"}  # noqa: E741
-B = {"type": "boolean"}
-DT = {"type": "string", "format": "date-time"}
+def _ref(model: type) -> dict[str, str]:
+    return {"$ref": REF.format(name=model.__name__)}
 
 
-def _err(*codes: str) -> dict[str, Any]:
-    return {"description": "error, `error` is one of: " + ", ".join(codes),
-            "content": {JSON: {"schema": _ref("Error")}}}
-
-
-def _ok(schema: dict[str, Any] | None, description: str = "success",
-        media: str = JSON) -> dict[str, Any]:
-    if schema is None:
-        return {"description": description}
-    return {"description": description, "content": {media: {"schema": schema}}}
-
-
-def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
-        auth: str | None = None, params: list[dict[str, Any]] | None = None,
-        tag: str = "public") -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
-    if auth == "subscriber":
-        op["security"] = [{"subscriberSession": []}]
-    elif auth == "officer":
-        op["security"] = [{"officerSession": []}]
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": S,
-            "description": description}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
-def _retry_later() -> dict[str, Any]:
-    out = _err("signer_unavailable")
-    out["headers"] = {"Retry-After": {"schema": I, "description": "seconds"}}
-    return out
-
-
-AUTH_ERRORS = {"401": _err("unauthenticated"), "403": _err("csrf_failed")}
-SUB_ERRORS = {"401": _err("unauthenticated"),
-              "403": _err("csrf_failed", "password_change_required")}
-
-
-@cache
-def _paths() -> dict[str, Any]:
-    cert = _ref("Certificate")
-    cert_id = _path_param("id", "certificate id")
-    apply_body = _obj({"usage": {"enum": ["signing", "encryption"]}, "csr": S,
-                       "terms_version": S}, ["usage", "csr", "terms_version"])
-    renew_body = _obj({"csr": S, "challenge": S, "signature": S, "terms_version": S},
-                      ["csr", "challenge", "signature", "terms_version"])
-    subscriber_new = _obj(
-        {"id_number": S, "name": S, "email": S, "phone": S, "address": S,
-         "subject": _obj({"cn": S, "ou": {"type": "array", "items": S}, "o": S,
-                          "c": {"type": "string", "default": "TW"}}, ["cn"]),
-         "usages": {"type": "array", "items": {"enum": ["signing", "encryption"]}}},
-        ["id_number", "name", "email", "subject", "usages"],
-    )
-    slip = _obj({"subscriber_id": I, "account": S, "initial_password": S})
-    slip_html = {"text/html": {"schema": S}}
-    return {
-        "/healthz": {"get": _op("liveness", {"200": _ok(_obj({"status": S}))})},
-        "/readyz": {"get": _op("readiness: database and at least one signer answer",
-                               {"200": _ok(_obj({"status": S})), "503": _err("not_ready")})},
-        "/metrics": {"get": _op("Prometheus metrics (text format 0.0.4)",
-                                {"200": _ok(S, media="text/plain")})},
-        "/ca": {"get": _op("issuers", {"200": _ok(_obj({"issuers": {
-            "type": "array", "items": _obj({"name": S, "subject": S, "not_before": DT,
-                                             "not_after": DT, "active": B,
-                                             "role": {"enum": ["root", "issuing"]}})}}))})},
-        "/ca/{issuer}.crt": {"get": _op("a CA certificate (DER)", {
-            "200": _ok(S, media="application/pkix-cert"), "404": _err("not_found")},
-            params=[_path_param("issuer", "issuer name")])},
-        "/ca/chain.pem": {"get": _op("active issuing CA certificate(s) then the root", {
-            "200": _ok(S, media="application/x-pem-file")})},
-        "/crl/{issuer}.crl": {"get": _op("current CRL (DER)", {
-            "200": _ok(S, media="application/pkix-crl"), "404": _err("not_found")},
-            params=[_path_param("issuer", "issuer name")])},
-        "/ocsp": {"post": {**_op(
-            "OCSP (RFC 6960); errors are unsigned OCSP responses (malformedRequest, "
-            "unauthorized, tryLater) with HTTP 200",
-            {"200": _ok(S, media="application/ocsp-response")}),
-            "requestBody": {"required": True, "content": {
-                "application/ocsp-request": {"schema": {"type": "string",
-                                                       "format": "binary"}}}}}},
-        "/ocsp/{request}": {"get": _op("OCSP (RFC 6960), base64 request in the path", {
-            "200": _ok(S, media="application/ocsp-response")},
-            params=[_path_param("request", "base64 OCSP request")])},
-        "/api/v1/openapi.json": {"get": _op("this document", {"200": _ok(_obj({}))})},
-        "/api/v1/captcha": {"get": _op("a new single-use captcha", {
-            "200": _ok(_obj({"captcha_id": S, "image": S})), "404": _err("captcha_disabled")})},
-        "/api/v1/session": {
-            "post": _op("subscriber login", {
-                "200": _ok(_obj({"csrf_token": S, "must_change_password": B})),
-                "400": _err("bad_request", "invalid_field", "invalid_captcha"),
-                "401": _err("invalid_credentials"), "423": _err("account_locked"),
-                "413": _err("too_large")},
-                body=_obj({"account": S, "password": S, "captcha_id": S,
-                           "captcha_answer": S}, ["account", "password"]),
-                tag="subscriber"),
-            "delete": _op("logout", {"204": _ok(None), **SUB_ERRORS}, auth="subscriber",
-                          tag="subscriber"),
-        },
-        "/api/v1/password": {"post": _op("change the portal password", {
-            "204": _ok(None), "400": _err("bad_request", "invalid_field", "password_policy"),
-            "401": _err("unauthenticated", "invalid_credentials"), "403": _err("csrf_failed")},
-            body=_obj({"old_password": S, "new_password": S},
-                      ["old_password", "new_password"]),
-            auth="subscriber", tag="subscriber")},
-        "/api/v1/me": {"get": _op("own registration data", {"200": _ok(_obj(
-            {"account": S, "id_number": S, "name": S, "subscriber_name": S, "email": S,
-             "phone": S, "address": S, "usages": {"type": "array", "items": S}})),
-            **SUB_ERRORS}, auth="subscriber", tag="subscriber")},
-        "/api/v1/terms": {"get": _op("current terms of use", {
-            "200": _ok(_obj({"version": {"type": "string", "example": terms.VERSION},
-                             "text": S})), **SUB_ERRORS}, auth="subscriber",
-            tag="subscriber")},
-        "/api/v1/certificates": {
-            "post": _op("apply for a certificate", {
-                "201": _ok(cert),
-                "400": _err("bad_request", "invalid_field", "bad_csr", "weak_key", "pop_failed",
-                            "terms_not_accepted"),
-                "403": _err("usage_not_allowed", "csrf_failed", "password_change_required"),
-                "409": _err("already_has_valid"), "503": _retry_later()},
-                body=apply_body, auth="subscriber", tag="subscriber"),
-            "get": _op("own certificates", {"200": _ok(_obj({"certificates": {
-                "type": "array", "items": cert}})), **SUB_ERRORS}, auth="subscriber",
-                tag="subscriber"),
-        },
-        "/api/v1/certificates/{id}": {"get": _op("one certificate", {
-            "200": _ok(cert), "404": _err("not_found"), **SUB_ERRORS},
-            auth="subscriber", params=[cert_id], tag="subscriber")},
-        "/api/v1/certificates/{id}/certificate": {"get": _op(
-            "download (PEM, or DER with Accept: application/pkix-cert)", {
-                "200": _ok(S, media="application/x-pem-file"), "404": _err("not_found"),
-                **SUB_ERRORS}, auth="subscriber", params=[cert_id], tag="subscriber")},
-        "/api/v1/certificates/{id}/renewal": {
-            "get": _op("renewal challenge", {
-                "200": _ok(_obj({"challenge": S, "expires_at": DT})),
-                "409": _err("not_renewable"), "404": _err("not_found"), **SUB_ERRORS},
-                auth="subscriber", params=[cert_id], tag="subscriber"),
-            "post": _op("renew", {
-                "201": _ok(cert), "409": _err("not_renewable"),
-                "400": _err("bad_challenge", "pop_failed", "key_reuse", "bad_csr", "weak_key",
-                            "terms_not_accepted", "invalid_field"),
-                "503": _retry_later()},
-                body=renew_body, auth="subscriber", params=[cert_id], tag="subscriber"),
-        },
-        "/api/v1/ra/session": {
-            "post": _op("RA officer login", {
-                "200": _ok(_obj({"csrf_token": S})), "401": _err("invalid_credentials"),
-                "423": _err("account_locked"), "400": _err("bad_request", "invalid_field")},
-                body=_obj({"login": S, "password": S}, ["login", "password"]), tag="ra"),
-            "delete": _op("RA logout", {"204": _ok(None), **AUTH_ERRORS}, auth="officer",
-                          tag="ra"),
-        },
-        "/api/v1/ra/subscribers": {
-            "post": _op("register a subscriber; JSON slip, or the printable zh-TW slip page "
-                        "with Accept: text/html", {
-                            "201": {"description": "the password slip",
-                                    "content": {JSON: {"schema": slip}, **slip_html}},
-                            "409": _err("duplicate"),
-                            "400": _err("bad_request", "invalid_field"), **AUTH_ERRORS},
-                        body=subscriber_new, auth="officer", tag="ra"),
-            "get": _op("search subscribers", {"200": _ok(_obj({"subscribers": {
-                "type": "array", "items": _ref("Subscriber")}})), **AUTH_ERRORS},
-                auth="officer", tag="ra",
-                params=[_query("q", S, "case-insensitive substring of id_number, account, "
-                                       "name, subject CN or e-mail")]),
-        },
-        "/api/v1/ra/subscribers/{id}": {"get": _op("one subscriber", {
-            "200": _ok(_ref("Subscriber")), "404": _err("not_found"), **AUTH_ERRORS},
-            auth="officer", params=[_path_param("id", "subscriber id")], tag="ra")},
-        "/api/v1/ra/subscribers/{id}/password-reset": {"post": _op(
-            "new slip password; unlocks and forces a change", {
-                "200": {"description": "the password slip",
-                        "content": {JSON: {"schema": _obj({"account": S,
-                                                           "initial_password": S})},
-                                    **slip_html}},
-                "404": _err("not_found"), **AUTH_ERRORS},
-            auth="officer", params=[_path_param("id", "subscriber id")], tag="ra")},
-        "/api/v1/ra/certificates/{serial}/revocation": {"post": _op("revoke", {
-            "200": _ok(cert), "409": _err("already_revoked"), "400": _err("invalid_field"),
-            "404": _err("not_found"), **AUTH_ERRORS},
-            body=_obj({"reason": {"enum": ["unspecified", "keyCompromise",
-                                           "affiliationChanged", "superseded",
-                                           "cessationOfOperation", "privilegeWithdrawn"]}},
-                      ["reason"]),
-            auth="officer", params=[_path_param("serial", "lower-case hex serial")], tag="ra")},
-        "/api/v1/ra/audit": {"get": _op("audit events", {"200": _ok(_obj({"events": {
-            "type": "array", "items": _obj({"id": I, "at": DT, "actor": S, "action": S,
-                                            "target": S, "details": _obj({})})}})),
-            "400": _err("invalid_field"), **AUTH_ERRORS},
-            auth="officer", tag="ra",
-            params=[_query("after_id", I, "default 0"),
-                    _query("limit", I, "default 100, at most 1000")])},
+def _error(status: int, codes: list[str]) -> dict[str, Any]:
+    schema = {"allOf": [_ref(models.Error)], "properties": {"error": {"enum": codes}}}
+    out: dict[str, Any] = {
+        "description": "error; `error` is one of: " + ", ".join(codes),
+        "content": {JSON: {"schema": schema}},
     }
+    if RETRY_LATER.intersection(codes):
+        out["headers"] = {
+            "Retry-After": {
+                "required": True,
+                "description": f"seconds to wait (usually {RETRY_AFTER_SECONDS})",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        }
+    return out
 
 
-def spec(public_url: str) -> dict[str, Any]:
-    prefix = "__Host-" if public_url.startswith("https://") else ""  # common.session_cookie_name
+def _ok(ok: contract.Ok) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if ok.model is not None:
+        content[JSON] = {"schema": _ref(ok.model)}
+    for media, schema in ok.media.items():
+        content[media] = {"schema": schema}
+    out: dict[str, Any] = {"description": ok.description}
+    if content:
+        out["content"] = content
+    return out
+
+
+def _query_params(model: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    (_,), components = msgspec.json.schema_components([model], ref_template=REF)
+    props = components[model.__name__]["properties"]
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": schema.get("description", ""),
+        }
+        for name, schema in props.items()
+    ]
+
+
+def _operation(method: str, op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"summary": op.summary, "tags": [op.tag]}
+    params = [
+        {
+            "name": p.name,
+            "in": p.where,
+            "required": p.where == "path",
+            "schema": p.schema,
+            "description": p.description,
+        }
+        for p in op.params
+    ]
+    if op.query is not None:
+        params += _query_params(op.query)
+    if params:
+        out["parameters"] = params
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(op.body)}}}
+    elif op.body_media:
+        out["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": schema} for media, schema in op.body_media.items()},
+        }
+    responses: dict[str, Any] = {str(ok.status): _ok(ok) for ok in op.ok}
+    for status, codes in op.error_codes(method).items():
+        responses[str(status)] = _error(status, codes)
+    out["responses"] = responses
+    if op.auth != "none":
+        scheme = OFFICER_SCHEME if op.auth == "officer" else SUBSCRIBER_SCHEME
+        requirement: dict[str, list[str]] = {scheme: []}
+        if method != "GET":
+            requirement[CSRF_SCHEME] = []
+        out["security"] = [requirement]
+    else:
+        out["security"] = []
+    return out
+
+
+def _schemas() -> dict[str, Any]:
+    used: set[type] = {models.Error}
+    for op in contract.OPERATIONS.values():
+        if op.body is not None:
+            used.add(op.body)
+        used.update(ok.model for ok in op.ok if ok.model is not None)
+    _, components = msgspec.json.schema_components(
+        sorted(used, key=lambda m: m.__name__), ref_template=REF
+    )
+    return components
+
+
+def spec(app: web.Application, public_url: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``app``; raises ValueError when router and contract differ."""
+    routed = published_routes(app)
+    missing = sorted(set(routed) - set(contract.OPERATIONS))
+    stale = sorted(set(contract.OPERATIONS) - set(routed))
+    if missing or stale:
+        raise ValueError(
+            f"routes without a contract entry: {missing}; contract entries without a route: {stale}"
+        )
+    https = public_url.startswith("https://")  # the cookie names follow the HTTPS posture
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in routed:
+        paths.setdefault(path, {})[method.lower()] = _operation(
+            method, contract.OPERATIONS[(method, path)]
+        )
+        paths[path][method.lower()]["operationId"] = re.sub(
+            r"[^a-z0-9]+", "_", f"{method} {path}".lower()
+        ).strip("_")
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "Certificate service gateway", "version": "1"},
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Certificate service gateway",
+            "version": "1",
+            "description": "The HTTP contract of API.md. Errors are "
+            '`{"error": code, "message": text}`.',
+        },
         "servers": [{"url": public_url}],
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "securitySchemes": {
-                "subscriberSession": {"type": "apiKey", "in": "cookie",
-                                      "name": f"{prefix}ca_session"},
-                "officerSession": {"type": "apiKey", "in": "cookie",
-                                   "name": f"{prefix}ca_ra_session"},
-                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+                SUBSCRIBER_SCHEME: {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": common.session_cookie_name(common.SUBSCRIBER_COOKIE, https=https),
+                    "description": "set by POST /api/v1/session",
+                },
+                OFFICER_SCHEME: {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": common.session_cookie_name(common.OFFICER_COOKIE, https=https),
+                    "description": "set by POST /api/v1/ra/session",
+                },
+                CSRF_SCHEME: {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": common.CSRF_HEADER,
+                    "description": "the csrf_token of the login answer; every "
+                    "call but GET/HEAD made with a session cookie",
+                },
             },
-            "schemas": {
-                "Error": _obj({"error": S, "message": S}, ["error", "message"]),
-                "Certificate": _obj(
-                    {"id": I, "serial": S, "usage": {"enum": ["signing", "encryption"]},
-                     "status": {"enum": ["revoked", "superseded", "expired", "issued",
-                                         "expiring", "valid"]},
-                     "subject": S, "issuer": S, "not_before": DT, "not_after": DT,
-                     "downloaded": B, "renewable": B, "certificate": S}),
-                "Subscriber": _obj(
-                    {"subscriber_id": I, "account": S, "id_number": S, "name": S, "email": S,
-                     "phone": S, "address": S,
-                     "subject": _obj({"cn": S, "ou": {"type": "array", "items": S}, "o": S,
-                                      "c": S}),
-                     "usages": {"type": "array", "items": S}, "locked": B,
-                     "failed_attempts": I, "must_change_password": B,
-                     "certificates": {"type": "array", "items": _ref("Certificate")}}),
-            },
+            "schemas": _schemas(),
         },
     }

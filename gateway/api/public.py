@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from gateway import keys
+from gateway.api import models
 from gateway.api.common import json_response, rfc3339
 from gateway.api.openapi import spec
 from gateway.errors import ApiError, Kind
@@ -29,7 +30,7 @@ READY_TIMEOUT = 2.0
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(models.Health(status="ok"))
 
 
 @routes.get("/readyz")
@@ -47,10 +48,10 @@ async def readyz(request: web.Request) -> web.Response:
         problems["signer"] = getattr(exc, "message", None) or type(exc).__name__
     if problems:
         return json_response(
-            {"error": Kind.NOT_READY.value, "message": "not ready", "checks": problems},
+            models.Error(error=Kind.NOT_READY.value, message="not ready", checks=problems),
             status=503,
         )
-    return json_response({"status": "ready"})
+    return json_response(models.Ready(status="ready"))
 
 
 @routes.get("/metrics")
@@ -65,13 +66,13 @@ async def captcha(request: web.Request) -> web.Response:
     if service is None:
         raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
     challenge = await service.create(keys.runtime(request).db)
-    return json_response({"captcha_id": challenge.id, "image": challenge.data_url},
+    return json_response(models.Captcha(captcha_id=challenge.id, image=challenge.data_url),
                          headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/api/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(spec(request.app[keys.CONFIG].public_url))
+    return json_response(spec(request.app, request.app[keys.CONFIG].public_url))
 
 
 # -- CA certificates, CRLs, OCSP ------------------------------------------------------------
@@ -85,11 +86,11 @@ MAX_OCSP_REQUEST = 16 * 1024
 @routes.get("/ca")
 async def ca_list(request: web.Request) -> web.Response:
     issuers = lifecycle(request).issuers.issuers
-    return json_response({"issuers": [
-        {"name": i.name, "subject": i.subject, "not_before": rfc3339(i.not_before),
-         "not_after": rfc3339(i.not_after), "active": i.active, "role": i.role}
+    return json_response(models.Issuers(issuers=[
+        models.Issuer(name=i.name, subject=i.subject, not_before=rfc3339(i.not_before),
+                      not_after=rfc3339(i.not_after), active=i.active, role=i.role)
         for i in issuers
-    ]})
+    ]))
 
 
 @routes.get("/ca/chain.pem")
@@ -131,9 +132,11 @@ async def ocsp_post(request: web.Request) -> web.Response:
 
 @routes.get(r"/ocsp/{request:.+}")
 async def ocsp_get(request: web.Request) -> web.Response:
-    # RFC 6960 A.1: the URL-encoding of the base64 of the DER request
-    raw = request.rel_url.raw_path.split("/ocsp/", 1)[1]
-    text = unquote(raw)
+    # RFC 6960 A.1: the URL-encoding of the base64 of the DER request. Taken from the raw path
+    # (the router decodes "%2F" to "/" as well as "/oc%73p/" to "/ocsp/"): everything after the
+    # first segment, which the router matched, whatever its spelling.
+    parts = request.rel_url.raw_path.split("/", 2)
+    text = unquote(parts[2]) if len(parts) == 3 else ""
     try:
         der = base64.b64decode(text, validate=True) if len(text) <= MAX_OCSP_REQUEST else b""
     except (binascii.Error, ValueError):

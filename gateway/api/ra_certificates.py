@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import keys
-from gateway.api import common
+from gateway.api import common, decode, models
 from gateway.api.common import json_response
-from gateway.services.certificates import certificate_object
 from gateway.services.lifecycle import lifecycle
 
 routes = web.RouteTableDef()
@@ -16,10 +14,10 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/ra/certificates/{serial}/revocation")
 async def revoke(request: web.Request) -> web.Response:
     auth = await common.officer(request)
-    data = await common.read_json(request)
+    serial = decode.path_serial(request)
+    body = await decode.body(request, models.Revocation)
     row = await lifecycle(request).revocation.revoke(
-        serial=request.match_info["serial"], reason=data.get("reason"),
+        serial=serial, reason=body.reason,
         officer_id=auth.officer.id, officer_login=auth.officer.login,
     )
-    return json_response(certificate_object(row, request.app[keys.CLOCK](),
-                                            request.app[keys.CONFIG].renewal_window_days))
+    return json_response(common.certificate(request, row))

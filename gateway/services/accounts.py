@@ -134,10 +134,14 @@ class AccountService:
                 conn, actor=audit.ANONYMOUS, action="login_failed", target=account,
                 details={"reason": reason, "failures": failures, "client": client}, at=now,
             )
+            if acc is None and failures == self.max_failures:
+                locked_now = True  # unknown names lock alike (API.md): nothing tells them apart
             if locked_now:
+                # API.md: the actor is the account, or anonymous for a name that is no account
                 self.metrics.account_locks.labels("subscriber").inc()
-                await audit.append(conn, actor="system", action="account_locked",
-                                   target=account, details={"failures": failures}, at=now)
+                await audit.append(conn, actor=account if acc is not None else audit.ANONYMOUS,
+                                   action="account_locked", target=account,
+                                   details={"failures": failures}, at=now)
         if locked:
             raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)
         raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
@@ -224,7 +228,7 @@ class AccountService:
             )
             if locked_now:
                 self.metrics.account_locks.labels("officer").inc()
-                await audit.append(conn, actor="system", action="officer_locked", target=login,
+                await audit.append(conn, actor=login, action="officer_locked", target=login,
                                    details={"failures": failures}, at=now)
         if locked:
             raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)

@@ -17,9 +17,8 @@ import asyncpg
 
 from db.queries import crls as crl_q
 from gateway.keys import Clock
-from gateway.services.issuance import SignerOps, signer_unavailable
+from gateway.services.issuance import SignerOps
 from gateway.services.issuers import IssuerRegistry
-from signer.errors import SignerError
 from signer.protocol import CrlRequest, RevokedEntry
 
 log = logging.getLogger("gateway.crl")
@@ -74,10 +73,7 @@ class CrlService:
             stored = await crl_q.current(conn, issuer_id)
         if stored is not None and stored.der is not None:
             return stored.der
-        try:
-            return await self.regenerate(issuer_id)
-        except SignerError:
-            raise signer_unavailable("the CRL cannot be signed now") from None
+        return await self.regenerate(issuer_id)  # a SignerError is answered at the web edge
 
     async def refresh_due(self) -> int:
         """Regenerate every CRL that is due; returns how many were signed."""

@@ -39,13 +39,13 @@ from gateway.errors import ApiError, Kind
 from gateway.keys import Clock
 from gateway.metrics import GatewayMetrics, key_label
 from gateway.services.issuers import IssuerRegistry
+from gateway.signer_errors import retry_headers
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest, Result
 
 log = logging.getLogger("gateway.issuance")
 USAGES = ("signing", "encryption")
 SIGN_DEADLINE_SECONDS = 10.0
-RETRY_AFTER_SECONDS = 10
 PENDING_TIMEOUT = timedelta(minutes=10)  # older pending rows are abandoned applications
 BATCH_MAX = 128  # applications per database transaction (steps 2 and 4)
 # transactions of each step in flight per process: the next batch gathers while one commits
@@ -65,8 +65,7 @@ class SignerOps(Protocol):
 
 def signer_unavailable(message: str = "the signing service is unavailable; try again later"
                        ) -> ApiError:
-    return ApiError(Kind.SIGNER_UNAVAILABLE, message,
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return ApiError(Kind.SIGNER_UNAVAILABLE, message, headers=retry_headers())
 
 
 def csr_error(exc: CsrError) -> ApiError:
@@ -158,8 +157,9 @@ class IssuanceService:
         try:
             row = await self._issue(view=view, usage=usage, csr=csr,
                                     terms_version=terms_version, renewal_of=renewal_of)
-        except ApiError as exc:
-            if self.metrics is not None and exc.kind is Kind.SIGNER_UNAVAILABLE:
+        except (ApiError, SignerError) as exc:
+            if self.metrics is not None and (
+                    isinstance(exc, SignerError) or exc.kind is Kind.SIGNER_UNAVAILABLE):
                 self.metrics.signer_errors.labels(kind="unavailable").inc()
             raise
         if self.metrics is not None:
@@ -212,14 +212,13 @@ class IssuanceService:
             ) != csr.spki:
                 raise SignerError(ErrorKind.INTERNAL, "the signer returned another certificate")
         except (SignerError, ValueError) as exc:
-            kind = getattr(exc, "kind", ErrorKind.INTERNAL)
+            failure = exc if isinstance(exc, SignerError) else SignerError(
+                ErrorKind.INTERNAL, f"the signer's certificate does not parse: {exc}")
             async with self.pool.acquire() as conn:
-                await cert_q.mark_failed(conn, cert_id, f"{kind.value}: {exc}")
+                await cert_q.mark_failed(conn, cert_id, f"{failure.kind.value}: {exc}")
             log.warning("issuance failed", extra={"serial": format(serial, "x"),
-                                                  "signer_error": kind.value})
-            if kind is ErrorKind.WEAK_KEY:
-                raise ApiError(Kind.WEAK_KEY, "the signer refused this key") from None
-            raise signer_unavailable() from None
+                                                  "signer_error": failure.kind.value})
+            raise failure from None  # answered by gateway.signer_errors at the web edge
 
         # 4. persist the certificate, its renewal link and the audit event together
         details: dict[str, Any] = {"id": cert_id, "usage": usage, "issuer": issuer.name,

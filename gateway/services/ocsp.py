@@ -18,7 +18,6 @@ from typing import Any
 
 import asyncpg
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
@@ -56,18 +55,20 @@ class OcspResponder:
             req = ocsp.load_der_ocsp_request(request_der)
             algorithm = req.hash_algorithm
             serial = req.serial_number
+            name_hash, key_hash = req.issuer_name_hash, req.issuer_key_hash
             nonce = None
             try:
                 nonce = req.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
             except x509.ExtensionNotFound:
                 pass
-        except (ValueError, UnsupportedAlgorithm, NotImplementedError, TypeError):
+        except Exception:
+            # (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension for two nonces, ...);
+            # whatever the bytes, a request that does not parse is malformedRequest
             return unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         if nonce is not None and not 1 <= len(nonce) <= 32:
             return unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         # 2. which of our CAs
-        issuer = self.issuers.match_cert_id(algorithm, req.issuer_name_hash,
-                                            req.issuer_key_hash)
+        issuer = self.issuers.match_cert_id(algorithm, name_hash, key_hash)
         issuer_id = self.issuers.ids.get(issuer.name) if issuer else None
         if issuer is None or issuer_id is None:
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)

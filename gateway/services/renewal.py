@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from db.queries import certificates as cert_q
 from db.queries import renewals as renewal_q
 from db.queries import subscribers as sub_q
-from gateway.csr import CsrError, parse_csr, request_der
+from gateway.csr import CsrError, parse_csr, request_der, request_public_key
 from gateway.errors import ApiError, Kind
 from gateway.keys import Clock
 from gateway.services.certificates import status
@@ -120,11 +120,12 @@ class RenewalService:
                            "the signature by the current certificate's key does not verify")
         # 4. a new key
         try:
-            new_spki = request.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        except (ValueError, TypeError):
-            new_spki = b""
-        if new_spki and spki_sha256(new_spki) == old.public_key_sha256:
+            new_key = request_public_key(request)
+        except CsrError as exc:
+            raise csr_error(exc) from None
+        new_spki = new_key.public_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if spki_sha256(new_spki) == old.public_key_sha256:
             raise ApiError(Kind.KEY_REUSE, "the renewal needs a new key pair")
         # 5. the checks of applying
         try:

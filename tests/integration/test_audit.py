@@ -48,7 +48,7 @@ async def test_actions_are_audited(officer: Client, new_client: Any,
         ("anonymous", "login_failed"),
         ("anonymous", "login_failed"),
         ("anonymous", "login_failed"),
-        ("system", "account_locked"),
+        (slip["account"], "account_locked"),
         ("ra-test", "password_reset"),
     ]
     actions = {e.action for e in events}
@@ -104,3 +104,15 @@ async def test_chain_verifies_and_tampering_is_found(
             assert (result.ok, result.first_broken_id) == (False, 3)
         finally:
             await conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+
+
+async def test_lock_of_an_unknown_name_is_audited_as_anonymous(new_client: Any,
+                                                               db_pool: asyncpg.Pool) -> None:
+    """API.md: the actor is the account or anonymous; an unknown name locks like an account."""
+    for _ in range(3):
+        await new_client().login("no-such-person", "whatever")
+    async with db_pool.acquire() as conn:
+        events = await audit.list_events(conn, after_id=0, limit=1000)
+    locks = [(e.actor, e.action) for e in events
+             if e.target == "no-such-person" and e.action == "account_locked"]
+    assert locks == [("anonymous", "account_locked")]

@@ -1,0 +1,285 @@
+"""What each route of the HTTP contract takes and answers: the table the OpenAPI document is
+generated from, next to the models of ``gateway.api.models``.
+
+Keyed by (method, aiohttp canonical path), so ``gateway.api.openapi`` can walk the application's
+router and a test can prove that every API route is described and every description is routed.
+The error codes a route can answer follow from what it does (a body, a session, a path id), plus
+the codes of its own checks listed here; API.md names them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.api import models
+
+Auth = Literal["none", "subscriber", "subscriber-any", "officer"]
+JSON = "application/json"
+PEM = "application/x-pem-file"
+DER = "application/pkix-cert"
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+TEXT: dict[str, Any] = {"type": "string"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A path or query parameter with its JSON Schema."""
+
+    name: str
+    where: Literal["path", "query"]
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Ok:
+    """A success answer: a model (JSON) or raw media types with their schemas."""
+
+    status: int
+    model: type | None = None
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = "success"
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    ok: tuple[Ok, ...]
+    auth: Auth = "none"  # subscriber-any: also while the password must be changed
+    body: type[msgspec.Struct] | None = None
+    body_media: dict[str, dict[str, Any]] = field(default_factory=dict)  # non-JSON bodies
+    params: tuple[Param, ...] = ()
+    query: type[msgspec.Struct] | None = None
+    errors: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    retry_later: bool = False  # 503 signer_unavailable with Retry-After
+
+    def error_codes(self, method: str) -> dict[int, list[str]]:
+        """Every (status, codes) this operation can answer, its own checks included."""
+        out: dict[int, list[str]] = {}
+
+        def add(status: int, *codes: str) -> None:
+            out.setdefault(status, [])
+            out[status].extend(c for c in codes if c not in out[status])
+
+        if self.auth != "none":
+            add(401, "unauthenticated")
+            if method != "GET":
+                add(403, "csrf_failed")
+        if self.auth == "subscriber":
+            add(403, "password_change_required")
+        if self.body is not None or self.query is not None:
+            add(400, "invalid_field")
+        if self.body is not None:
+            add(400, "bad_request")
+        if self.body is not None or self.body_media:
+            add(413, "too_large")
+        if any(p.where == "path" for p in self.params):
+            add(404, "not_found")
+        for status, codes in self.errors.items():
+            add(status, *codes)
+        if self.retry_later:
+            add(503, "signer_unavailable")
+        return dict(sorted(out.items()))
+
+
+ID = models.ID_PATTERN
+CERT_ID = Param("id", "path", {"type": "string", "pattern": ID}, "certificate id")
+SUBSCRIBER_ID = Param("id", "path", {"type": "string", "pattern": ID}, "subscriber id")
+SERIAL = Param(
+    "serial", "path", {"type": "string", "pattern": models.SERIAL_PATTERN}, "lower-case hex serial"
+)
+ISSUER = Param(
+    "name",
+    "path",
+    {"type": "string", "pattern": models.ISSUER_PATTERN},
+    "issuer name (a label of the configuration)",
+)
+SLIP_HTML = {"text/html": TEXT}
+CSR_CODES = ("bad_csr", "weak_key", "pop_failed", "terms_not_accepted")
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    # -- public
+    ("GET", "/healthz"): Operation("liveness", "public", (Ok(200, models.Health),)),
+    ("GET", "/readyz"): Operation(
+        "readiness: the database and at least one signer answer",
+        "public",
+        (Ok(200, models.Ready),),
+        errors={503: ("not_ready",)},
+    ),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics, text format 0.0.4", "public", (Ok(200, media={"text/plain": TEXT}),)
+    ),
+    ("GET", "/ca"): Operation(
+        "the CA certificates this service publishes", "public", (Ok(200, models.Issuers),)
+    ),
+    ("GET", "/ca/chain.pem"): Operation(
+        "the active issuing CA certificate(s), then the root",
+        "public",
+        (Ok(200, media={PEM: TEXT}),),
+    ),
+    ("GET", "/ca/{name}.crt"): Operation(
+        "a CA certificate, DER", "public", (Ok(200, media={DER: BINARY}),), params=(ISSUER,)
+    ),
+    ("GET", "/crl/{name}.crl"): Operation(
+        "the issuer's current CRL, DER",
+        "public",
+        (Ok(200, media={"application/pkix-crl": BINARY}),),
+        params=(ISSUER,),
+        retry_later=True,
+    ),
+    ("POST", "/ocsp"): Operation(
+        "OCSP (RFC 6960). Errors are unsigned OCSP responses with HTTP 200: "
+        "malformedRequest, unauthorized, tryLater",
+        "public",
+        (Ok(200, media={"application/ocsp-response": BINARY}),),
+        body_media={"application/ocsp-request": BINARY},
+    ),
+    ("GET", "/ocsp/{request}"): Operation(
+        "OCSP (RFC 6960 A.1): the URL-encoded base64 of the DER request in the path",
+        "public",
+        (Ok(200, media={"application/ocsp-response": BINARY}),),
+        params=(Param("request", "path", TEXT, "base64 of the DER OCSPRequest"),),
+    ),
+    ("GET", "/api/v1/openapi.json"): Operation(
+        "this document", "public", (Ok(200, media={JSON: {"type": "object"}}),)
+    ),
+    ("GET", "/api/v1/captcha"): Operation(
+        "a new single-use captcha",
+        "public",
+        (Ok(200, models.Captcha),),
+        errors={404: ("captcha_disabled",)},
+    ),
+    # -- subscriber
+    ("POST", "/api/v1/session"): Operation(
+        "subscriber login; sets the session cookie",
+        "subscriber",
+        (Ok(200, models.LoginResult),),
+        body=models.Login,
+        errors={400: ("invalid_captcha",), 401: ("invalid_credentials",), 423: ("account_locked",)},
+    ),
+    ("DELETE", "/api/v1/session"): Operation(
+        "logout", "subscriber", (Ok(204, description="logged out"),), auth="subscriber-any"
+    ),
+    ("POST", "/api/v1/password"): Operation(
+        "change the portal password; the session stays valid",
+        "subscriber",
+        (Ok(204, description="changed"),),
+        auth="subscriber-any",
+        body=models.PasswordChange,
+        errors={400: ("password_policy",), 401: ("invalid_credentials",)},
+    ),
+    ("GET", "/api/v1/me"): Operation(
+        "own registration data", "subscriber", (Ok(200, models.Me),), auth="subscriber-any"
+    ),
+    ("GET", "/api/v1/terms"): Operation(
+        "the current terms of use", "subscriber", (Ok(200, models.Terms),), auth="subscriber-any"
+    ),
+    ("POST", "/api/v1/certificates"): Operation(
+        "apply for a certificate",
+        "subscriber",
+        (Ok(201, models.Certificate),),
+        auth="subscriber",
+        body=models.Apply,
+        retry_later=True,
+        errors={400: CSR_CODES, 403: ("usage_not_allowed",), 409: ("already_has_valid",)},
+    ),
+    ("GET", "/api/v1/certificates"): Operation(
+        "own certificates", "subscriber", (Ok(200, models.Certificates),), auth="subscriber"
+    ),
+    ("GET", "/api/v1/certificates/{id}"): Operation(
+        "one own certificate",
+        "subscriber",
+        (Ok(200, models.Certificate),),
+        auth="subscriber",
+        params=(CERT_ID,),
+    ),
+    ("GET", "/api/v1/certificates/{id}/certificate"): Operation(
+        "download: PEM by default, DER with Accept: application/pkix-cert; marks it downloaded",
+        "subscriber",
+        (Ok(200, media={PEM: TEXT, DER: BINARY}),),
+        auth="subscriber",
+        params=(CERT_ID,),
+    ),
+    ("GET", "/api/v1/certificates/{id}/renewal"): Operation(
+        "a renewal challenge: single use, 5 minutes, bound to this certificate",
+        "subscriber",
+        (Ok(200, models.Challenge),),
+        auth="subscriber",
+        params=(CERT_ID,),
+        errors={409: ("not_renewable",)},
+    ),
+    ("POST", "/api/v1/certificates/{id}/renewal"): Operation(
+        "renew with the old key's signature over challenge ‖ csr_der",
+        "subscriber",
+        (Ok(201, models.Certificate),),
+        auth="subscriber",
+        body=models.Renew,
+        params=(CERT_ID,),
+        retry_later=True,
+        errors={
+            400: ("bad_challenge", "key_reuse", *CSR_CODES),
+            409: ("not_renewable", "already_has_valid"),
+        },
+    ),
+    # -- RA officer
+    ("POST", "/api/v1/ra/session"): Operation(
+        "RA officer login; sets the officer session cookie",
+        "ra",
+        (Ok(200, models.OfficerLoginResult),),
+        body=models.OfficerLogin,
+        errors={401: ("invalid_credentials",), 423: ("account_locked",)},
+    ),
+    ("DELETE", "/api/v1/ra/session"): Operation(
+        "RA officer logout", "ra", (Ok(204, description="logged out"),), auth="officer"
+    ),
+    ("POST", "/api/v1/ra/subscribers"): Operation(
+        "register a subscriber: the password slip as JSON, or the printable zh-TW slip page "
+        "with Accept: text/html",
+        "ra",
+        (Ok(201, models.Slip, media=SLIP_HTML, description="the password slip"),),
+        auth="officer",
+        body=models.NewSubscriber,
+        errors={409: ("duplicate",)},
+    ),
+    ("GET", "/api/v1/ra/subscribers"): Operation(
+        "search subscribers",
+        "ra",
+        (Ok(200, models.Subscribers),),
+        auth="officer",
+        query=models.SearchQuery,
+    ),
+    ("GET", "/api/v1/ra/subscribers/{id}"): Operation(
+        "one subscriber with its certificates",
+        "ra",
+        (Ok(200, models.Subscriber),),
+        auth="officer",
+        params=(SUBSCRIBER_ID,),
+    ),
+    ("POST", "/api/v1/ra/subscribers/{id}/password-reset"): Operation(
+        "a new slip password: unlocks, forces a change at the next login",
+        "ra",
+        (Ok(200, models.ResetSlip, media=SLIP_HTML, description="the password slip"),),
+        auth="officer",
+        params=(SUBSCRIBER_ID,),
+    ),
+    ("POST", "/api/v1/ra/certificates/{serial}/revocation"): Operation(
+        "revoke a certificate with an RFC 5280 reason",
+        "ra",
+        (Ok(200, models.Certificate),),
+        auth="officer",
+        body=models.Revocation,
+        params=(SERIAL,),
+        errors={409: ("already_revoked",)},
+    ),
+    ("GET", "/api/v1/ra/audit"): Operation(
+        "audit events in id order",
+        "ra",
+        (Ok(200, models.AuditEvents),),
+        auth="officer",
+        query=models.AuditQuery,
+    ),
+}
