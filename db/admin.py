@@ -11,18 +11,19 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from argon2 import PasswordHasher
 
-from db import audit
+from db import audit, roles
 from db.embedded import Cluster, EmbeddedError, ensure_running
 from db.migrate import MigrationError, migrate
 from db.pool import connect
 from db.queries import officers
 from hsm_config import journal
-from hsm_config.config import ConfigError, load
+from hsm_config.config import ConfigError, load, read_secret
 
 OFFICER_PASSWORD_MIN = 10
 ACTOR = "ca-admin"
@@ -41,20 +42,47 @@ def _embedded_dir(config: str | None) -> Path | None:
     return None if url else cfg.base_dir / "pg"
 
 
-def _dsn(config: str | None) -> str:
+@dataclass(frozen=True)
+class Target:
+    """Where ``ca-admin`` connects: as the owner role (it migrates and creates officers)."""
+
+    dsn: str
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Target({self.dsn!r})"
+
+
+def owner_target(config: str | os.PathLike[str] | None) -> Target:
+    """``DATABASE_URL`` as given; else ``[database] url`` or the embedded cluster (started if
+    needed), as ``[database] owner`` (default ``ca_owner``) with ``owner_password_file`` /
+    ``owner_password_env``. Never the gateway's application role: it cannot migrate."""
     env = os.environ.get("DATABASE_URL")
     if env:
-        return env
+        return Target(env)
     cfg = load(config)
-    url = cfg.section("database").get("url", "")
+    db = cfg.section("database")
+    password = None
+    url = db.get("url", "")
+    if db.get("owner_password_file") or db.get("owner_password_env"):
+        password = read_secret(cfg, db, "owner_password", "database")
+    elif not url and (cfg.base_dir / roles.OWNER_PASSWORD_FILE).exists():  # an older ca.toml
+        password = read_secret(
+            cfg, {"owner_password_file": roles.OWNER_PASSWORD_FILE}, "owner_password", "database"
+        )
     if url:
-        return str(url)
+        return Target(str(url), password)
     pg_dir = cfg.base_dir / "pg"
-    return ensure_running(pg_dir)
+    ensure_running(pg_dir)
+    return Target(Cluster(pg_dir).dsn(user=str(db.get("owner", roles.OWNER))), password)
 
 
-async def _with_conn(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
-    conn = await connect(dsn)
+def _dsn(config: str | None) -> Target:
+    return owner_target(config)
+
+
+async def _with_conn(target: Target, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+    conn = await connect(target.dsn, password=target.password)
     try:
         return await work(conn)
     finally:
@@ -198,7 +226,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     pg_dir = _embedded_dir(args.config)
-    print(_dsn(args.config) if pg_dir is None else Cluster(pg_dir).dsn())
+    print(_dsn(args.config).dsn if pg_dir is None else Cluster(pg_dir).dsn())
     return 0
 
 

@@ -13,13 +13,13 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from db.migrate import migrate_pool
+from db.migrate import MigrationError, migrate_pool, pending
 from db.pool import create_pool
 from db.queries import captcha as captcha_q
 from gateway import keys
 from gateway.api import certificates, public, ra, ra_certificates, session
 from gateway.captcha import CaptchaService
-from gateway.config import GatewayConfig, database_url
+from gateway.config import GatewayConfig, database_password, database_url
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import errors, observe
 from gateway.operator.routes import setup_operator
@@ -67,13 +67,21 @@ def _database(pool: asyncpg.Pool | None):
         config = app[keys.CONFIG]
         own = pool is None
         db = pool if pool is not None else await create_pool(
-            database_url(config), min_size=config.pool_min, max_size=config.pool_max
+            database_url(config), min_size=config.pool_min, max_size=config.pool_max,
+            password=database_password(config),
         )
         try:
             if config.migrate_on_start:
                 applied = await migrate_pool(db)
                 if applied:
                     log.info("database migrated", extra={"applied": applied})
+            else:  # production: the owner migrates (ca-admin migrate); refuse a stale schema
+                async with db.acquire() as conn:
+                    missing = await pending(conn)
+                if missing:
+                    raise MigrationError(
+                        f"database schema lacks migration(s) {missing}: run `ca-admin migrate`"
+                    )
             app[keys.RUNTIME].db = db
             yield
         finally:

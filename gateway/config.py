@@ -14,12 +14,17 @@ from typing import Any
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, read_secret
 from hsm_config.manifest import manifest_path
 
+APP_PASSWORD_FILE = "secrets/db-app.password"  # noqa: S105 -- a path (db/roles.py writes it)
+
 GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
     "crl_refresh_seconds", "notice_interval_seconds",
 }
-DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start"}
+DATABASE_KEYS = {
+    "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
+    "owner", "owner_password_file", "owner_password_env",
+}
 POLICY_KEYS = {
     "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
     "login_max_failures", "officer_max_failures", "crl_next_update_hours",
@@ -43,9 +48,12 @@ class GatewayConfig:
     log_level: str = "info"
     database_url: str = ""  # empty: the embedded cluster under <config folder>/pg
     embedded_pg_dir: Path | None = None
+    database_user: str = "ca_app"  # the application role (db/roles.py) on the embedded cluster
+    database_password_file: Path | None = None  # the application role's password, read at
+    database_password_env: str = ""  # start (so --check-config needs no secret)
     pool_min: int = 1
     pool_max: int = 10
-    migrate_on_start: bool = True
+    migrate_on_start: bool = False  # the owner migrates (ca-admin migrate), not the gateway
     renewal_window_days: int = 30
     certificate_validity_days: int = 365
     password_min: int = 6
@@ -141,6 +149,9 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         raise ConfigError("[gateway] log_level: debug, info, warning or error")
 
     url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
+    password_file = _str(db, "password_file", "", "database")
+    if not password_file and not url and not db.get("password_env"):
+        password_file = APP_PASSWORD_FILE  # the embedded cluster's (a var/ca.toml from before)
     return GatewayConfig(
         host=_str(gw, "host", "127.0.0.1", "gateway"),
         port=port,
@@ -155,9 +166,13 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         log_level=log_level,
         database_url=url,
         embedded_pg_dir=None if url else cfg.base_dir / "pg",
+        database_user=_str(db, "user", "ca_app", "database"),
+        database_password_file=cfg.resolve(password_file) if password_file else None,
+        database_password_env=_str(db, "password_env", "", "database"),
         pool_min=_int(db, "pool_min", 1, "database", minimum=0),
         pool_max=_int(db, "pool_max", 10, "database", minimum=1),
-        migrate_on_start=_onoff(db.get("migrate_on_start", True), "[database] migrate_on_start"),
+        migrate_on_start=_onoff(db.get("migrate_on_start", False),
+                                "[database] migrate_on_start"),
         renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
         certificate_validity_days=validity,
         password_min=pmin,
@@ -174,6 +189,25 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     )
 
 
+def database_password(cfg: GatewayConfig) -> str | None:
+    """The application role's password: ``password_env`` if set there, else the file's
+    contents; None when neither is configured (a DSN that needs no password)."""
+    if cfg.database_password_env and os.environ.get(cfg.database_password_env):
+        return os.environ[cfg.database_password_env]
+    if cfg.database_password_file is None:
+        return None
+    try:
+        return cfg.database_password_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if cfg.database_url:
+            return None  # the DSN may carry its own credentials
+        raise ConfigError(f"[database] password_file: {cfg.database_password_file} is missing "
+                          "(`make run` writes it with the roles)") from None
+    except OSError as exc:
+        raise ConfigError(f"[database] password_file: cannot read "
+                          f"{cfg.database_password_file}: {exc.strerror}") from exc
+
+
 def database_url(cfg: GatewayConfig) -> str:
     """The DSN to use: the configured one, else the embedded cluster's (which must be running)."""
     if cfg.database_url:
@@ -181,4 +215,4 @@ def database_url(cfg: GatewayConfig) -> str:
     from db.embedded import Cluster
 
     assert cfg.embedded_pg_dir is not None
-    return Cluster(cfg.embedded_pg_dir).dsn()
+    return Cluster(cfg.embedded_pg_dir).dsn(user=cfg.database_user)

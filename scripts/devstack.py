@@ -93,12 +93,14 @@ def main() -> int:
 
     from devstack_db import ensure_first_officer, start_database
 
+    from db.roles import ensure_roles
+
     if os.environ.get("DATABASE_URL"):
         stop_db = None
         say("using DATABASE_URL")
     else:
         dsn, stop_db = start_database(VAR)
-        os.environ["DATABASE_URL"] = dsn
+        ensure_roles(config, dsn)  # owner + application role (db/roles.py); no DATABASE_URL
     run("ca-admin", "migrate")
     run("ca-admin", "audit", "import-journal")  # key ceremonies into the hash-chained log
     officer = ensure_first_officer(config)
