@@ -24,7 +24,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middlewares import errors, observe
 from gateway.operator.routes import setup_operator
 from gateway.portal.routes import setup_portal
-from gateway.services import lifecycle, ocsp_presign
+from gateway.services import audit_checkpoint, lifecycle, ocsp_presign
 from gateway.services.accounts import AccountService
 from gateway.services.passwords import Passwords
 from gateway.services.registration import RegistrationService
@@ -164,6 +164,7 @@ def make_app(
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(lifecycle.ctx)
     app.cleanup_ctx.append(ocsp_presign.ctx)  # OCSP pre-signing, CRL and pool gauges
+    app.cleanup_ctx.append(audit_checkpoint.ctx)  # signed audit checkpoints (and at shutdown)
     app.add_routes(public.routes)
     app.add_routes(session.routes)
     app.add_routes(ra.routes)

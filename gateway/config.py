@@ -19,7 +19,7 @@ APP_PASSWORD_FILE = "secrets/db-app.password"  # noqa: S105 -- a path (db/roles.
 GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
-    "crl_refresh_seconds", "notice_interval_seconds",
+    "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
 }
 DATABASE_KEYS = {
     "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
@@ -64,6 +64,7 @@ class GatewayConfig:
     manifest_path: Path | None = None  # the issuer manifest ([ca] dir / issuers.toml)
     crl_refresh_seconds: int = 300
     notice_interval_seconds: int = 300
+    audit_checkpoint_seconds: int = 300  # signed audit checkpoints; 0: off (and at shutdown)
     crl_next_update_hours: int = 24
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
@@ -182,6 +183,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         manifest_path=manifest_path(cfg),
         crl_refresh_seconds=_int(gw, "crl_refresh_seconds", 300, "gateway", minimum=1),
         notice_interval_seconds=_int(gw, "notice_interval_seconds", 300, "gateway", minimum=1),
+        audit_checkpoint_seconds=_int(gw, "audit_checkpoint_seconds", 300, "gateway"),
         crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,

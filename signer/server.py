@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from signer.checkpoints import CheckpointLedger, SignedCheckpoint
 from signer.config import SignerConfig
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
 from signer.pool import WorkerPool
-from signer.protocol import HEADER, MAX_FRAME, VERSION, Frame, error_dict
+from signer.protocol import HEADER, MAX_FRAME, VERSION, CheckpointRequest, Frame, error_dict
 
 log = logging.getLogger("signer.server")
 
@@ -32,6 +33,10 @@ class SignerServer:
         self.pool = pool
         self.metrics = metrics
         self.servers: list[asyncio.AbstractServer] = []
+        self.ledger = (
+            CheckpointLedger(scfg.audit_checkpoint_file) if scfg.audit_checkpoint_file else None
+        )
+        self._checkpoint_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
@@ -98,6 +103,11 @@ class SignerServer:
                 if frame.op == "health":
                     writer.write(Frame(id=frame.id, body=self.health()).encode())
                     continue
+                if frame.op == "checkpoint":
+                    task = asyncio.create_task(self._checkpoint(frame, writer))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    continue
                 if frame.op not in ("issue", "crl", "ocsp") or len(frame.items) > MAX_ITEMS:
                     err = SignerError(ErrorKind.BAD_REQUEST, f"bad operation {frame.op!r}")
                     writer.write(Frame(id=frame.id, error=error_dict(err)).encode())
@@ -112,6 +122,32 @@ class SignerServer:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
+
+    async def _checkpoint(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
+        """One audit checkpoint per request, one at a time: admitted against the last one
+        signed, signed by a worker, written to the ledger file, then answered."""
+        t0 = time.perf_counter()
+        async with self._checkpoint_lock:
+            try:
+                if len(frame.items) != 1:
+                    raise SignerError(ErrorKind.BAD_REQUEST, "one checkpoint per request")
+                if self.ledger is None:
+                    raise SignerError(ErrorKind.UNKNOWN_ISSUER, "no audit checkpoint file")
+                req = CheckpointRequest.from_wire(frame.items[0])
+                self.ledger.admit(req)
+                (result,) = await self.pool.submit("checkpoint", [req.to_wire()], frame.deadline)
+                if "der" in result:
+                    self.ledger.append(SignedCheckpoint.from_result(req, result["der"]))
+                    log.info("audit checkpoint signed: id %d, count %d", req.last_id, req.count)
+            except SignerError as exc:
+                self.metrics.errors.labels(kind=exc.kind.value).inc()
+                log.warning("audit checkpoint refused: %s", exc.message)
+                result = error_dict(exc)
+        if not writer.is_closing():
+            writer.write(Frame(id=frame.id, results=[result]).encode())
+        self.metrics.request_seconds.labels(operation="checkpoint").observe(
+            time.perf_counter() - t0
+        )
 
     async def _answer(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
         t0 = time.perf_counter()
