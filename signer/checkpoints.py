@@ -13,6 +13,9 @@ Three parts, so that each process holds only what it needs:
   A head lower than the last one signed (id or count), the same id with another hash, a time
   going backwards or far from the signer's clock is refused: a compromised gateway cannot get
   a signature over a truncated or forked history.
+
+No PKCS#11 here (the worker hands ``AuditSigner`` a cryptography key object from
+``signer.hsm``): the gateway and ``ca-admin`` import this module for the format and the checks.
 """
 
 from __future__ import annotations

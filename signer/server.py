@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hsm_config.config import ConfigError
 from signer.checkpoints import CheckpointLedger, SignedCheckpoint
 from signer.config import SignerConfig
 from signer.errors import ErrorKind, SignerError
@@ -33,9 +34,12 @@ class SignerServer:
         self.pool = pool
         self.metrics = metrics
         self.servers: list[asyncio.AbstractServer] = []
-        self.ledger = (
-            CheckpointLedger(scfg.audit_checkpoint_file) if scfg.audit_checkpoint_file else None
-        )
+        try:  # a damaged ledger stops the start: it must not silently begin afresh
+            self.ledger = (
+                CheckpointLedger(scfg.audit_checkpoint_file) if scfg.audit_checkpoint_file else None
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"[signer] audit_checkpoint_file: {exc}") from exc
         self._checkpoint_lock = asyncio.Lock()
 
     async def start(self) -> None:
