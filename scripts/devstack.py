@@ -148,10 +148,10 @@ def main() -> int:
                     stop["now"] = True
             time.sleep(0.5)
     finally:
+        # gateway first, and wait: its last audit checkpoint needs the signer still up
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
             try:
                 child.wait(10)
             except subprocess.TimeoutExpired:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from db import audit, roles
 from db.embedded import PORT, Cluster, find_bindir
-from db.migrate import MigrationError
+from db.migrate import MigrationError, migrate
 from db.pool import connect, create_pool
 from gateway.app import make_app
 from gateway.config import GatewayConfig
@@ -246,3 +246,35 @@ async def test_password_files_are_private(
         assert (st.st_mode & 0o777, st.st_uid) == (0o600, uid)
     assert roles.credentials_for(tmp_path) == creds
     shutil.rmtree(tmp_path / "secrets")
+
+
+async def test_a_database_migrated_by_the_superuser_is_handed_to_the_owner(
+    pg_cluster: Cluster, db_credentials: roles.Credentials
+) -> None:
+    """A ``var/`` from before the roles: the superuser owned everything. Provisioning gives
+    every table, sequence and function to the owner, and the owner can migrate on."""
+    name = f"t_handover_{secrets.token_hex(3)}"
+    dsn = pg_cluster.create_database(name)
+    try:
+        conn = await connect(dsn)
+        try:
+            await migrate(conn)  # as the superuser, as make run did before
+            await roles.provision(conn, db_credentials)
+            owners = await conn.fetch(
+                """SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
+                   UNION SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc p
+                   JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"""
+            )
+        finally:
+            await conn.close()
+        assert {r["owner"] for r in owners} == {roles.OWNER}
+        owner = await connect(role_dsn(dsn, roles.OWNER, db_credentials.owner_password))
+        try:
+            assert await migrate(owner) == []
+            await owner.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")  # it may
+            await owner.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+        finally:
+            await owner.close()
+    finally:
+        pg_cluster.drop_database(name)
