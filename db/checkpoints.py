@@ -74,6 +74,31 @@ class CheckpointFailure:
     problem: str
 
 
+async def _head_facts(
+    conn: asyncpg.Connection, ids: list[int]
+) -> tuple[dict[int, bytes], dict[int, int]]:
+    """For sorted, distinct checkpointed ids: each one's hash now, and how many rows have an
+    id up to it, in two statements (one pass over the log, however many checkpoints)."""
+    if not ids:
+        return {}, {}
+    rows = await conn.fetch("SELECT id, hash FROM audit_events WHERE id = ANY($1)", ids)
+    hashes = {r["id"]: bytes(r["hash"]) for r in rows}
+    # bucket j holds the ids in (ids[j-1], ids[j]]; the running sum is the count up to ids[j]
+    buckets = await conn.fetch(
+        """SELECT width_bucket(id, $1::bigint[]) AS b, count(*) AS n FROM audit_events
+           WHERE id <= $2 GROUP BY 1""",
+        [i + 1 for i in ids],
+        ids[-1],
+    )
+    per_bucket = {r["b"]: r["n"] for r in buckets}
+    counts: dict[int, int] = {}
+    running = 0
+    for j, last_id in enumerate(ids):
+        running += per_bucket.get(j, 0)
+        counts[last_id] = running
+    return hashes, counts
+
+
 async def check(
     conn: asyncpg.Connection, key: PublicKey, checkpoints: Iterable[tuple[str, SignedCheckpoint]]
 ) -> tuple[int, list[CheckpointFailure]]:
@@ -81,31 +106,39 @@ async def check(
     that id as it counted. Returns (checked, failures)."""
     fingerprint = key_fingerprint(key)
     failures: list[CheckpointFailure] = []
-    checked = 0
-    for source, cp in checkpoints:
-        checked += 1
+    signed: list[tuple[str, SignedCheckpoint]] = []
+    todo = list(checkpoints)
+    for source, cp in todo:
         r = cp.request
-
-        def fail(problem: str, source: str = source, r: CheckpointRequest = r) -> None:
-            failures.append(CheckpointFailure(source, r.last_id, problem))
-
         if cp.fingerprint != fingerprint:
-            fail("signed by another key than the audit key")
-            continue
-        if not verify_checkpoint(key, r, cp.signature):
-            fail("signature does not verify (forged or altered checkpoint)")
-            continue
+            failures.append(
+                CheckpointFailure(source, r.last_id, "signed by another key than the audit key")
+            )
+        elif not verify_checkpoint(key, r, cp.signature):
+            failures.append(
+                CheckpointFailure(
+                    source, r.last_id, "signature does not verify (forged or altered checkpoint)"
+                )
+            )
+        else:
+            signed.append((source, cp))
+    ids = sorted({cp.request.last_id for _, cp in signed if cp.request.last_id > 0})
+    hashes, counts = await _head_facts(conn, ids)
+    for source, cp in signed:
+        r = cp.request
         if r.last_id == 0:
             continue  # the empty log: nothing to compare
-        row = await conn.fetchrow(
-            """SELECT (SELECT hash FROM audit_events WHERE id = $1) AS hash,
-                      (SELECT count(*) FROM audit_events WHERE id <= $1) AS n""",
-            r.last_id,
-        )
-        if row["hash"] is None:
-            fail(f"event {r.last_id} is gone (rows removed from the end of the log)")
-        elif bytes(row["hash"]) != r.last_hash:
-            fail(f"event {r.last_id} has another hash (the chain was recomputed)")
-        elif row["n"] != r.count:
-            fail(f"{row['n']} events up to id {r.last_id}, the checkpoint counted {r.count}")
-    return checked, failures
+        if r.last_id not in hashes:
+            problem = f"event {r.last_id} is gone (rows removed from the end of the log)"
+        elif hashes[r.last_id] != r.last_hash:
+            problem = f"event {r.last_id} has another hash (the chain was recomputed)"
+        elif counts[r.last_id] != r.count:
+            problem = (
+                f"{counts[r.last_id]} events up to id {r.last_id}, the checkpoint counted {r.count}"
+            )
+        else:
+            continue
+        failures.append(CheckpointFailure(source, r.last_id, problem))
+    order = {source: i for i, (source, _) in enumerate(todo)}
+    failures.sort(key=lambda f: order[f.source])
+    return len(todo), failures
