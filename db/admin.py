@@ -1,7 +1,8 @@
 """``ca-admin``: database chores against the same configuration as the gateway.
 
 Verbs: ``migrate``, ``create-officer LOGIN`` (password on stdin), ``unlock-officer LOGIN``,
-``audit verify``, and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded cluster.
+``audit verify`` (the hash chain, then every signed checkpoint in the database and in the
+signer's checkpoint file), and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded cluster.
 """
 
 from __future__ import annotations
@@ -11,18 +12,20 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from argon2 import PasswordHasher
 
-from db import audit
+from db import audit, checkpoints, roles
 from db.embedded import Cluster, EmbeddedError, ensure_running
 from db.migrate import MigrationError, migrate
 from db.pool import connect
 from db.queries import officers
-from hsm_config import journal
-from hsm_config.config import ConfigError, load
+from hsm_config import audit_key, journal
+from hsm_config.config import ConfigError, load, read_secret
+from signer.checkpoints import read_ledger
 
 OFFICER_PASSWORD_MIN = 10
 ACTOR = "ca-admin"
@@ -41,20 +44,47 @@ def _embedded_dir(config: str | None) -> Path | None:
     return None if url else cfg.base_dir / "pg"
 
 
-def _dsn(config: str | None) -> str:
+@dataclass(frozen=True)
+class Target:
+    """Where ``ca-admin`` connects: as the owner role (it migrates and creates officers)."""
+
+    dsn: str
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Target({self.dsn!r})"
+
+
+def owner_target(config: str | os.PathLike[str] | None) -> Target:
+    """``DATABASE_URL`` as given; else ``[database] url`` or the embedded cluster (started if
+    needed), as ``[database] owner`` (default ``ca_owner``) with ``owner_password_file`` /
+    ``owner_password_env``. Never the gateway's application role: it cannot migrate."""
     env = os.environ.get("DATABASE_URL")
     if env:
-        return env
+        return Target(env)
     cfg = load(config)
-    url = cfg.section("database").get("url", "")
+    db = cfg.section("database")
+    password = None
+    url = db.get("url", "")
+    if db.get("owner_password_file") or db.get("owner_password_env"):
+        password = read_secret(cfg, db, "owner_password", "database")
+    elif not url and (cfg.base_dir / roles.OWNER_PASSWORD_FILE).exists():  # an older ca.toml
+        password = read_secret(
+            cfg, {"owner_password_file": roles.OWNER_PASSWORD_FILE}, "owner_password", "database"
+        )
     if url:
-        return str(url)
+        return Target(str(url), password)
     pg_dir = cfg.base_dir / "pg"
-    return ensure_running(pg_dir)
+    ensure_running(pg_dir)
+    return Target(Cluster(pg_dir).dsn(user=str(db.get("owner", roles.OWNER))), password)
 
 
-async def _with_conn(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
-    conn = await connect(dsn)
+def _dsn(config: str | None) -> Target:
+    return owner_target(config)
+
+
+async def _with_conn(target: Target, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+    conn = await connect(target.dsn, password=target.password)
     try:
         return await work(conn)
     finally:
@@ -123,20 +153,75 @@ def cmd_unlock_officer(args: argparse.Namespace) -> int:
     return asyncio.run(_with_conn(_dsn(args.config), work))
 
 
+def _checkpoint_sources(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """The audit public key and the signer's checkpoint file: options, else the config."""
+    key = Path(args.public_key) if args.public_key else None
+    ledger = Path(args.checkpoints) if args.checkpoints else None
+    if key is None or ledger is None:
+        try:
+            cfg = load(args.config)
+        except ConfigError:
+            return key, ledger
+        key = key or audit_key.audit_public_key_path(cfg)
+        ledger = ledger or cfg.resolve(
+            str(cfg.section("signer").get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
+        )
+    return key, ledger
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.action == "import-journal":
         return cmd_import_journal(args)
+    key_path, ledger_path = _checkpoint_sources(args)
 
     async def work(conn: asyncpg.Connection) -> int:
+        rc = 0
         result = await audit.verify(conn)
         if result.ok:
             print(f"audit chain ok: {result.checked} events")
-            return 0
-        print(
-            f"audit chain BROKEN at event {result.first_broken_id}: {result.problem} "
-            f"({result.checked} events before it verified)"
+        else:
+            print(
+                f"audit chain BROKEN at event {result.first_broken_id}: {result.problem} "
+                f"({result.checked} events before it verified)"
+            )
+            rc = 1
+        sources = [
+            (f"database checkpoint {i}", cp)
+            for i, cp in enumerate(await checkpoints.stored(conn), 1)
+        ]
+        in_db = len(sources)
+        if ledger_path is not None and ledger_path.exists():
+            try:
+                entries = read_ledger(ledger_path)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from exc
+            sources += [
+                (f"file checkpoint {i} ({ledger_path})", cp) for i, cp in enumerate(entries, 1)
+            ]
+        if not sources:
+            print(
+                "WARNING: no signed audit checkpoints to check (the newest rows could be "
+                "removed unnoticed)"
+            )
+            return rc
+        if key_path is None or not key_path.exists():
+            raise AdminError(
+                f"the audit public key {key_path} is missing: checkpoints cannot "
+                "be verified (ca-keys audit-key records it)"
+            )
+        checked, failures = await checkpoints.check(
+            conn, audit_key.load_public_key(key_path), sources
         )
-        return 1
+        for f in failures:
+            print(f"checkpoint FAILED: {f.source}, event id {f.last_id}: {f.problem}")
+        if failures:
+            return 1
+        newest = max(cp.request.last_id for _, cp in sources)
+        print(
+            f"audit checkpoints ok: {checked} signed checkpoints ({in_db} in the database, "
+            f"{checked - in_db} in {ledger_path}), newest at event {newest}"
+        )
+        return rc
 
     return asyncio.run(_with_conn(_dsn(args.config), work))
 
@@ -198,7 +283,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     pg_dir = _embedded_dir(args.config)
-    print(_dsn(args.config) if pg_dir is None else Cluster(pg_dir).dsn())
+    print(_dsn(args.config).dsn if pg_dir is None else Cluster(pg_dir).dsn())
     return 0
 
 
@@ -229,6 +314,11 @@ def _parser() -> argparse.ArgumentParser:
     ap = sub.add_parser("audit", help="audit log tools")
     ap.add_argument("action", choices=["verify", "import-journal"])
     ap.add_argument("path", nargs="?", help="journal file (import-journal; default from [ca] dir)")
+    ap.add_argument("--public-key", help="verify: the audit key's PEM (default from [ca])")
+    ap.add_argument(
+        "--checkpoints",
+        help="verify: the signer's checkpoint file (default from [signer] audit_checkpoint_file)",
+    )
     sub.add_parser("db-start", help="initialise and start the embedded cluster")
     sub.add_parser("db-stop", help="stop the embedded cluster")
     sub.add_parser("db-url", help="print the database URL in use")

@@ -1,10 +1,16 @@
 """A private PostgreSQL cluster in one folder: initdb, start, stop, create databases.
 
 ``make run`` and the integration tests use this so that no system service is needed. The
-server listens only on a Unix socket inside the folder (``listen_addresses = ''``); the folder
-is the access control (mode 0700, local ``trust`` authentication). PostgreSQL refuses to run
-as root, so when we are root the server runs as the ``postgres`` system user, which then owns
-the folder.
+server listens only on a Unix socket inside the folder (``listen_addresses = ''``).
+
+Authentication, not the folder, decides who is who: the socket is reachable by local users (so
+that the gateway's own OS user can connect), the bootstrap superuser ``ca`` only by ``peer``
+authentication from the operator's OS user (the one that created the cluster: root in CI),
+every other role only with its SCRAM-SHA-256 password (``db/roles.py`` creates the owner and
+the application role and their password files). ``pg_hba.conf`` and ``pg_ident.conf`` are
+rewritten at every start, so a cluster made before this (with ``trust``) is switched over.
+PostgreSQL refuses to run as root, so when we are root the server runs as the ``postgres``
+system user, which then owns the folder.
 """
 
 from __future__ import annotations
@@ -69,9 +75,10 @@ class Cluster:
     def log_file(self) -> Path:
         return self.root / "postgres.log"
 
-    def dsn(self, dbname: str = DEFAULT_DB) -> str:
+    def dsn(self, dbname: str = DEFAULT_DB, user: str = SUPERUSER) -> str:
+        """A DSN without password: ``peer`` for the superuser, a password kwarg for others."""
         host = quote(str(self.socket_dir), safe="")
-        return f"postgresql://{SUPERUSER}@/{dbname}?host={host}&port={PORT}"
+        return f"postgresql://{quote(user, safe='')}@/{dbname}?host={host}&port={PORT}"
 
     # -- running the binaries --------------------------------------------------------------
 
@@ -108,8 +115,9 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         user = self._server_user()
+        # reachable (not listable) by every local user: authentication decides, see above
         for d in (self.root, self.socket_dir):
-            os.chmod(d, 0o700)
+            os.chmod(d, 0o711)  # noqa: S103 -- search only; the socket checks passwords
             if user:
                 pw = pwd.getpwnam(user)
                 os.chown(d, pw.pw_uid, pw.pw_gid)
@@ -140,7 +148,7 @@ class Cluster:
                 "-U", SUPERUSER,
                 "-E", "UTF8",
                 "--locale=C.UTF-8",
-                "--auth-local=trust",
+                "--auth-local=reject",
                 "--auth-host=reject",
             ]
         )
@@ -148,7 +156,8 @@ class Cluster:
             "listen_addresses": "''",
             "port": str(PORT),
             "unix_socket_directories": f"'{self.socket_dir}'",
-            "unix_socket_permissions": "0700",
+            "unix_socket_permissions": "0777",
+            "password_encryption": "'scram-sha-256'",
             "max_connections": "100",
             "shared_buffers": "64MB",
             "log_min_messages": "warning",
@@ -158,6 +167,32 @@ class Cluster:
         with open(self.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
             for key, value in settings.items():
                 fh.write(f"{key} = {value}\n")
+        self._write_auth()
+
+    def _write_auth(self) -> None:
+        """``peer`` for the superuser from the operator's OS user only, SCRAM for the rest."""
+        operator = pwd.getpwuid(os.geteuid()).pw_name
+        files = {
+            "pg_hba.conf": (
+                "# written by db/embedded.py at every start; edits are lost\n"
+                "# TYPE  DATABASE  USER  METHOD\n"
+                f"local   all       {SUPERUSER}    peer map=operator\n"
+                "local   all       all   scram-sha-256\n"
+            ),
+            "pg_ident.conf": (
+                "# written by db/embedded.py: the OS user allowed to be the superuser\n"
+                f"operator  {operator}  {SUPERUSER}\n"
+            ),
+        }
+        user = self._server_user()
+        for name, text in files.items():
+            path = self.data_dir / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            if user:
+                pw = pwd.getpwnam(user)
+                os.chown(path, pw.pw_uid, pw.pw_gid)
 
     def is_running(self) -> bool:
         if not self.initialised:
@@ -170,6 +205,8 @@ class Cluster:
         if self.is_running():
             return
         self._prepare_dirs()
+        self._write_auth()
+        self._set_socket_permissions()
         self._run(
             [
                 str(find_bindir() / "pg_ctl"),
@@ -180,6 +217,16 @@ class Cluster:
                 "-t", "60",
             ]
         )
+
+    def _set_socket_permissions(self) -> None:
+        """Clusters made before roles had passwords kept their socket to the owner (0700)."""
+        conf = self.data_dir / "postgresql.auto.conf"
+        text = conf.read_text(encoding="utf-8")
+        fixed = text.replace("unix_socket_permissions = 0700", "unix_socket_permissions = 0777")
+        if "password_encryption" not in fixed:
+            fixed += "password_encryption = 'scram-sha-256'\n"
+        if fixed != text:
+            conf.write_text(fixed, encoding="utf-8")
 
     def stop(self) -> None:
         if not self.is_running():

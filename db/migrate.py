@@ -81,3 +81,17 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
 async def migrate_pool(pool: asyncpg.Pool) -> list[int]:
     async with pool.acquire() as conn:
         return await migrate(conn)
+
+
+async def pending(conn: asyncpg.Connection) -> list[int]:
+    """Versions not applied yet, read-only: what a gateway that does not migrate checks at
+    start (the application role may read ``schema_migrations``, never change the schema)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    rows = await conn.fetch("SELECT version, checksum FROM schema_migrations") if exists else []
+    done = {r["version"]: r["checksum"] for r in rows}
+    for mig in available():
+        if mig.version in done and done[mig.version] != mig.checksum:
+            raise MigrationError(
+                f"migration {mig.version:03d}_{mig.name} changed after it was applied"
+            )
+    return [mig.version for mig in available() if mig.version not in done]

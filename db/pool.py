@@ -44,7 +44,8 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
     return pool
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, command_timeout=60)
+async def connect(dsn: str, *, password: str | None = None) -> asyncpg.Connection:
+    """One connection; ``password`` (from a secret file) is kept out of the DSN."""
+    conn = await asyncpg.connect(dsn, command_timeout=60, password=password)
     await _init_connection(conn)
     return conn

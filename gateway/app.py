@@ -13,18 +13,18 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from db.migrate import migrate_pool
+from db.migrate import MigrationError, migrate_pool, pending
 from db.pool import create_pool
 from db.queries import captcha as captcha_q
 from gateway import keys
 from gateway.api import certificates, public, ra, ra_certificates, session
 from gateway.captcha import CaptchaService
-from gateway.config import GatewayConfig, database_url
+from gateway.config import GatewayConfig, database_password, database_url
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import errors, observe, strict_transport_security
 from gateway.operator.routes import setup_operator
 from gateway.portal.routes import setup_portal
-from gateway.services import lifecycle, ocsp_presign
+from gateway.services import audit_checkpoint, lifecycle, ocsp_presign
 from gateway.services.accounts import AccountService
 from gateway.services.passwords import Passwords
 from gateway.services.registration import RegistrationService
@@ -68,13 +68,21 @@ def _database(pool: asyncpg.Pool | None):
         config = app[keys.CONFIG]
         own = pool is None
         db = pool if pool is not None else await create_pool(
-            database_url(config), min_size=config.pool_min, max_size=config.pool_max
+            database_url(config), min_size=config.pool_min, max_size=config.pool_max,
+            password=database_password(config),
         )
         try:
             if config.migrate_on_start:
                 applied = await migrate_pool(db)
                 if applied:
                     log.info("database migrated", extra={"applied": applied})
+            else:  # production: the owner migrates (ca-admin migrate); refuse a stale schema
+                async with db.acquire() as conn:
+                    missing = await pending(conn)
+                if missing:
+                    raise MigrationError(
+                        f"database schema lacks migration(s) {missing}: run `ca-admin migrate`"
+                    )
             app[keys.RUNTIME].db = db
             yield
         finally:
@@ -159,6 +167,7 @@ def make_app(
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(lifecycle.ctx)
     app.cleanup_ctx.append(ocsp_presign.ctx)  # OCSP pre-signing, CRL and pool gauges
+    app.cleanup_ctx.append(audit_checkpoint.ctx)  # signed audit checkpoints (and at shutdown)
     app.add_routes(public.routes)
     app.add_routes(session.routes)
     app.add_routes(ra.routes)

@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logs.configure(config.log_level)
     if not config.database_url and config.embedded_pg_dir is not None:
-        from db.embedded import EmbeddedError, ensure_running
+        from db.embedded import Cluster, EmbeddedError, ensure_running
 
-        try:
-            ensure_running(config.embedded_pg_dir)
+        try:  # started by `make run` / the operator; a developer's lone gateway starts it
+            if not (Cluster(config.embedded_pg_dir).socket_dir / ".s.PGSQL.5432").exists():
+                ensure_running(config.embedded_pg_dir)
         except EmbeddedError as exc:
             print(f"ca-gateway: embedded database: {exc}", file=sys.stderr)
             return 1

@@ -15,13 +15,18 @@ from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, read_s
 from hsm_config.manifest import manifest_path
 from signer.client import ClientTls
 
+APP_PASSWORD_FILE = "secrets/db-app.password"  # noqa: S105 -- a path (db/roles.py writes it)
+
 GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
-    "crl_refresh_seconds", "notice_interval_seconds",
+    "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
 }
-DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start"}
+DATABASE_KEYS = {
+    "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
+    "owner", "owner_password_file", "owner_password_env",
+}
 POLICY_KEYS = {
     "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
     "login_max_failures", "officer_max_failures", "crl_next_update_hours",
@@ -46,9 +51,12 @@ class GatewayConfig:
     log_level: str = "info"
     database_url: str = ""  # empty: the embedded cluster under <config folder>/pg
     embedded_pg_dir: Path | None = None
+    database_user: str = "ca_app"  # the application role (db/roles.py) on the embedded cluster
+    database_password_file: Path | None = None  # the application role's password, read at
+    database_password_env: str = ""  # start (so --check-config needs no secret)
     pool_min: int = 1
     pool_max: int = 10
-    migrate_on_start: bool = True
+    migrate_on_start: bool = False  # the owner migrates (ca-admin migrate), not the gateway
     renewal_window_days: int = 30
     certificate_validity_days: int = 365
     password_min: int = 6
@@ -59,6 +67,7 @@ class GatewayConfig:
     manifest_path: Path | None = None  # the issuer manifest ([ca] dir / issuers.toml)
     crl_refresh_seconds: int = 300
     notice_interval_seconds: int = 300
+    audit_checkpoint_seconds: int = 300  # signed audit checkpoints; 0: off (and at shutdown)
     crl_next_update_hours: int = 24
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
@@ -184,6 +193,9 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         raise ConfigError("[gateway] log_level: debug, info, warning or error")
 
     url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
+    password_file = _str(db, "password_file", "", "database")
+    if not password_file and not url and not db.get("password_env"):
+        password_file = APP_PASSWORD_FILE  # the embedded cluster's (a var/ca.toml from before)
     return GatewayConfig(
         host=_str(gw, "host", "127.0.0.1", "gateway"),
         port=port,
@@ -199,9 +211,13 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         log_level=log_level,
         database_url=url,
         embedded_pg_dir=None if url else cfg.base_dir / "pg",
+        database_user=_str(db, "user", "ca_app", "database"),
+        database_password_file=cfg.resolve(password_file) if password_file else None,
+        database_password_env=_str(db, "password_env", "", "database"),
         pool_min=_int(db, "pool_min", 1, "database", minimum=0),
         pool_max=_int(db, "pool_max", 10, "database", minimum=1),
-        migrate_on_start=_onoff(db.get("migrate_on_start", True), "[database] migrate_on_start"),
+        migrate_on_start=_onoff(db.get("migrate_on_start", False),
+                                "[database] migrate_on_start"),
         renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
         certificate_validity_days=validity,
         password_min=pmin,
@@ -211,11 +227,31 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         manifest_path=manifest_path(cfg),
         crl_refresh_seconds=_int(gw, "crl_refresh_seconds", 300, "gateway", minimum=1),
         notice_interval_seconds=_int(gw, "notice_interval_seconds", 300, "gateway", minimum=1),
+        audit_checkpoint_seconds=_int(gw, "audit_checkpoint_seconds", 300, "gateway"),
         crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,
         smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",
     )
+
+
+def database_password(cfg: GatewayConfig) -> str | None:
+    """The application role's password: ``password_env`` if set there, else the file's
+    contents; None when neither is configured (a DSN that needs no password)."""
+    if cfg.database_password_env and os.environ.get(cfg.database_password_env):
+        return os.environ[cfg.database_password_env]
+    if cfg.database_password_file is None:
+        return None
+    try:
+        return cfg.database_password_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if cfg.database_url:
+            return None  # the DSN may carry its own credentials
+        raise ConfigError(f"[database] password_file: {cfg.database_password_file} is missing "
+                          "(`make run` writes it with the roles)") from None
+    except OSError as exc:
+        raise ConfigError(f"[database] password_file: cannot read "
+                          f"{cfg.database_password_file}: {exc.strerror}") from exc
 
 
 def database_url(cfg: GatewayConfig) -> str:
@@ -225,4 +261,4 @@ def database_url(cfg: GatewayConfig) -> str:
     from db.embedded import Cluster
 
     assert cfg.embedded_pg_dir is not None
-    return Cluster(cfg.embedded_pg_dir).dsn()
+    return Cluster(cfg.embedded_pg_dir).dsn(user=cfg.database_user)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
-from hsm_config import ceremony, inventory, journal, keygen
+from hsm_config import audit_key, ceremony, inventory, journal, keygen
 from hsm_config.config import ConfigError, RawConfig, load
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
@@ -111,6 +111,11 @@ def _rotate(cfg: RawConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_key(cfg: RawConfig, args: argparse.Namespace) -> int:
+    audit_key.generate_audit_key(cfg)
+    return 0
+
+
 Verb = Callable[[RawConfig, argparse.Namespace], int]
 VERBS: dict[str, Verb] = {
     "init-token": _init_token,
@@ -120,6 +125,7 @@ VERBS: dict[str, Verb] = {
     "list": _list,
     "check": _check,
     "rotate": _rotate,
+    "audit-key": _audit_key,
 }
 
 
@@ -149,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rotate", parents=[common], help="new issuing key and certificate")
     p.add_argument("--type", choices=sorted(keygen.KEY_TYPES))
     p.add_argument("--name", help="issuer name and key label (default issuing-<n+1>)")
+    sub.add_parser(
+        "audit-key", parents=[common], help="the key that signs audit checkpoints ([ca] audit_*)"
+    )
     return parser
 
 

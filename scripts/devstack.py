@@ -307,12 +307,14 @@ def main() -> int:
 
     from devstack_db import ensure_first_officer, start_database
 
+    from db.roles import ensure_roles
+
     if os.environ.get("DATABASE_URL"):
         stop_db = None
         say("using DATABASE_URL")
     else:
         dsn, stop_db = start_database(VAR)
-        os.environ["DATABASE_URL"] = dsn
+        ensure_roles(config, dsn)  # owner + application role (db/roles.py); no DATABASE_URL
         if AS_ROOT:
             let_gateway_reach_database(VAR / "pg")
     run("ca-admin", "migrate")
@@ -330,7 +332,7 @@ def main() -> int:
         announce(cfg, officer)
         supervise_until_stopped(sup)
     finally:
-        sup.stop()
+        sup.stop()  # newest first: the gateway's last audit checkpoint needs the signer still up
         if stop_db is not None:
             stop_db()
         say("stopped")

@@ -16,6 +16,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -42,24 +43,15 @@ def start_database(var_dir: Path) -> tuple[str, Callable[[], None]]:
     return dsn, stop
 
 
-def _dsn_for(config_path: Path) -> str:
-    from hsm_config.config import load
-
-    env = os.environ.get("DATABASE_URL")
-    if env:
-        return env
-    cfg = load(config_path)
-    url = cfg.section("database").get("url", "")
-    return str(url) if url else ensure_running(cfg.base_dir / "pg")
-
-
 def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
     config_path = Path(config_path).resolve()
     secret_file = config_path.parent / "secrets" / f"{FIRST_OFFICER}.password"
     if secret_file.exists():
         return FIRST_OFFICER, secret_file.read_text(encoding="utf-8").strip()
     password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(16))
-    created = asyncio.run(_create_officer(_dsn_for(config_path), password))
+    from db.admin import owner_target
+
+    created = asyncio.run(_create_officer(owner_target(config_path), password))
     if not created:
         return None
     secret_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -69,7 +61,7 @@ def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
     return FIRST_OFFICER, password
 
 
-async def _create_officer(dsn: str, password: str) -> bool:
+async def _create_officer(target: Any, password: str) -> bool:
     import asyncpg
     from argon2 import PasswordHasher
 
@@ -79,7 +71,7 @@ async def _create_officer(dsn: str, password: str) -> bool:
     from db.queries import officers
 
     password_hash = PasswordHasher().hash(password)
-    conn = await connect(dsn)
+    conn = await connect(target.dsn, password=target.password)  # as the owner role
     try:
         await migrate(conn)
         async with conn.transaction():

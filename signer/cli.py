@@ -26,15 +26,20 @@ log = logging.getLogger("signer")
 def check_config(config: str, scfg: SignerConfig) -> int:
     """Everything a worker checks before taking work, done once in this process."""
     from signer.hsm.token import TokenHandle
-    from signer.worker import open_registry
+    from signer.worker import open_audit_key, open_registry
 
     handle = TokenHandle(token_config(load(config)))
     try:
         handle.open()
         registry = open_registry(handle, scfg)
+        audit = open_audit_key(handle, scfg)
     finally:
         handle.close()
     print(f"token {handle.cfg.label!r}: logged in, test signatures verified")
+    if audit is None:
+        print(f"audit key: none recorded ({scfg.audit_public_key}); checkpoints are refused")
+    else:
+        print(f"audit key {scfg.audit_key_label}: SHA-256 {audit.fingerprint.hex()}")
     for issuer in registry.issuers.values():
         flag = " (active)" if issuer.active else ""
         print(f"issuer {issuer.name}{flag}: {issuer.certificate.subject.rfc4514_string()}")

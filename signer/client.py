@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from signer.errors import ErrorKind, SignerError
-from signer.protocol import HEADER, MAX_FRAME, CrlRequest, Frame, IssueRequest, OcspRequest, Result
+from signer.protocol import (
+    HEADER,
+    MAX_FRAME,
+    CheckpointRequest,
+    CrlRequest,
+    Frame,
+    IssueRequest,
+    OcspRequest,
+    Result,
+)
 
 
 @dataclass(frozen=True)
@@ -318,6 +327,13 @@ class SignerClient:
         """``bulk`` marks background work (pre-signing): the signer serves it only while no
         interactive request waits, in small batches, so it never delays an applicant."""
         return await self._call("ocsp", [r.to_wire() for r in requests], deadline, bulk=bulk)
+
+    async def sign_checkpoint(
+        self, request: CheckpointRequest, deadline: float | None = None
+    ) -> bytes:
+        """A signed audit checkpoint: key fingerprint (32 bytes) followed by the signature."""
+        (result,) = await self._call("checkpoint", [request.to_wire()], deadline)
+        return result.unwrap()
 
     async def health(self) -> dict[str, Any]:
         """The first answering signer's health; raises ``SignerError`` when none answers."""

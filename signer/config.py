@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from hsm_config.audit_key import audit_key_label, audit_public_key_path
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
 from hsm_config.identities import resolve_gid, resolve_uid
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
@@ -44,6 +45,7 @@ SIGNER_KEYS = {
     "stall_seconds",
     "pin_cpus",
     "worker_allocator",
+    "audit_checkpoint_file",
 }
 
 
@@ -99,6 +101,11 @@ class SignerConfig:
     public_url: str
     profiles: dict[str, Profile]
     issuers: dict[str, IssuerSpec]
+    # audit checkpoints (signer/checkpoints.py): the key ca-keys audit-key made, its recorded
+    # public key (no file: checkpoints are refused), the signer's own append-only ledger
+    audit_key_label: str = "audit-1"
+    audit_public_key: Path | None = None
+    audit_checkpoint_file: Path | None = None
 
     @property
     def active_issuer(self) -> IssuerSpec:
@@ -244,4 +251,9 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         public_url=public_url(cfg),
         profiles=profiles,
         issuers=issuers,
+        audit_key_label=audit_key_label(cfg),
+        audit_public_key=audit_public_key_path(cfg),
+        audit_checkpoint_file=cfg.resolve(
+            str(sec.get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
+        ),
     )

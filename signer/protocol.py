@@ -23,8 +23,8 @@ VERSION = 1
 MAX_FRAME = 32 * 1024 * 1024  # a 100,000-entry CRL request is about 4 MiB
 HEADER = struct.Struct(">I")
 
-Op = Literal["issue", "crl", "ocsp", "health"]
-OPS: tuple[str, ...] = ("issue", "crl", "ocsp", "health")
+Op = Literal["issue", "crl", "ocsp", "checkpoint", "health"]
+OPS: tuple[str, ...] = ("issue", "crl", "ocsp", "checkpoint", "health")
 PRIORITIES: tuple[str, ...] = ("interactive", "bulk")
 
 REVOCATION_REASONS = (
@@ -242,6 +242,59 @@ class OcspRequest:
             reason=reason,
             nonce=nonce,
         )
+
+
+CHECKPOINT_DOMAIN = b"ca-audit-checkpoint/v1\x00"  # these bytes mean nothing else anywhere
+CHECKPOINT_FIELDS = frozenset({"last_id", "last_hash", "count", "at"})
+_CHECKPOINT = struct.Struct(">QQQ32s")
+FINGERPRINT_SIZE = 32  # a checkpoint result: SHA-256 of the audit key's SPKI, then signature
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRequest:
+    """Sign a checkpoint of the audit chain's head: the last row's id and hash, the number of
+    rows, and the time (Unix seconds) the head was read. Those four fields and nothing else:
+    the signer builds the bytes it signs itself (``checkpoint_message``), and refuses a head
+    lower than the last one it signed. The result is ``FINGERPRINT_SIZE`` bytes of key
+    fingerprint followed by the signature."""
+
+    last_id: int
+    last_hash: bytes
+    count: int
+    at: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "last_id": self.last_id,
+            "last_hash": self.last_hash,
+            "count": self.count,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> CheckpointRequest:
+        if not isinstance(d, dict):
+            raise SignerError(ErrorKind.BAD_REQUEST, "checkpoint item must be a map")
+        extra = sorted(map(str, set(d) - CHECKPOINT_FIELDS))
+        if extra:
+            raise SignerError(ErrorKind.BAD_REQUEST, f"field(s) {', '.join(extra)} not allowed")
+        req = cls(
+            last_id=_need(d, "last_id", int),
+            last_hash=_need(d, "last_hash", bytes),
+            count=_need(d, "count", int),
+            at=_need(d, "at", int),
+        )
+        if len(req.last_hash) != 32:
+            raise SignerError(ErrorKind.BAD_REQUEST, "last_hash must be 32 bytes (SHA-256)")
+        if not (0 <= req.count <= req.last_id < 2**63 and 0 <= req.at < 2**63):
+            raise SignerError(ErrorKind.BAD_REQUEST, "need 0 <= count <= last_id, at >= 0")
+        return req
+
+
+def checkpoint_message(req: CheckpointRequest) -> bytes:
+    """The exact bytes an audit checkpoint signature covers: a domain tag, then last_id,
+    count and at as unsigned 64-bit big-endian integers, then the 32-byte hash."""
+    return CHECKPOINT_DOMAIN + _CHECKPOINT.pack(req.last_id, req.count, req.at, req.last_hash)
 
 
 @dataclass(frozen=True, slots=True)

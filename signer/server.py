@@ -18,12 +18,14 @@ from typing import Any
 
 from cryptography import x509
 
+from hsm_config.config import ConfigError
+from signer.checkpoints import CheckpointLedger, SignedCheckpoint
 from signer.config import SignerConfig
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
 from signer.peers import PeerPolicy, bind_unix_socket, peer_of
 from signer.pool import WorkerPool
-from signer.protocol import HEADER, MAX_FRAME, VERSION, Frame, error_dict
+from signer.protocol import HEADER, MAX_FRAME, VERSION, CheckpointRequest, Frame, error_dict
 from signer.tls import fingerprint, server_context
 
 log = logging.getLogger("signer.server")
@@ -55,6 +57,13 @@ class SignerServer:
         self._tcp_connections: set[asyncio.Task[None]] = set()
         self.peers = PeerPolicy.build(scfg.allowed_uids, scfg.allowed_gids)
         self._refused_logged: set[int] = set()  # pids already logged: one line per peer
+        try:  # a damaged ledger stops the start: it must not silently begin afresh
+            self.ledger = (
+                CheckpointLedger(scfg.audit_checkpoint_file) if scfg.audit_checkpoint_file else None
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"[signer] audit_checkpoint_file: {exc}") from exc
+        self._checkpoint_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
@@ -193,6 +202,11 @@ class SignerServer:
                 if frame.op == "health":
                     writer.write(Frame(id=frame.id, body=self.health()).encode())
                     continue
+                if frame.op == "checkpoint":
+                    task = asyncio.create_task(self._checkpoint(frame, writer))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    continue
                 if frame.op not in ("issue", "crl", "ocsp") or len(frame.items) > MAX_ITEMS:
                     err = SignerError(ErrorKind.BAD_REQUEST, f"bad operation {frame.op!r}")
                     writer.write(Frame(id=frame.id, error=error_dict(err)).encode())
@@ -207,6 +221,32 @@ class SignerServer:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
+
+    async def _checkpoint(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
+        """One audit checkpoint per request, one at a time: admitted against the last one
+        signed, signed by a worker, written to the ledger file, then answered."""
+        t0 = time.perf_counter()
+        async with self._checkpoint_lock:
+            try:
+                if len(frame.items) != 1:
+                    raise SignerError(ErrorKind.BAD_REQUEST, "one checkpoint per request")
+                if self.ledger is None:
+                    raise SignerError(ErrorKind.UNKNOWN_ISSUER, "no audit checkpoint file")
+                req = CheckpointRequest.from_wire(frame.items[0])
+                self.ledger.admit(req)
+                (result,) = await self.pool.submit("checkpoint", [req.to_wire()], frame.deadline)
+                if "der" in result:
+                    self.ledger.append(SignedCheckpoint.from_result(req, result["der"]))
+                    log.info("audit checkpoint signed: id %d, count %d", req.last_id, req.count)
+            except SignerError as exc:
+                self.metrics.errors.labels(kind=exc.kind.value).inc()
+                log.warning("audit checkpoint refused: %s", exc.message)
+                result = error_dict(exc)
+        if not writer.is_closing():
+            writer.write(Frame(id=frame.id, results=[result]).encode())
+        self.metrics.request_seconds.labels(operation="checkpoint").observe(
+            time.perf_counter() - t0
+        )
 
     async def _answer(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
         t0 = time.perf_counter()

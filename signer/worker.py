@@ -23,14 +23,16 @@ from typing import Any
 import msgpack
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from hsm_config.audit_key import load_public_key
 from hsm_config.config import ConfigError, load, token_config
+from signer.checkpoints import AuditSigner
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import TokenFault, describe, is_token_fault
 from signer.hsm.token import TokenHandle
 from signer.issuance import build, verify
 from signer.issuance.issuer import Issuer
-from signer.protocol import HEADER, CrlRequest, IssueRequest, OcspRequest
+from signer.protocol import HEADER, CheckpointRequest, CrlRequest, IssueRequest, OcspRequest
 
 log = logging.getLogger("signer.worker")
 
@@ -114,12 +116,35 @@ def open_registry(handle: TokenHandle, scfg: SignerConfig) -> build.Registry:
     return build.Registry(issuers, scfg.profiles, time.time)
 
 
+def open_audit_key(handle: TokenHandle, scfg: SignerConfig) -> AuditSigner | None:
+    """The audit checkpoint key, proved against its recorded public key with a test
+    checkpoint; None when no audit key was recorded (checkpoints are then refused)."""
+    path = scfg.audit_public_key
+    if path is None or not path.exists():
+        return None
+    public = load_public_key(path)
+    try:
+        token_public = handle.find_public_key(scfg.audit_key_label)
+    except Exception as exc:
+        if isinstance(exc, TokenFault) or is_token_fault(exc):
+            raise
+        raise ConfigError(
+            f"audit key {scfg.audit_key_label!r} not usable on the token: {describe(exc)}"
+        ) from exc
+    if token_public != public:
+        raise ConfigError(f"{path} does not match token key {scfg.audit_key_label!r}")
+    signer = AuditSigner(handle.signing_key(scfg.audit_key_label, token_public), public)
+    signer.sign(CheckpointRequest(0, bytes(32), 0, 0))  # a test signature, verified
+    return signer
+
+
 class Worker:
     def __init__(self, link: Link, scfg: SignerConfig, handle: TokenHandle) -> None:
         self.link = link
         self.scfg = scfg
         self.handle = handle
         self.registry: build.Registry | None = None
+        self.audit: AuditSigner | None = None
 
     def send(self, msg: dict[str, Any]) -> None:
         self.link.send(msg)
@@ -138,6 +163,7 @@ class Worker:
                 else:
                     self.handle.reopen(attempts=1)
                 self.registry = open_registry(self.handle, self.scfg)
+                self.audit = open_audit_key(self.handle, self.scfg)
                 self.state("ready")
                 return
             except ConfigError as exc:
@@ -237,6 +263,8 @@ class Worker:
     def _one(self, op: str, item: Any) -> dict[str, Any]:
         assert self.registry is not None
         try:
+            if op == "checkpoint":
+                return {"der": self._checkpoint(item)}
             parse, run = OPERATIONS[op]
             return {"der": run(self.registry, parse(item))}
         except TokenFault:
@@ -250,6 +278,12 @@ class Worker:
                 raise
             log.exception("item failed")
             return {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
+
+    def _checkpoint(self, item: Any) -> bytes:
+        """The daemon has admitted it (signer/checkpoints.py); the audit key signs here."""
+        if self.audit is None:
+            raise SignerError(ErrorKind.UNKNOWN_ISSUER, "no audit key: run `ca-keys audit-key`")
+        return self.audit.sign(CheckpointRequest.from_wire(item))
 
     def serve(self) -> None:
         self.connect(first=True)

@@ -23,10 +23,15 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from db.migrate import migrate_pool
-from db.pool import create_pool
+from db import roles
+from db.pool import connect
 from db.queries import officers
-from tests.integration.conftest import pg_cluster  # noqa: F401  (a fixture)
+from tests.integration.conftest import (  # noqa: F401  (fixtures)
+    db_credentials,
+    pg_cluster,
+    provision_database,
+    role_dsn,
+)
 from tests.support.signer_proc import running_signer
 from tests.support.softhsm import REPO, make_ca
 
@@ -47,14 +52,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _prepare_db(dsn: str) -> None:
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+async def _prepare_db(dsn: str, creds: roles.Credentials) -> None:
+    """Roles, ownership and migrations as ``make run`` does them; the officer as ca-admin."""
+    await provision_database(dsn, creds)
+    conn = await connect(role_dsn(dsn, roles.OWNER, creds.owner_password))
     try:
-        await migrate_pool(pool)
-        async with pool.acquire() as conn:
-            await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
+        await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
     finally:
-        await pool.close()
+        await conn.close()
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
@@ -93,18 +98,23 @@ def _gateway(config: Path, env: dict[str, str], port: int, log: Path) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def stack(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
-          ) -> Iterator[dict[str, Any]]:
+def stack(pg_cluster: Any, db_credentials: roles.Credentials,  # noqa: F811
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("e2e")
     port = _free_port()
     config = make_ca(tmp / "ca", "rsa2048", port=port)
     name = f"e2e_{os.getpid()}_{port}"
     dsn = pg_cluster.create_database(name)
-    asyncio.run(_prepare_db(dsn))
+    asyncio.run(_prepare_db(dsn, db_credentials))
+    # the gateway as in production: the application role, its password from a file
+    password_file = tmp / "ca" / roles.APP_PASSWORD_FILE
+    roles.ensure_password_file(password_file)
+    password_file.write_text(db_credentials.app_password + "\n", encoding="utf-8")
     log = tmp / "gateway.log"
     env = {**os.environ, "CA_GATEWAY_CAPTCHA": "off",
-           "CA_POLICY_CERTIFICATE_VALIDITY_DAYS": str(VALIDITY_DAYS), "DATABASE_URL": dsn,
-           "CA_CONFIG": str(config)}
+           "CA_POLICY_CERTIFICATE_VALIDITY_DAYS": str(VALIDITY_DAYS),
+           "DATABASE_URL": dsn.replace("postgresql://ca@", f"postgresql://{roles.APP}@", 1),
+           "CA_DATABASE_PASSWORD_FILE": str(password_file), "CA_CONFIG": str(config)}
     try:
         with running_signer(config, workers=1, log=tmp / "signer.log"):
             with _gateway(config, env, port, log) as base:

@@ -253,8 +253,8 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
     env = dict(os.environ, CA_CONFIG=str(config))
     subprocess.run([bin_dir / "ca-keys", "dev-ceremony"], env=env, check=True, capture_output=True)
     entries = journal_mod.read(journal_mod.journal_path(load_config(config, environ={})))
-    assert {e["action"] for e in entries} == {"key_ceremony"}
-    assert {e["target"] for e in entries} == {"root-1", "issuing-1"}
+    assert {e["action"] for e in entries} == {"key_ceremony", "audit_key_generated"}
+    assert {e["target"] for e in entries} == {"root-1", "issuing-1", "audit-1"}
 
     import shutil
     import tempfile
@@ -280,7 +280,7 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
             try:
                 rows = await conn.fetch(
                     "SELECT action, target, details->>'certificate_sha256' AS fp "
-                    "FROM audit_events ORDER BY id"
+                    "FROM audit_events WHERE action = 'key_ceremony' ORDER BY id"
                 )
                 return [(r["action"], r["target"], r["fp"]) for r in rows]
             finally:

@@ -1,6 +1,11 @@
 """Integration fixtures: one embedded PostgreSQL per test session (in a temporary folder),
 a fresh database per test module, and the gateway on a real localhost port.
 
+As in production, every module's database belongs to the owner role (``owner_url``), which
+runs the migrations; the gateway's pool (``db_pool``) connects as the application role
+(``app_url``) with only its grants, so every test through the gateway also proves those grants
+suffice. ``database_url`` is the superuser's, for tests that play an attacker with more rights.
+
 Test modules run in one event loop per module::
 
     pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -8,6 +13,7 @@ Test modules run in one event loop per module::
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -28,9 +34,10 @@ from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
 from yarl import URL
 
+from db import roles
 from db.embedded import Cluster
-from db.migrate import migrate_pool
-from db.pool import create_pool
+from db.migrate import migrate
+from db.pool import connect, create_pool
 from db.queries import officers
 from gateway.app import make_app
 from gateway.config import GatewayConfig
@@ -159,24 +166,66 @@ def pg_cluster() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def db_credentials() -> roles.Credentials:
+    """The owner's and the application role's passwords for the whole test cluster."""
+    return roles.Credentials(secrets.token_urlsafe(16), secrets.token_urlsafe(16))
+
+
+def role_dsn(superuser_dsn: str, role: str, password: str) -> str:
+    """``superuser_dsn`` with another role and its password (tests only: never in config)."""
+    return superuser_dsn.replace("postgresql://ca@", f"postgresql://{role}:{password}@", 1)
+
+
+async def provision_database(dsn: str, creds: roles.Credentials) -> None:
+    """Roles and ownership as ``make run`` sets them up, then the migrations as the owner."""
+    conn = await connect(dsn)
+    try:
+        await roles.provision(conn, creds)
+    finally:
+        await conn.close()
+    conn = await connect(role_dsn(dsn, roles.OWNER, creds.owner_password))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
-def database_url(pg_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+def database_url(pg_cluster: Cluster, db_credentials: roles.Credentials,
+                 request: pytest.FixtureRequest) -> Iterator[str]:
+    """The module's database (owned by the owner role, migrated); the superuser's DSN."""
     stem = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
     name = f"t_{stem[:40]}_{secrets.token_hex(3)}"
     dsn = pg_cluster.create_database(name)
+    asyncio.run(provision_database(dsn, db_credentials))
     try:
         yield dsn
     finally:
         pg_cluster.drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def owner_url(database_url: str, db_credentials: roles.Credentials) -> str:
+    return role_dsn(database_url, roles.OWNER, db_credentials.owner_password)
+
+
+@pytest.fixture(scope="module")
+def app_url(database_url: str, db_credentials: roles.Credentials) -> str:
+    return role_dsn(database_url, roles.APP, db_credentials.app_password)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=8)
-    await migrate_pool(pool)
-    async with pool.acquire() as conn:
-        await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
+async def db_pool(app_url: str, owner_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The gateway's pool: the application role, nothing more."""
+    conn = await connect(owner_url)  # officers are created by ca-admin, as the owner
     try:
+        await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
+    finally:
+        await conn.close()
+    pool = await create_pool(app_url, min_size=1, max_size=8)
+    try:
+        assert await pool.fetchval("SELECT current_user") == roles.APP
         yield pool
     finally:
         await pool.close()
@@ -193,11 +242,11 @@ def signer() -> StubSigner:
 
 
 @pytest.fixture(scope="module")
-def gateway_config(database_url: str, request: pytest.FixtureRequest) -> GatewayConfig:
+def gateway_config(app_url: str, request: pytest.FixtureRequest) -> GatewayConfig:
     """Captcha off unless the module sets ``GATEWAY_OVERRIDES = {"captcha": True, ...}``."""
     overrides = getattr(request.module, "GATEWAY_OVERRIDES", {})
     return dataclasses.replace(
-        GatewayConfig(captcha=False, database_url=database_url, migrate_on_start=True),
+        GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False),
         **overrides,
     )
 

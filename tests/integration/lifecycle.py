@@ -60,11 +60,11 @@ async def signer(signer_process: Any, ca_config: Path) -> AsyncIterator[SignerCl
 
 
 @pytest.fixture(scope="module")
-def gateway_config(database_url: str, ca_config: Path, request: pytest.FixtureRequest
+def gateway_config(app_url: str, ca_config: Path, request: pytest.FixtureRequest
                    ) -> GatewayConfig:
     overrides = getattr(request.module, "GATEWAY_OVERRIDES", {})
     return dataclasses.replace(
-        GatewayConfig(captcha=False, database_url=database_url, migrate_on_start=True,
+        GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False,
                       manifest_path=manifest_path(load(ca_config, environ={}))),
         **overrides,
     )

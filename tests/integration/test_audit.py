@@ -4,6 +4,7 @@ removal and forks are detected."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import sys
 from typing import Any
@@ -12,6 +13,7 @@ import asyncpg
 import pytest
 
 from db import admin, audit
+from db.pool import connect
 from tests.integration.conftest import Client, active_subscriber
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -71,21 +73,28 @@ async def test_concurrent_appends_keep_one_chain(db_pool: asyncpg.Pool) -> None:
     assert result.ok and result.checked >= 40
 
 
-async def test_append_only(db_pool: asyncpg.Pool) -> None:
-    async with db_pool.acquire() as conn:
+async def test_append_only(owner_url: str) -> None:
+    """Even the owner (who may DML everything) meets the trigger; the gateway's role has no
+    UPDATE or DELETE at all (tests/integration/test_db_roles.py)."""
+    conn = await connect(owner_url)
+    try:
         with pytest.raises(asyncpg.RaiseError):
             await conn.execute("UPDATE audit_events SET actor = 'x' WHERE id = 1")
         with pytest.raises(asyncpg.RaiseError):
             await conn.execute("DELETE FROM audit_events WHERE id = 1")
+    finally:
+        await conn.close()
 
 
 async def test_chain_verifies_and_tampering_is_found(
-    db_pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rc, out = await _verify_cli(monkeypatch, database_url)
     assert rc == 0 and "ok" in out
 
-    async with db_pool.acquire() as conn:
+    conn = await connect(database_url)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(conn.close)
         # a superuser can switch the trigger off; the chain still shows the edit
         await conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
         try:
