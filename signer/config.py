@@ -35,6 +35,8 @@ SIGNER_KEYS = {
     "stall_seconds",
     "pin_cpus",
     "worker_allocator",
+    "state_dir",
+    "ocsp_responder_validity_days",
 }
 
 
@@ -47,6 +49,13 @@ class IssuerSpec:
     key_label: str
     active: bool
     certificate: x509.Certificate
+    ocsp_key_label: str | None = None  # the delegated OCSP responder's key on the token
+
+    @property
+    def online(self) -> bool:
+        """Whether the signer holds this CA's key: issuing CAs yes, roots never (their key is
+        on the offline root token, which only ca-keys ceremonies open)."""
+        return self.role != "root"
 
     @classmethod
     def from_entry(cls, entry: IssuerEntry) -> IssuerSpec:
@@ -60,7 +69,9 @@ class IssuerSpec:
             raise ConfigError(f"issuer {entry.name}: certificate is not a CA certificate")
         if not (ku.key_cert_sign and ku.crl_sign):
             raise ConfigError(f"issuer {entry.name}: certificate lacks keyCertSign/cRLSign")
-        return cls(entry.name, entry.role, entry.key_label, entry.active, cert)
+        return cls(
+            entry.name, entry.role, entry.key_label, entry.active, cert, entry.ocsp_key_label
+        )
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,13 @@ class SignerConfig:
     public_url: str
     profiles: dict[str, Profile]
     issuers: dict[str, IssuerSpec]
+    state_dir: Path = Path("signer-state")  # the current OCSP responder certificates
+    ocsp_responder_validity_days: int = 7
+
+    @property
+    def online_issuers(self) -> list[IssuerSpec]:
+        """The issuers whose keys the workers load: never a root."""
+        return [i for i in self.issuers.values() if i.online]
 
     @property
     def active_issuer(self) -> IssuerSpec:
@@ -166,4 +184,6 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         public_url=public_url(cfg),
         profiles=profiles,
         issuers=issuers,
+        state_dir=cfg.resolve(str(sec.get("state_dir") or "signer-state")),
+        ocsp_responder_validity_days=_int(sec, "ocsp_responder_validity_days", 7, 1, 366),
     )
