@@ -185,5 +185,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         profiles=profiles,
         issuers=issuers,
         state_dir=cfg.resolve(str(sec.get("state_dir") or "signer-state")),
-        ocsp_responder_validity_days=_int(sec, "ocsp_responder_validity_days", 7, 1, 366),
+        # at least 4 days: renewed with a third left, a responder certificate then outlives
+        # every answer it signs (pre-signed answers are valid for one day)
+        ocsp_responder_validity_days=_int(sec, "ocsp_responder_validity_days", 7, 4, 366),
     )

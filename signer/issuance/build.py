@@ -336,7 +336,13 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     issuer = reg.issuer(req.issuer)
     if req.next_update <= req.this_update:
         raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
-    ctx = _ocsp_context(reg.responder(issuer))
+    responder = reg.responder(issuer)
+    if req.next_update > responder.not_after:
+        # an answer must not outlive the certificate that vouches for its signature
+        raise SignerError(
+            ErrorKind.NO_RESPONDER, "next_update is after the responder certificate expires"
+        )
+    ctx = _ocsp_context(responder)
     revoked = req.status == "revoked"
     reason = None
     if revoked and req.reason and req.reason != "unspecified":

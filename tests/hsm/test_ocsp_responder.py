@@ -275,6 +275,14 @@ def test_renewed_before_expiry_and_refused_when_not_valid(
         return responder_of(build.sign_ocsp(reg, req))
 
     first = answer()
+    # an answer may not outlive the certificate that vouches for it
+    now = int(clock[0])
+    too_long = OcspRequest(
+        "issuing-1", 1 << 99, "good", now, int(first.not_valid_after_utc.timestamp()) + 1
+    )
+    with pytest.raises(SignerError) as refused:
+        build.sign_ocsp(reg, too_long)
+    assert refused.value.kind is ErrorKind.NO_RESPONDER
     life = first.not_valid_after_utc - first.not_valid_before_utc
     assert dt.timedelta(days=7) <= life <= dt.timedelta(days=7, minutes=5)  # [signer] default
     signed = key_signatures(reg)
