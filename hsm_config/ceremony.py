@@ -144,6 +144,8 @@ def _preflight(
             raise KeysError(f"{pem} already exists; a ceremony never overwrites its outputs", 2)
         if keygen.label_in_use(handle.session, ca.key_label):
             raise KeysError(f"label {ca.key_label!r} already exists on the token", 2)
+        if (out_dir / f"{ca.name}.crl").exists():
+            raise KeysError(f"{out_dir / ca.name}.crl already exists; never overwritten", 2)
         paths[ca.name] = pem
     for label, handle in extra_labels:
         if keygen.label_in_use(handle.session, label):
