@@ -313,3 +313,38 @@ def test_renewed_before_expiry_and_refused_when_not_valid(
     )
     third.verify_directly_issued_by(reg.issuers["issuing-1"].certificate)
     assert third.fingerprint(hashes.SHA256()) != second.fingerprint(hashes.SHA256())
+
+
+def test_each_issuer_answers_with_its_own_responder_after_rotation(tmp_path: Path) -> None:
+    """After ``ca-keys rotate`` (which opens the root token for the new issuing certificate)
+    the retired issuer still answers OCSP, each issuer through a responder it certified."""
+    from tests.support.softhsm import make_ca, run_ca_keys
+
+    config = make_ca(tmp_path / "ca", "p256")
+    rotated = run_ca_keys(config, "rotate", "--type", "p256")
+    assert rotated.returncode == 0, rotated.stderr
+    issuers = load_signer_config(load(config, environ={})).issuers
+    with running_signer(config, workers=1):
+
+        async def ask() -> list[bytes]:
+            client = SignerClient([f"unix:{socket_of(config)}"])
+            try:
+                out = []
+                for name in ("issuing-1", "issuing-2"):
+                    (r,) = await client.sign_ocsp(ocsp_items(1, name))
+                    out.append(r.unwrap())
+                return out
+            finally:
+                await client.close()
+
+        answers = asyncio.run(ask())
+    seen = set()
+    for name, der in zip(("issuing-1", "issuing-2"), answers, strict=True):
+        responder = responder_of(der)
+        responder.verify_directly_issued_by(issuers[name].certificate)
+        seen.add(
+            responder.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    assert len(seen) == 2  # two responder keys, one per issuer
