@@ -41,6 +41,7 @@ def _journal_issuers(cfg: RawConfig, action: str, entries: list[IssuerEntry]) ->
                 "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
                 "active": entry.active,
+                "ocsp_key_label": entry.ocsp_key_label,
             },
         )
 

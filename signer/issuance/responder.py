@@ -46,6 +46,7 @@ log = logging.getLogger("signer.responder")
 BACKDATE = dt.timedelta(minutes=5)  # relying parties' clocks that run a little behind
 RENEW_FRACTION = 1 / 3  # renew when less than this part of the certificate's life is left
 STAT_INTERVAL = 1.0  # seconds between looks at the state file for another worker's renewal
+RETRY_SECONDS = 10.0  # after a failed renewal (not a token fault), before the next attempt
 PEM = serialization.Encoding.PEM
 
 
@@ -169,6 +170,7 @@ class ResponderSlot:
         self.current: Responder | None = None
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
         self._next_stat = 0.0
+        self.retry_at = 0.0
 
     # -- the state file ------------------------------------------------------------------------
     def _load_file(self) -> Responder | None:
@@ -267,6 +269,8 @@ class Responders:
 
     def refresh(self, now: float) -> None:
         for slot in self.slots.values():
+            if now < slot.retry_at:
+                continue
             try:
                 slot.refresh(now)
             except TokenFault:
@@ -275,7 +279,9 @@ class Responders:
                 if is_token_fault(exc):
                     raise
                 # the slot keeps its certificate while that is still valid; else OCSP answers
-                # of this issuer are refused until a renewal succeeds
+                # of this issuer are refused until a renewal succeeds (tried again shortly,
+                # not before every batch)
+                slot.retry_at = now + RETRY_SECONDS
                 log.error("OCSP responder of %s not renewed: %s", slot.issuer.name, exc)
 
     def for_issuer(self, name: str, now: float) -> Responder:

@@ -348,3 +348,29 @@ def test_each_issuer_answers_with_its_own_responder_after_rotation(tmp_path: Pat
             )
         )
     assert len(seen) == 2  # two responder keys, one per issuer
+
+
+def test_without_a_usable_state_folder_ocsp_is_refused_and_issuance_goes_on(
+    ca_config: Path, tmp_path: Path
+) -> None:
+    """No responder certificate can be kept (the state folder cannot be made): OCSP answers
+    are refused rather than signed some other way, certificates are still issued."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    cfg = load(ca_config, environ={})
+    scfg = dataclasses.replace(load_signer_config(cfg), state_dir=blocker / "state")
+    handle = TokenHandle(token_config(cfg))
+    handle.open()
+    try:
+        reg = open_registry(handle, scfg)
+        now = int(time.time())
+        with pytest.raises(SignerError) as refused:
+            build.sign_ocsp(reg, OcspRequest("issuing-1", 1 << 99, "good", now, now + 60))
+        assert refused.value.kind is ErrorKind.NO_RESPONDER
+        assert key_signatures(reg)["ocsp"] == 1  # the start-up test signature only
+        der = build.issue_certificate(reg, issue_item(spki()))
+        x509.load_der_x509_certificate(der).verify_directly_issued_by(
+            reg.issuers["issuing-1"].certificate
+        )
+    finally:
+        handle.close()
