@@ -138,7 +138,10 @@ async def presign(dsn: str, sock: Path, issuer: str, n: int) -> dict:
         for row in sample:
             resp = ocsp.load_der_ocsp_response(bytes(row["der"]))
             ca = x509.load_der_x509_certificate(bytes(row["cert_der"]))
-            key = ca.public_key()
+            # signed by the CA's delegated responder, whose certificate the response carries
+            (responder,) = resp.certificates
+            responder.verify_directly_issued_by(ca)
+            key = responder.public_key()
             assert resp.serial_number == int(row["serial"], 16)
             assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
             if isinstance(key, rsa.RSAPublicKey):

@@ -3,16 +3,22 @@
 A ceremony reads its parameters from a TOML file a second person can review beforehand (see
 ``ceremony.example.toml``); the development set-up writes such a file (``ceremony-dev.toml``) and
 runs the very same code path. The steps read top to bottom in ``run_ceremony``: check that
-nothing would be overwritten, make keys on the token, build and sign the certificates, verify
-them, store them on the token and in the CA folder, then record them in ``issuers.toml``.
+nothing would be overwritten, make keys on the tokens, build and sign the certificates, verify
+them, store them on the tokens and in the CA folder, sign the first root CRL, then record them
+in ``issuers.toml``.
+
+Two tokens take part: the root key is made on, and only ever used from, the root token
+(``[roottoken]``), which only these ceremonies open; the issuing CA key and its OCSP responder
+key are made on the online token (``[token]``) that the signer uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +26,11 @@ from typing import Any
 import tomli_w
 from cryptography import x509
 
-from hsm_config import audit_key, certs, keygen
+from hsm_config import audit_key, certs, keygen, rootcrl
 from hsm_config.config import ConfigError, RawConfig, check_keys
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import NAME_RE, IssuerEntry, ca_dir, load_manifest, save_manifest
+from signer.config import public_url
 from signer.hsm.token import TokenHandle
 
 Out = Callable[[str], None]
@@ -120,13 +127,16 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 
 
 def _preflight(
-    cfg: RawConfig, entries: list[IssuerEntry], cas: list[CaSpec], handle: TokenHandle
+    cfg: RawConfig,
+    entries: list[IssuerEntry],
+    cas: list[tuple[CaSpec, TokenHandle]],
+    extra_labels: Sequence[tuple[str, TokenHandle]] = (),
 ) -> dict[str, Path]:
     """Refuse before touching anything: existing names, output files or key labels."""
     out_dir = ca_dir(cfg).resolve()
     known = {e.name for e in entries}
     paths: dict[str, Path] = {}
-    for ca in cas:
+    for ca, handle in cas:
         if ca.name in known:
             raise KeysError(f"issuer {ca.name!r} is already in the manifest", 2)
         pem = out_dir / f"{ca.name}.pem"
@@ -134,8 +144,27 @@ def _preflight(
             raise KeysError(f"{pem} already exists; a ceremony never overwrites its outputs", 2)
         if keygen.label_in_use(handle.session, ca.key_label):
             raise KeysError(f"label {ca.key_label!r} already exists on the token", 2)
+        if (out_dir / f"{ca.name}.crl").exists():
+            raise KeysError(f"{out_dir / ca.name}.crl already exists; never overwritten", 2)
         paths[ca.name] = pem
+    for label, handle in extra_labels:
+        if keygen.label_in_use(handle.session, label):
+            raise KeysError(f"label {label!r} already exists on the token", 2)
     return paths
+
+
+def ocsp_key_label(issuing_label: str) -> str:
+    """The delegated OCSP responder's key of an issuing CA, next to it on the online token."""
+    return f"{issuing_label}-ocsp"
+
+
+def _issuing_urls(cfg: RawConfig, root_name: str) -> dict[str, str]:
+    """Where the issuing CA certificate says the root's CRL and certificate are served."""
+    base = public_url(cfg)
+    return {
+        "root_crl_url": f"{base}/crl/{root_name}.crl",
+        "root_cert_url": f"{base}/ca/{root_name}.crt",
+    }
 
 
 def _check_against_token(handle: TokenHandle, cert: x509.Certificate, label: str) -> None:
@@ -151,10 +180,7 @@ def _write_pem(path: Path, cert: x509.Certificate) -> None:
 
 def _record(cfg: RawConfig, entries: list[IssuerEntry], new: list[IssuerEntry]) -> None:
     """Add the new issuers; the new issuing CA becomes the only active one."""
-    kept = [
-        IssuerEntry(e.name, e.role, e.key_label, e.certificate_path, e.parent, False)
-        for e in entries
-    ]
+    kept = [dataclasses.replace(e, active=False) for e in entries]
     out_dir = ca_dir(cfg).resolve()
     save_manifest(out_dir / "issuers.toml", kept + new)
 
@@ -167,6 +193,11 @@ def _report(
     out(f"  certificate         {certs.describe_cert(cert)}")
     out(f"  certificate SHA-256 {certs.fingerprint(cert)}")
     out(f"  written to          {pem}")
+
+
+def _report_responder_key(out: Out, key: keygen.GeneratedKey) -> None:
+    out(f"  OCSP responder key  {key.label!r} ({key.key_type}) id {key.key_id.hex()}")
+    out(f"  responder key SHA-256 {key.fingerprint}")
 
 
 def _cleanup(handle: TokenHandle, labels: list[str], out: Out) -> None:
@@ -183,23 +214,35 @@ def _cleanup(handle: TokenHandle, labels: list[str], out: Out) -> None:
 def run_ceremony(
     cfg: RawConfig, spec: CeremonySpec, out: Out = print, now: dt.datetime | None = None
 ) -> list[IssuerEntry]:
-    """Root key + self-signed root, issuing key + issuing certificate, all on the token."""
+    """Root key + self-signed root on the root token; issuing key + issuing certificate and the
+    issuing CA's OCSP responder key on the online token; the first (empty) root CRL."""
     now = _now(now)
     entries = load_manifest(ca_dir(cfg).resolve() / "issuers.toml")
+    root_tcfg = keygen.load_root_token_config(cfg)
     tcfg = keygen.load_token_config(cfg)
-    with keygen.open_token(tcfg, rw=True) as handle:
+    responder_label = ocsp_key_label(spec.issuing.key_label)
+    with (
+        keygen.open_token(root_tcfg, rw=True) as root_handle,
+        keygen.open_token(tcfg, rw=True) as handle,
+    ):
         # 1. nothing may exist yet
-        paths = _preflight(cfg, entries, [spec.root, spec.issuing], handle)
+        paths = _preflight(
+            cfg,
+            entries,
+            [(spec.root, root_handle), (spec.issuing, handle)],
+            [(responder_label, handle)],
+        )
+        made_root: list[str] = []
         made: list[str] = []
         try:
-            # 2. root key and self-signed root certificate
-            root_key = keygen.generate(handle, spec.root.key_label, spec.root.key_type)
-            made.append(root_key.label)
-            root_signer = handle.signing_key(root_key.label, root_key.public_key)
+            # 2. root key and self-signed root certificate, on the root token
+            root_key = keygen.generate(root_handle, spec.root.key_label, spec.root.key_type)
+            made_root.append(root_key.label)
+            root_signer = root_handle.signing_key(root_key.label, root_key.public_key)
             root_cert = certs.build_root(
                 root_signer, certs.subject_name(spec.root.subject), spec.root.validity_days, now
             )
-            # 3. issuing key and its certificate, signed by the root key
+            # 3. issuing key on the online token, its certificate signed by the root key
             iss_key = keygen.generate(handle, spec.issuing.key_label, spec.issuing.key_type)
             made.append(iss_key.label)
             iss_cert = certs.build_issuing(
@@ -210,21 +253,32 @@ def run_ceremony(
                 spec.issuing.validity_days,
                 now,
                 path_len=spec.issuing.path_len or 0,
+                **_issuing_urls(cfg, spec.root.name),
             )
-            # 4. cross-check against what the token holds
-            _check_against_token(handle, root_cert, root_key.label)
+            # 4. the issuing CA's OCSP responder key (the signer certifies it, short-lived)
+            ocsp_key = keygen.generate(handle, responder_label, spec.issuing.key_type)
+            made.append(ocsp_key.label)
+            # 5. cross-check against what the tokens hold
+            _check_against_token(root_handle, root_cert, root_key.label)
             _check_against_token(handle, iss_cert, iss_key.label)
-            # 5. store on the token
-            certs.store_on_token(handle.session, root_cert, root_key.label, root_key.key_id)
+            # 6. store on the tokens
+            certs.store_on_token(root_handle.session, root_cert, root_key.label, root_key.key_id)
             certs.store_on_token(handle.session, iss_cert, iss_key.label, iss_key.key_id)
+            # 7. the first root CRL (no issuing CA revoked), signed while the root token is open
+            crl_der = rootcrl.first_crl(cfg, root_signer, root_cert, spec.root.name, now)
         except Exception:
+            _cleanup(root_handle, made_root, out)
             _cleanup(handle, made, out)
             raise
-    # 6. export and record; files are created exclusively, the manifest replaced atomically
+    # 8. export and record; files are created exclusively, the manifest replaced atomically
     _write_pem(paths[spec.root.name], root_cert)
     _write_pem(paths[spec.issuing.name], iss_cert)
+    root_entry = IssuerEntry(
+        spec.root.name, "root", root_key.label, paths[spec.root.name], None, False
+    )
+    rootcrl.store(root_entry, rootcrl.FIRST, crl_der, out)
     new = [
-        IssuerEntry(spec.root.name, "root", root_key.label, paths[spec.root.name], None, False),
+        root_entry,
         IssuerEntry(
             spec.issuing.name,
             "issuing",
@@ -232,11 +286,13 @@ def run_ceremony(
             paths[spec.issuing.name],
             spec.root.name,
             True,
+            ocsp_key.label,
         ),
     ]
     _record(cfg, entries, new)
     _report(out, "root", spec.root, root_key, root_cert, paths[spec.root.name])
     _report(out, "issuing", spec.issuing, iss_key, iss_cert, paths[spec.issuing.name])
+    _report_responder_key(out, ocsp_key)
     out(f"manifest updated: {spec.issuing.name} is the active issuing CA")
     return new
 
@@ -341,10 +397,15 @@ def rotate(
     if not NAME_RE.match(name):
         raise KeysError(f"name {name!r} must match [a-z0-9-]{{1,63}}", 2)
     keygen.key_spec(key_type)
+    root_tcfg = keygen.load_root_token_config(cfg)
     tcfg = keygen.load_token_config(cfg)
-    with keygen.open_token(tcfg, rw=True) as handle:
-        paths = _preflight(cfg, entries, [ca], handle)
-        root_signer = handle.signing_key(root.key_label)
+    responder_label = ocsp_key_label(ca.key_label)
+    with (
+        keygen.open_token(root_tcfg, rw=False) as root_handle,
+        keygen.open_token(tcfg, rw=True) as handle,
+    ):
+        paths = _preflight(cfg, entries, [(ca, handle)], [(responder_label, handle)])
+        root_signer = root_handle.signing_key(root.key_label)
         if not certs.matches_public_key(root_cert, root_signer.public_key()):
             raise KeysError(f"{root.certificate_path} does not match key {root.key_label!r}")
         made: list[str] = []
@@ -358,15 +419,19 @@ def rotate(
                 certs.subject_name(ca.subject),
                 ca.validity_days,
                 now,
+                **_issuing_urls(cfg, root.name),
             )
+            ocsp_key = keygen.generate(handle, responder_label, ca.key_type)
+            made.append(ocsp_key.label)
             _check_against_token(handle, cert, key.label)
             certs.store_on_token(handle.session, cert, key.label, key.key_id)
         except Exception:
             _cleanup(handle, made, out)
             raise
     _write_pem(paths[name], cert)
-    entry = IssuerEntry(name, "issuing", key.label, paths[name], root.name, True)
+    entry = IssuerEntry(name, "issuing", key.label, paths[name], root.name, True, ocsp_key.label)
     _record(cfg, entries, [entry])
     _report(out, "issuing", ca, key, cert, paths[name])
+    _report_responder_key(out, ocsp_key)
     out(f"manifest updated: {name} is the active issuing CA; {active.name} kept, inactive")
     return entry

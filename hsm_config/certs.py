@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 from pkcs11 import Attribute, CertificateType, ObjectClass
 
 from hsm_config.keygen import KeysError, colon_hex
@@ -122,11 +122,16 @@ def build_issuing(
     validity_days: int,
     now: dt.datetime,
     path_len: int = 0,
+    *,
+    root_crl_url: str,
+    root_cert_url: str,
 ) -> x509.Certificate:
     """Issuing CA signed by the root key.
 
-    digitalSignature is set besides keyCertSign/cRLSign because the issuing CA key signs OCSP
-    responses itself (no delegated responder). The validity never outlives the root's.
+    keyCertSign + cRLSign only: OCSP answers are signed by a delegated responder key with its
+    own short-lived certificate, so the issuing CA key signs certificates and CRLs and nothing
+    else. The certificate names where relying parties find the root's CRL (the ceremony signs
+    it, the gateway serves it) and the root certificate. The validity never outlives the root's.
     """
     not_after = min(now + dt.timedelta(days=validity_days), root_cert.not_valid_after_utc)
     root_public = root_key.public_key()
@@ -141,7 +146,30 @@ def build_issuing(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
     )
-    builder = _ca_extensions(builder, public_key, root_public, path_len, digital_signature=True)
+    builder = _ca_extensions(builder, public_key, root_public, path_len, digital_signature=False)
+    builder = builder.add_extension(
+        x509.CRLDistributionPoints(
+            [
+                x509.DistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(root_crl_url)],
+                    relative_name=None,
+                    reasons=None,
+                    crl_issuer=None,
+                )
+            ]
+        ),
+        critical=False,
+    ).add_extension(
+        x509.AuthorityInformationAccess(
+            [
+                x509.AccessDescription(
+                    AuthorityInformationAccessOID.CA_ISSUERS,
+                    x509.UniformResourceIdentifier(root_cert_url),
+                )
+            ]
+        ),
+        critical=False,
+    )
     cert = builder.sign(root_key, signature_hash(root_public))
     verify_issued_by(cert, root_cert)
     return cert

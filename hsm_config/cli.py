@@ -8,16 +8,18 @@ Expected failures print one line on stderr and return non-zero; they never show 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from hsm_config import audit_key, ceremony, inventory, journal, keygen
-from hsm_config.config import ConfigError, RawConfig, load
+from hsm_config import audit_key, ceremony, inventory, journal, keygen, rootcrl
+from hsm_config.config import ROOT_TOKEN, ConfigError, RawConfig, load
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
 from signer.errors import SignerError
@@ -39,16 +41,21 @@ def _journal_issuers(cfg: RawConfig, action: str, entries: list[IssuerEntry]) ->
                 "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
                 "active": entry.active,
+                "ocsp_key_label": entry.ocsp_key_label,
             },
         )
 
 
 def _init_token(cfg: RawConfig, args: argparse.Namespace) -> int:
-    tcfg = keygen.load_token_config(cfg, need_so_pin=True)
-    message = keygen.init_token(tcfg, args.exist_ok)
-    print(message)
-    if "already" not in message:
-        journal.record(cfg, "token_initialised", tcfg.label, {"module": str(tcfg.module)})
+    """Both development tokens: the online one and the root's own (when configured)."""
+    tcfgs = [keygen.load_token_config(cfg, need_so_pin=True)]
+    if cfg.section(ROOT_TOKEN):
+        tcfgs.append(keygen.load_root_token_config(cfg, need_so_pin=True))
+    for tcfg in tcfgs:
+        message = keygen.init_token(tcfg, args.exist_ok)
+        print(message)
+        if "already" not in message:
+            journal.record(cfg, "token_initialised", tcfg.label, {"module": str(tcfg.module)})
     return 0
 
 
@@ -75,17 +82,51 @@ def _generate(cfg: RawConfig, args: argparse.Namespace) -> int:
 def _ceremony(cfg: RawConfig, args: argparse.Namespace) -> int:
     new = ceremony.run_ceremony(cfg, ceremony.load_spec(Path(args.file)))
     _journal_issuers(cfg, "key_ceremony", new)
+    for root in (e for e in new if e.role == "root"):
+        _journal_root_crl(cfg, root)
     return 0
 
 
 def _dev_ceremony(cfg: RawConfig, args: argparse.Namespace) -> int:
     if ceremony.dev_ceremony(cfg):
-        _journal_issuers(cfg, "key_ceremony", load_manifest(manifest_path(cfg)))
+        entries = load_manifest(manifest_path(cfg))
+        _journal_issuers(cfg, "key_ceremony", entries)
+        for root in (e for e in entries if e.role == "root"):
+            _journal_root_crl(cfg, root)
     return 0
 
 
+def _journal_root_crl(cfg: RawConfig, root: IssuerEntry) -> None:
+    crl = x509.load_der_x509_crl(root.crl_path.read_bytes())
+    journal.record(
+        cfg,
+        "root_crl_signed",
+        root.name,
+        {
+            "crl_number": crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number,
+            "revoked_serials": [format(r.serial_number, "x") for r in crl],
+            "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+            "crl_sha256": hashlib.sha256(root.crl_path.read_bytes()).hexdigest(),
+        },
+    )
+
+
+def _root_crl(cfg: RawConfig, args: argparse.Namespace) -> int:
+    root = rootcrl.sign_root_crl(
+        cfg, revoke=args.revoke or [], reason=args.reason, root_name=args.root, days=args.days
+    )
+    _journal_root_crl(cfg, root)
+    return 0
+
+
+def _token(cfg: RawConfig, args: argparse.Namespace) -> keygen.TokenConfig:
+    if args.root:
+        return keygen.load_root_token_config(cfg)
+    return keygen.load_token_config(cfg)
+
+
 def _list(cfg: RawConfig, args: argparse.Namespace) -> int:
-    with keygen.open_token(keygen.load_token_config(cfg), rw=False) as handle:
+    with keygen.open_token(_token(cfg, args), rw=False) as handle:
         rows = inventory.list_objects(handle)
     print(inventory.to_json(rows) if args.json else inventory.format_table(rows))
     return 0
@@ -93,8 +134,8 @@ def _list(cfg: RawConfig, args: argparse.Namespace) -> int:
 
 def _check(cfg: RawConfig, args: argparse.Namespace) -> int:
     entries = load_manifest(manifest_path(cfg))
-    with keygen.open_token(keygen.load_token_config(cfg), rw=False) as handle:
-        problems = inventory.check(handle, entries)
+    with keygen.open_token(_token(cfg, args), rw=False) as handle:
+        problems = inventory.check(handle, entries, root_token=args.root)
     if args.json:
         print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
     else:
@@ -126,6 +167,7 @@ VERBS: dict[str, Verb] = {
     "check": _check,
     "rotate": _rotate,
     "audit-key": _audit_key,
+    "root-crl": _root_crl,
 }
 
 
@@ -152,12 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(verb, parents=[common], help=text)
         p.add_argument("--json", action="store_true")
+        p.add_argument("--root", action="store_true", help="the root token instead")
     p = sub.add_parser("rotate", parents=[common], help="new issuing key and certificate")
     p.add_argument("--type", choices=sorted(keygen.KEY_TYPES))
     p.add_argument("--name", help="issuer name and key label (default issuing-<n+1>)")
     sub.add_parser(
         "audit-key", parents=[common], help="the key that signs audit checkpoints ([ca] audit_*)"
     )
+    p = sub.add_parser("root-crl", parents=[common], help="sign a new root CRL on the root token")
+    p.add_argument(
+        "--revoke",
+        action="append",
+        metavar="ISSUER",
+        help="issuing CA (manifest name) to list as revoked; repeatable",
+    )
+    p.add_argument("--reason", default="unspecified", choices=sorted(rootcrl.REASONS))
+    p.add_argument("--root", help="root CA name (default: the active issuer's root)")
+    p.add_argument("--days", type=int, help="nextUpdate in days (default [ca] root_crl_days)")
     return parser
 
 

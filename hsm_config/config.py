@@ -177,16 +177,19 @@ class TokenConfig:
 
 
 TOKEN_KEYS = {"module", "label", "pin_file", "pin_env", "so_pin_file", "so_pin_env"}
+ONLINE_TOKEN = "token"  # noqa: S105 -- a section name: issuing CA + OCSP responder keys
+ROOT_TOKEN = "roottoken"  # noqa: S105 -- a section name: the root key, ceremonies only
 
 
-def token_config(cfg: RawConfig) -> TokenConfig:
-    sec = cfg.section("token")
-    check_keys(sec, TOKEN_KEYS, "token")
+def token_config(cfg: RawConfig, section: str = ONLINE_TOKEN) -> TokenConfig:
+    """The token of ``section``: ``[token]`` (online) or ``[roottoken]`` (offline root)."""
+    sec = cfg.section(section)
+    check_keys(sec, TOKEN_KEYS, section)
     module = sec.get("module")
     label = sec.get("label")
     if not module or not label:
-        raise ConfigError("[token]: module and label are required")
-    pin = read_secret(cfg, sec, "pin", "token")
+        raise ConfigError(f"[{section}]: module and label are required")
+    pin = read_secret(cfg, sec, "pin", section)
     assert pin is not None
-    so_pin = read_secret(cfg, sec, "so_pin", "token", required=False)
+    so_pin = read_secret(cfg, sec, "so_pin", section, required=False)
     return TokenConfig(module=Path(str(module)), label=str(label), pin=pin, so_pin=so_pin)

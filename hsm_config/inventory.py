@@ -106,8 +106,14 @@ def list_objects(handle: TokenHandle) -> list[TokenObject]:
     return rows
 
 
-def check(handle: TokenHandle, entries: list[IssuerEntry]) -> list[str]:
-    """Problems found; an empty list means every CA key is fit for purpose."""
+def check(handle: TokenHandle, entries: list[IssuerEntry], *, root_token: bool = False
+          ) -> list[str]:
+    """Problems found; an empty list means every CA key is fit for purpose.
+
+    On the online token (``root_token`` False) the issuing CAs are checked and a root key is a
+    problem of its own: the root belongs on its offline token. On the root token only the
+    roots are checked.
+    """
     problems: list[str] = []
     rules = (
         ("extractable", True, "is extractable"),
@@ -124,7 +130,11 @@ def check(handle: TokenHandle, entries: list[IssuerEntry]) -> list[str]:
             if value is None or value is bad:
                 problems.append(f"private key {row.label!r} (id {row.id}) {text}")
     for entry in entries:
-        problems.extend(_check_issuer(handle, entry))
+        if (entry.role == "root") == root_token:
+            problems.extend(_check_issuer(handle, entry))
+        elif entry.role == "root" and any(r.label == entry.key_label for r in list_objects(handle)
+                                          if r.cls == "private"):
+            problems.append(f"root {entry.name!r}: its private key is on the online token")
     return problems
 
 

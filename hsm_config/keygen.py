@@ -29,8 +29,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from hsm_config.config import (
+    ONLINE_TOKEN,
+    ROOT_TOKEN,
+    RawConfig,
+    TokenConfig,
+    check_keys,
+    read_secret,
+)
 from hsm_config.config import TOKEN_KEYS as _TOKEN_KEYS
-from hsm_config.config import RawConfig, TokenConfig, check_keys, read_secret
 from signer.errors import SignerError
 from signer.hsm.errors import describe
 from signer.hsm.keys import signature_hash
@@ -110,28 +117,47 @@ def _prompt(what: str) -> str:
     return value
 
 
-def load_token_config(cfg: RawConfig, need_so_pin: bool = False) -> TokenConfig:
+def load_token_config(
+    cfg: RawConfig, need_so_pin: bool = False, section: str = ONLINE_TOKEN
+) -> TokenConfig:
     """``token_config`` plus the interactive fallback the security officer may use.
 
     ``token_config`` insists on a pin_file/pin_env; the CLI also accepts a terminal prompt when
-    neither is set, so a production PIN need not be written to disk at all.
+    neither is set, so a production PIN need not be written to disk at all. ``section`` is
+    ``[token]`` (the online token) or ``[roottoken]`` (the offline root's own token).
     """
-    sec = cfg.section("token")
-    check_keys(sec, _TOKEN_KEYS, "token")
+    sec = cfg.section(section)
+    if not sec and section == ROOT_TOKEN:
+        raise KeysError(
+            "[roottoken] is not configured: the root key lives on its own token "
+            "(module, label, pin_file or pin_env)",
+            2,
+        )
+    check_keys(sec, _TOKEN_KEYS, section)
     module, label = sec.get("module"), sec.get("label")
     if not module or not label:
-        raise KeysError("[token]: module and label are required")
-    pin = read_secret(cfg, sec, "pin", "token", required=False)
+        raise KeysError(f"[{section}]: module and label are required")
+    what = "root token" if section == ROOT_TOKEN else "token"
+    pin = read_secret(cfg, sec, "pin", section, required=False)
     if pin is None:
         if sec.get("pin_file") or sec.get("pin_env"):
-            raise KeysError("[token]: the configured user PIN secret is empty or unset")
-        pin = _prompt("token user PIN")
-    so_pin = read_secret(cfg, sec, "so_pin", "token", required=False)
+            raise KeysError(f"[{section}]: the configured user PIN secret is empty or unset")
+        pin = _prompt(f"{what} user PIN")
+    so_pin = read_secret(cfg, sec, "so_pin", section, required=False)
     if so_pin is None and need_so_pin:
         if sec.get("so_pin_file") or sec.get("so_pin_env"):
-            raise KeysError("[token]: the configured SO PIN secret is empty or unset")
-        so_pin = _prompt("token SO PIN")
+            raise KeysError(f"[{section}]: the configured SO PIN secret is empty or unset")
+        so_pin = _prompt(f"{what} SO PIN")
     return TokenConfig(module=Path(str(module)), label=str(label), pin=pin, so_pin=so_pin)
+
+
+def load_root_token_config(cfg: RawConfig, need_so_pin: bool = False) -> TokenConfig:
+    """The offline root's token (``[roottoken]``); it must not be the online token."""
+    root = load_token_config(cfg, need_so_pin, ROOT_TOKEN)
+    online = cfg.section(ONLINE_TOKEN)
+    if str(online.get("label")) == root.label and str(online.get("module")) == str(root.module):
+        raise KeysError("[roottoken] names the online token: the root key needs its own token", 2)
+    return root
 
 
 @contextmanager

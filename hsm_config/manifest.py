@@ -14,6 +14,13 @@ lives in the CA folder (``[ca] dir``) as ``issuers.toml``::
     certificate = "issuing-1.pem"
     parent = "root-1"
     active = true
+    ocsp_key_label = "issuing-1-ocsp"
+
+A root's key lives on the offline root token (``[roottoken]``), which only ``ca-keys``
+ceremonies open: the signer knows the root certificate (for the chain) but never its key. Its
+CRL is signed in a ceremony and kept next to its certificate as ``<name>.crl`` (DER), which the
+gateway serves as it is. Issuing CA keys and their OCSP responder keys (``ocsp_key_label``) live
+on the online token (``[token]``).
 
 Exactly one issuing CA is active: it signs new certificates. Rotated-out issuing CAs stay in the
 manifest with ``active = false`` so CRLs and OCSP answers for their certificates can be signed.
@@ -34,7 +41,7 @@ from hsm_config.config import ConfigError, RawConfig, check_keys
 
 MANIFEST_NAME = "issuers.toml"
 NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
-ENTRY_KEYS = {"role", "key_label", "certificate", "parent", "active"}
+ENTRY_KEYS = {"role", "key_label", "certificate", "parent", "active", "ocsp_key_label"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,12 @@ class IssuerEntry:
     certificate_path: Path
     parent: str | None
     active: bool
+    ocsp_key_label: str | None = None  # issuing CAs: the delegated OCSP responder's key
+
+    @property
+    def crl_path(self) -> Path:
+        """Where a root's ceremony-signed CRL is kept (DER), next to its certificate."""
+        return self.certificate_path.with_name(f"{self.name}.crl")
 
     def load_certificate(self) -> x509.Certificate:
         try:
@@ -87,6 +100,7 @@ def load_manifest(path: Path) -> list[IssuerEntry]:
                 certificate_path=(path.parent / str(raw["certificate"])).resolve(),
                 parent=raw.get("parent"),
                 active=bool(raw.get("active", False)),
+                ocsp_key_label=str(raw["ocsp_key_label"]) if raw.get("ocsp_key_label") else None,
             )
         )
     actives = [e for e in entries if e.active]
@@ -110,6 +124,8 @@ def save_manifest(path: Path, entries: list[IssuerEntry]) -> None:
             item["parent"] = e.parent
         if e.role == "issuing":
             item["active"] = e.active
+        if e.ocsp_key_label:
+            item["ocsp_key_label"] = e.ocsp_key_label
         doc["issuers"][e.name] = item
     tmp = path.with_suffix(".tmp")
     tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")

@@ -75,6 +75,9 @@ def ensure_config() -> Path:
         say(f"wrote {config} (edit it to change ports, key type, profiles)")
     write_secret(VAR / "secrets/token.pin", secrets.token_hex(8))
     write_secret(VAR / "secrets/token.so-pin", secrets.token_hex(8))
+    # the root CA key's own token ([roottoken]), opened only by ca-keys ceremonies
+    write_secret(VAR / "secrets/root-token.pin", secrets.token_hex(8))
+    write_secret(VAR / "secrets/root-token.so-pin", secrets.token_hex(8))
     write_secret(VAR / "secrets/session.key", secrets.token_hex(32))
     return config
 

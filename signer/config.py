@@ -46,6 +46,8 @@ SIGNER_KEYS = {
     "pin_cpus",
     "worker_allocator",
     "audit_checkpoint_file",
+    "state_dir",
+    "ocsp_responder_validity_days",
 }
 
 
@@ -58,6 +60,13 @@ class IssuerSpec:
     key_label: str
     active: bool
     certificate: x509.Certificate
+    ocsp_key_label: str | None = None  # the delegated OCSP responder's key on the token
+
+    @property
+    def online(self) -> bool:
+        """Whether the signer holds this CA's key: issuing CAs yes, roots never (their key is
+        on the offline root token, which only ca-keys ceremonies open)."""
+        return self.role != "root"
 
     @classmethod
     def from_entry(cls, entry: IssuerEntry) -> IssuerSpec:
@@ -71,7 +80,9 @@ class IssuerSpec:
             raise ConfigError(f"issuer {entry.name}: certificate is not a CA certificate")
         if not (ku.key_cert_sign and ku.crl_sign):
             raise ConfigError(f"issuer {entry.name}: certificate lacks keyCertSign/cRLSign")
-        return cls(entry.name, entry.role, entry.key_label, entry.active, cert)
+        return cls(
+            entry.name, entry.role, entry.key_label, entry.active, cert, entry.ocsp_key_label
+        )
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,13 @@ class SignerConfig:
     audit_key_label: str = "audit-1"
     audit_public_key: Path | None = None
     audit_checkpoint_file: Path | None = None
+    state_dir: Path = Path("signer-state")  # the current OCSP responder certificates
+    ocsp_responder_validity_days: int = 7
+
+    @property
+    def online_issuers(self) -> list[IssuerSpec]:
+        """The issuers whose keys the workers load: never a root."""
+        return [i for i in self.issuers.values() if i.online]
 
     @property
     def active_issuer(self) -> IssuerSpec:
@@ -256,4 +274,8 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         audit_checkpoint_file=cfg.resolve(
             str(sec.get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
         ),
+        state_dir=cfg.resolve(str(sec.get("state_dir") or "signer-state")),
+        # at least 4 days: renewed with a third left, a responder certificate then outlives
+        # every answer it signs (pre-signed answers are valid for one day)
+        ocsp_responder_validity_days=_int(sec, "ocsp_responder_validity_days", 7, 4, 366),
     )

@@ -19,6 +19,7 @@ class ErrorKind(StrEnum):
     TOKEN_UNAVAILABLE = "token_unavailable"  # noqa: S105 -- token fault; the worker is healing
     WORKER_FAILED = "worker_failed"  # a worker process died mid-batch
     SIGNATURE_CHECK_FAILED = "signature_check_failed"  # post-sign verification failed
+    NO_RESPONDER = "no_responder"  # no OCSP responder certificate of the issuer is valid now
     UNAVAILABLE = "unavailable"  # client side: no signer could be reached
     INTERNAL = "internal"
 

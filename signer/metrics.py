@@ -22,6 +22,16 @@ class SignerMetrics:
             ["operation"],
             registry=registry,
         )
+        self.key_signatures = Counter(
+            "ca_signer_key_signatures_total",
+            "C_Sign calls by the role of the key that made them: ca (issuing CA keys: "
+            "certificates, CRLs, OCSP responder certificates) or ocsp (OCSP responder keys: "
+            "OCSP answers)",
+            ["role"],
+            registry=registry,
+        )
+        for role in ("ca", "ocsp"):
+            self.key_signatures.labels(role=role)
         self.requests = Counter(
             "ca_signer_requests_total",
             "RPC requests admitted, by operation",

@@ -256,6 +256,8 @@ class WorkerPool:
                 job.settle(index, result)
             for op, count in ok.items():
                 self.metrics.signatures.labels(operation=op).inc(count)
+            for role, count in (msg.get("key_signatures") or {}).items():
+                self.metrics.key_signatures.labels(role=role).inc(count)
             for d in durations:
                 self.metrics.item_seconds.observe(d)
             if durations:

@@ -18,6 +18,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -29,9 +31,11 @@ from signer.checkpoints import AuditSigner
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import TokenFault, describe, is_token_fault
-from signer.hsm.token import TokenHandle
+from signer.hsm.keys import signature_hash
+from signer.hsm.token import PublicKey, TokenHandle
 from signer.issuance import build, verify
-from signer.issuance.issuer import Issuer
+from signer.issuance.issuer import Issuer, TokenKey
+from signer.issuance.responder import Responders, ResponderSlot
 from signer.protocol import HEADER, CheckpointRequest, CrlRequest, IssueRequest, OcspRequest
 
 log = logging.getLogger("signer.worker")
@@ -78,21 +82,48 @@ class Link:
         return buf
 
 
-def open_registry(handle: TokenHandle, scfg: SignerConfig) -> build.Registry:
-    """Find every issuer's key on the token and prove it matches the issuer certificate."""
+def _find_key(handle: TokenHandle, name: str, label: str) -> PublicKey:
+    try:
+        return handle.find_public_key(label)
+    except TokenFault:
+        raise
+    except Exception as exc:
+        if is_token_fault(exc):
+            raise TokenFault(f"finding key {label!r}: {describe(exc)}", exc) from None
+        raise ConfigError(
+            f"issuer {name}: key {label!r} not usable on the token: {describe(exc)}"
+        ) from exc
+
+
+def _test_signature(key: TokenKey, public: PublicKey, name: str) -> None:
+    """The key signs, and the signature verifies with the public key it must match."""
+    hash_algorithm = signature_hash(public)
+    if isinstance(public, rsa.RSAPublicKey):
+        sig = key.sign(TEST_MESSAGE, padding.PKCS1v15(), hash_algorithm)
+    else:
+        sig = key.sign(TEST_MESSAGE, ec.ECDSA(hash_algorithm))
+    verify.signature(_Probe(name, public), sig, TEST_MESSAGE, hash_algorithm)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    name: str
+    public_key: PublicKey
+
+
+def open_registry(
+    handle: TokenHandle, scfg: SignerConfig, clock: Callable[[], float] = time.time
+) -> build.Registry:
+    """Find every online issuer's key and OCSP responder key on the token, prove each with a
+    test signature, and make sure each responder has a current certificate.
+
+    Root CAs are not among them: their keys are on the offline root token, which the signer
+    never opens.
+    """
     issuers: dict[str, Issuer] = {}
-    for spec in scfg.issuers.values():
-        try:
-            token_public = handle.find_public_key(spec.key_label)
-        except TokenFault:
-            raise
-        except Exception as exc:
-            if is_token_fault(exc):
-                raise TokenFault(f"finding key {spec.key_label!r}: {describe(exc)}", exc) from None
-            raise ConfigError(
-                f"issuer {spec.name}: key {spec.key_label!r} not usable on the token: "
-                f"{describe(exc)}"
-            ) from exc
+    slots: dict[str, ResponderSlot] = {}
+    for spec in scfg.online_issuers:
+        token_public = _find_key(handle, spec.name, spec.key_label)
         if token_public != spec.certificate.public_key():
             raise ConfigError(
                 f"issuer {spec.name}: the certificate does not match token key {spec.key_label!r}"
@@ -106,14 +137,31 @@ def open_registry(handle: TokenHandle, scfg: SignerConfig) -> build.Registry:
             key=key,
             public_url=scfg.public_url,
         )
-        # test signature: the key signs, and the signature verifies with the certificate's key
-        if isinstance(issuer.public_key, rsa.RSAPublicKey):
-            sig = key.sign(TEST_MESSAGE, padding.PKCS1v15(), issuer.hash_algorithm)
-        else:
-            sig = key.sign(TEST_MESSAGE, ec.ECDSA(issuer.hash_algorithm))
-        verify.signature(issuer, sig, TEST_MESSAGE, issuer.hash_algorithm)
+        _test_signature(key, token_public, spec.name)
         issuers[spec.name] = issuer
-    return build.Registry(issuers, scfg.profiles, time.time)
+        if spec.ocsp_key_label:
+            responder_public = _find_key(handle, spec.name, spec.ocsp_key_label)
+            responder_key = handle.signing_key(spec.ocsp_key_label, responder_public)
+            _test_signature(responder_key, responder_public, f"{spec.name}-ocsp")
+            slots[spec.name] = ResponderSlot(
+                issuer, responder_key, scfg.state_dir, scfg.ocsp_responder_validity_days
+            )
+        else:
+            log.warning(
+                "issuer %s has no OCSP responder key: its OCSP answers are refused", spec.name
+            )
+    responders = Responders(slots)
+    responders.refresh(clock())
+    return build.Registry(issuers, scfg.profiles, clock, responders)
+
+
+def key_signatures(registry: build.Registry) -> dict[str, int]:
+    """Signatures made so far by the registry's keys, by role: ``ca`` (issuing CA keys:
+    certificates, CRLs, responder certificates) and ``ocsp`` (responder keys: OCSP answers)."""
+    return {
+        "ca": sum(i.key.signatures for i in registry.issuers.values()),
+        "ocsp": sum(k.signatures for k in registry.responders.keys()),
+    }
 
 
 def open_audit_key(handle: TokenHandle, scfg: SignerConfig) -> AuditSigner | None:
@@ -145,6 +193,7 @@ class Worker:
         self.handle = handle
         self.registry: build.Registry | None = None
         self.audit: AuditSigner | None = None
+        self._reported: dict[str, int] = {}  # key signatures already sent to the pool
 
     def send(self, msg: dict[str, Any]) -> None:
         self.link.send(msg)
@@ -164,6 +213,7 @@ class Worker:
                     self.handle.reopen(attempts=1)
                 self.registry = open_registry(self.handle, self.scfg)
                 self.audit = open_audit_key(self.handle, self.scfg)
+                self._reported = {}  # fresh key objects count from zero
                 self.state("ready")
                 return
             except ConfigError as exc:
@@ -207,6 +257,8 @@ class Worker:
         t0 = time.perf_counter()
         fault: TokenFault | None = None
         try:
+            # a responder certificate close to its end is renewed before the batch's answers
+            self.registry.responders.refresh(self.registry.clock())
             self._staged_items(items, results)
             for i, (op, item) in enumerate(items):
                 if results[i] is None:
@@ -230,9 +282,17 @@ class Worker:
                 "results": results,
                 "durations": [per_item] * done,
                 "token_fault": fault is not None,
+                "key_signatures": self._key_signatures_since_last(),
             }
         )
         return fault is None
+
+    def _key_signatures_since_last(self) -> dict[str, int]:
+        assert self.registry is not None
+        now = key_signatures(self.registry)
+        delta = {role: n - self._reported.get(role, 0) for role, n in now.items()}
+        self._reported = now
+        return {role: n for role, n in delta.items() if n}
 
     def _staged_items(self, items: list[tuple[str, Any]], results: list[Any]) -> None:
         """Issuance and OCSP items of the batch go through the staged pipeline, op by op

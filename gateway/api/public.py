@@ -111,12 +111,16 @@ async def ca_certificate(request: web.Request) -> web.Response:
 
 @routes.get(r"/crl/{name:[a-z0-9-]+}.crl")
 async def crl(request: web.Request) -> web.Response:
-    der = await lifecycle(request).crl.current(request.match_info["name"])
+    name = request.match_info["name"]
+    der = await lifecycle(request).crl.current(name)
     if der is None:
         raise ApiError(Kind.NOT_FOUND, "no such issuer")
-    # short caching: a revocation must show in the served CRL within 60 seconds
+    issuer = lifecycle(request).issuers.get(name)
+    # short caching: a revocation must show in the served CRL within 60 seconds; a root's
+    # CRL changes only in a ceremony
+    max_age = 3600 if issuer is not None and issuer.offline else 30
     return web.Response(body=der, content_type=PKIX_CRL,
-                        headers={"Cache-Control": "public, max-age=30"})
+                        headers={"Cache-Control": f"public, max-age={max_age}"})
 
 
 def _ocsp_response(der: bytes) -> web.Response:

@@ -4,13 +4,18 @@ so every gateway serves the same bytes.
 Regenerated synchronously after each revocation and by a periodic task when the stored one is
 older than ``[gateway] crl_refresh_seconds``, marked dirty (a regeneration failed) or within
 half of ``[policy] crl_next_update_hours`` of its nextUpdate.
+
+A root's CRL is not signed here at all: the root key is offline, so ``ca-keys`` signs it in a
+ceremony (long nextUpdate) and the gateway serves that file as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,6 +28,16 @@ from signer.protocol import CrlRequest, RevokedEntry
 
 log = logging.getLogger("gateway.crl")
 SIGN_DEADLINE_SECONDS = 30.0
+
+
+def _read_file(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        log.warning("no root CRL at %s: run ca-keys root-crl", path)
+        return None
 
 
 class CrlService:
@@ -38,7 +53,7 @@ class CrlService:
     async def regenerate(self, issuer_id: int) -> bytes:
         """Allocate the next CRL number, read the revocations, sign, store. Raises SignerError."""
         issuer = self.issuers.by_id(issuer_id)
-        if issuer is None:
+        if issuer is None or issuer.offline:
             raise KeyError(issuer_id)
         now = self.clock().astimezone(UTC).replace(microsecond=0)
         next_update = now + self.next_update
@@ -65,7 +80,11 @@ class CrlService:
         return der
 
     async def current(self, issuer_name: str) -> bytes | None:
-        """The stored CRL of an issuer (made now if there is none yet); None: no such issuer."""
+        """The stored CRL of an issuer (made now if there is none yet); None: no such issuer.
+        A root's is the file its last ceremony wrote (None while there is none)."""
+        issuer = self.issuers.get(issuer_name)
+        if issuer is not None and issuer.offline:
+            return await asyncio.to_thread(_read_file, issuer.crl_path)
         issuer_id = self.issuers.ids.get(issuer_name)
         if issuer_id is None:
             return None
@@ -83,8 +102,9 @@ class CrlService:
                                   next_update_before=now + self.next_update / 2)
         done = 0
         for issuer_id in due:
-            if self.issuers.by_id(issuer_id) is None:
-                continue  # in the database but no longer in the manifest
+            issuer = self.issuers.by_id(issuer_id)
+            if issuer is None or issuer.offline:
+                continue  # no longer in the manifest, or a root (its CRL comes from a ceremony)
             try:
                 await self.regenerate(issuer_id)
                 done += 1

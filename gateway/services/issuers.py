@@ -3,6 +3,10 @@
 The manifest (``[ca] dir``/issuers.toml, written by the key ceremonies) names every CA, its
 certificate and which issuing CA is active. The gateway uses it for the /ca endpoints, for the
 issuer of new certificates, for OCSP CertID matching and for CRLs (rotated-out issuers too).
+
+A root CA is offline: the signer has no key of it, so the gateway neither asks for its CRL nor
+answers OCSP for the certificates it issued (the issuing CAs: their status is in the root's
+CRL). The root's CRL is signed in a ceremony and served from its file as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ class Issuer:
     parent: str | None
     certificate: x509.Certificate
     der: bytes
+    crl_path: Path | None = None  # a root's ceremony-signed CRL (DER); None for issuing CAs
+
+    @property
+    def offline(self) -> bool:
+        """A root: its key is on the offline root token, out of the signer's reach."""
+        return self.role == "root"
 
     @property
     def subject(self) -> str:
@@ -102,7 +112,8 @@ class IssuerRegistry:
         for entry in load_manifest(path):
             cert = entry.load_certificate()
             issuers.append(Issuer(entry.name, entry.role, entry.active, entry.parent, cert,
-                                  cert.public_bytes(DER)))
+                                  cert.public_bytes(DER),
+                                  entry.crl_path if entry.role == "root" else None))
         if not issuers:
             log.warning("no issuers in %s: issuance, CRL and OCSP are unavailable", path)
         return cls(issuers)
@@ -140,8 +151,11 @@ class IssuerRegistry:
 
     def match_cert_id(self, algorithm: hashes.HashAlgorithm, name_hash: bytes,
                       key_hash: bytes) -> Issuer | None:
-        """The issuer an OCSP CertID names (any of the hash algorithms clients use)."""
+        """The online issuer an OCSP CertID names (any of the hash algorithms clients use); the
+        offline root is not answered for."""
         for issuer in self.issuers:
+            if issuer.offline:
+                continue
             key = (issuer.name, algorithm.name)
             if key not in self._hash_cache:
                 self._hash_cache[key] = issuer.cert_id_hashes(algorithm)

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+from cryptography import x509
 
 from db.queries import ocsp as q
 from signer.protocol import OcspRequest, Result
@@ -214,7 +215,7 @@ async def _periodic(presigner: OcspPresigner, issuers: Any) -> None:
     await asyncio.sleep(PRESIGN_START_DELAY_SECONDS)
     while True:
         try:
-            names = [i.name for i in issuers.issuers if i.name in issuers.ids]
+            names = [i.name for i in issuers.issuers if i.name in issuers.ids and not i.offline]
             done = await presigner.run_locked(names, refresh_margin=DEFAULT_REFRESH_MARGIN)
             for stats in done or []:
                 if stats.signed or stats.errors:
@@ -240,6 +241,14 @@ async def _crl_gauges(pool: asyncpg.Pool, issuers: Any, metrics: Any) -> None:
                     r["this_update"].timestamp())
                 metrics.crl_next_update.labels(issuer=issuer.name).set(
                     r["next_update"].timestamp())
+            for issuer in issuers.issuers:  # roots: the ceremony's CRL file
+                if issuer.offline and issuer.crl_path is not None and issuer.crl_path.exists():
+                    crl = x509.load_der_x509_crl(issuer.crl_path.read_bytes())
+                    metrics.crl_this_update.labels(issuer=issuer.name).set(
+                        crl.last_update_utc.timestamp())
+                    if crl.next_update_utc is not None:
+                        metrics.crl_next_update.labels(issuer=issuer.name).set(
+                            crl.next_update_utc.timestamp())
         except Exception as exc:
             log.warning("reading CRL state for metrics failed: %s", exc)
         await asyncio.sleep(GAUGE_INTERVAL_SECONDS)

@@ -44,12 +44,15 @@ class Signed:
 
 
 class _Recorder:
-    """Keeps the last ``Signed`` record until the caller takes it."""
+    """Keeps the last ``Signed`` record until the caller takes it, and counts signatures (the
+    signer's metrics tell CA keys' signatures from OCSP responder keys' by these counts)."""
 
     _signed: Signed | None = None
+    signatures: int = 0
 
     def _record(self, data: bytes, digest: bytes, hash_name: str, signature: bytes) -> bytes:
         self._signed = Signed(data, digest, hash_name, signature)
+        self.signatures += 1
         return signature
 
     def take_signed(self) -> Signed:

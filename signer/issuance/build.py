@@ -29,6 +29,7 @@ from signer.issuance.profile import (
     check_validity,
     load_subject_key,
 )
+from signer.issuance.responder import Responder, Responders
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,12 @@ class Registry:
         issuers: Mapping[str, Issuer],
         profiles: Mapping[str, Profile],
         clock: Callable[[], float],
+        responders: Responders | None = None,
     ) -> None:
         self.issuers = dict(issuers)
         self.profiles = dict(profiles)
         self.clock = clock
+        self.responders = responders if responders is not None else Responders({})
         active = [i for i in self.issuers.values() if i.active]
         if len(active) != 1:
             raise SignerError(ErrorKind.INTERNAL, "exactly one issuer must be active")
@@ -108,6 +111,11 @@ class Registry:
             raise SignerError(ErrorKind.UNKNOWN_ISSUER, f"issuer {name!r} does not issue")
         return issuer
 
+    def responder(self, issuer: Issuer) -> Responder:
+        """The issuer's OCSP responder, valid now: an OCSP answer is never signed by a CA key,
+        nor by a responder certificate that has expired or is not yet valid."""
+        return self.responders.for_issuer(issuer.name, self.clock())
+
     def profile(self, name: str) -> Profile:
         profile = self.profiles.get(name)
         if profile is None:
@@ -121,6 +129,10 @@ class Prepared:
 
     issuer: Issuer
     builder: x509.CertificateBuilder
+
+    @property
+    def signer(self) -> Issuer:
+        return self.issuer
 
 
 def prepare_certificate(reg: Registry, req: IssueRequest) -> Prepared:
@@ -152,13 +164,13 @@ SignedObject = tuple[x509.Certificate | ocsp.OCSPResponse | x509.CertificateRevo
 Builder = x509.CertificateBuilder | ocsp.OCSPResponseBuilder | x509.CertificateRevocationListBuilder
 
 
-def _sign(issuer: Issuer, builder: Builder) -> SignedObject:
+def _sign(issuer: Issuer | Responder, builder: Builder) -> SignedObject:
     """The key object's ``sign()`` runs C_Sign on the token and records what it signed."""
     signed_object = builder.sign(issuer.key, issuer.hash_algorithm)
     return signed_object, issuer.key.take_signed()
 
 
-def _release(issuer: Issuer, signed: SignedObject) -> bytes:
+def _release(issuer: Issuer | Responder, signed: SignedObject) -> bytes:
     """Nothing leaves unless the signature verifies with the CA public key."""
     signed_object, record = signed
     der = signed_object.public_bytes(DER)
@@ -168,12 +180,12 @@ def _release(issuer: Issuer, signed: SignedObject) -> bytes:
 
 def sign_prepared(prepared: Prepared | PreparedOcsp) -> SignedObject:
     """Step 3 of a certificate or an OCSP response: C_Sign on the token."""
-    return _sign(prepared.issuer, prepared.builder)
+    return _sign(prepared.signer, prepared.builder)
 
 
 def release(prepared: Prepared | PreparedOcsp, signed: SignedObject) -> bytes:
     """Step 4: the verified DER."""
-    return _release(prepared.issuer, signed)
+    return _release(prepared.signer, signed)
 
 
 def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
@@ -271,16 +283,18 @@ def _issuer_hashes(issuer: Issuer) -> tuple[bytes, bytes]:
 
 @dataclass(frozen=True, slots=True)
 class _OcspContext:
-    """What every OCSP response of one issuer shares: CertID hashes and the responder id."""
+    """What every OCSP response of one responder certificate shares: the issuer's CertID
+    hashes, the responder id (the responder certificate, by key hash) and that certificate,
+    included in every response so relying parties can check it against the issuer."""
 
-    issuer: Issuer
+    responder: Responder
     name_hash: bytes
     key_hash: bytes
     base: ocsp.OCSPResponseBuilder
 
 
-# keyed by id(issuer); the entry keeps its issuer alive and is checked by identity, so a
-# re-opened registry (after a token fault) builds fresh contexts
+# keyed by id(responder); the entry keeps its responder alive and is checked by identity, so a
+# renewed responder certificate or a re-opened registry (after a token fault) builds fresh ones
 _OCSP_CONTEXTS: dict[int, _OcspContext] = {}
 _OCSP_STATUS = {
     "good": ocsp.OCSPCertStatus.GOOD,
@@ -290,23 +304,31 @@ _OCSP_STATUS = {
 _SHA1 = hashes.SHA1()  # noqa: S303 -- the CertID hash, not a signature
 
 
-def _ocsp_context(issuer: Issuer) -> _OcspContext:
-    """Hashing the issuer name and key took about 20 us per response; done once per issuer."""
-    ctx = _OCSP_CONTEXTS.get(id(issuer))
-    if ctx is None or ctx.issuer is not issuer:
-        name_hash, key_hash = _issuer_hashes(issuer)
-        base = ocsp.OCSPResponseBuilder().responder_id(
-            ocsp.OCSPResponderEncoding.HASH, issuer.certificate
+def _ocsp_context(responder: Responder) -> _OcspContext:
+    """Hashing the issuer name and key took about 20 us per response; done once per responder."""
+    ctx = _OCSP_CONTEXTS.get(id(responder))
+    if ctx is None or ctx.responder is not responder:
+        name_hash, key_hash = _issuer_hashes(responder.issuer)
+        base = (
+            ocsp.OCSPResponseBuilder()
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
+            .certificates([responder.certificate])
         )
-        ctx = _OcspContext(issuer, name_hash, key_hash, base)
-        _OCSP_CONTEXTS[id(issuer)] = ctx
+        ctx = _OcspContext(responder, name_hash, key_hash, base)
+        _OCSP_CONTEXTS[id(responder)] = ctx
     return ctx
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedOcsp:
-    issuer: Issuer
+    """An OCSP response waiting for the token; its signer is the issuer's responder."""
+
+    responder: Responder
     builder: ocsp.OCSPResponseBuilder
+
+    @property
+    def signer(self) -> Responder:
+        return self.responder
 
 
 def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
@@ -314,7 +336,13 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     issuer = reg.issuer(req.issuer)
     if req.next_update <= req.this_update:
         raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
-    ctx = _ocsp_context(issuer)
+    responder = reg.responder(issuer)
+    if req.next_update > responder.not_after:
+        # an answer must not outlive the certificate that vouches for its signature
+        raise SignerError(
+            ErrorKind.NO_RESPONDER, "next_update is after the responder certificate expires"
+        )
+    ctx = _ocsp_context(responder)
     revoked = req.status == "revoked"
     reason = None
     if revoked and req.reason and req.reason != "unspecified":
@@ -332,7 +360,7 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     )
     if req.nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(req.nonce), critical=False)
-    return PreparedOcsp(issuer, builder)
+    return PreparedOcsp(ctx.responder, builder)
 
 
 def sign_ocsp(reg: Registry, req: OcspRequest) -> bytes:

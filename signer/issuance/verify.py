@@ -14,13 +14,26 @@ work).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from signer.errors import ErrorKind, SignerError
 from signer.hsm.keys import Signed
-from signer.issuance.issuer import Issuer
+from signer.issuance.issuer import PublicKey
+
+
+class SigningIdentity(Protocol):
+    """Who signed: an issuer (certificates, CRLs) or an OCSP responder (OCSP answers)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def public_key(self) -> PublicKey: ...
+
 
 _PKCS1 = padding.PKCS1v15()
 _PREHASHED = {
@@ -34,7 +47,10 @@ _PREHASHED = {
 
 
 def signature(
-    issuer: Issuer, sig: bytes, data: bytes, algorithm: hashes.HashAlgorithm | utils.Prehashed
+    issuer: SigningIdentity,
+    sig: bytes,
+    data: bytes,
+    algorithm: hashes.HashAlgorithm | utils.Prehashed,
 ) -> None:
     key = issuer.public_key
     try:
@@ -46,16 +62,16 @@ def signature(
     except InvalidSignature:
         raise SignerError(
             ErrorKind.SIGNATURE_CHECK_FAILED,
-            f"signature by issuer {issuer.name} does not verify with its public key",
+            f"signature by {issuer.name} does not verify with its public key",
         ) from None
 
 
-def released(issuer: Issuer, signed: Signed, carried: bytes, der: bytes) -> None:
+def released(issuer: SigningIdentity, signed: Signed, carried: bytes, der: bytes) -> None:
     """Raise unless ``signed`` verifies, the object carries its signature (``carried``, from
     the object's parsed fields) and the DER about to leave contains the bytes that were signed."""
     signature(issuer, signed.signature, signed.digest, _PREHASHED[signed.hash_name])
     if carried != signed.signature or signed.data not in der:
         raise SignerError(
             ErrorKind.SIGNATURE_CHECK_FAILED,
-            f"the object signed by issuer {issuer.name} does not carry the checked signature",
+            f"the object signed by {issuer.name} does not carry the checked signature",
         )

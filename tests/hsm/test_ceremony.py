@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -56,7 +57,9 @@ def test_root_and_issuing_extensions(ca_config: Path) -> None:
     issuing = load_cert(ca_folder(ca_config) / "issuing-1.pem")
     assert root.subject == root.issuer
     assert issuing.issuer == root.subject
-    for cert, path_len, digital_signature in ((root, None, False), (issuing, 0, True)):
+    # digitalSignature on neither: the issuing CA key signs certificates and CRLs only (OCSP
+    # answers come from a delegated responder)
+    for cert, path_len, digital_signature in ((root, None, False), (issuing, 0, False)):
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
         assert bc.critical and bc.value.ca and bc.value.path_length == path_len
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
@@ -73,12 +76,20 @@ def test_root_and_issuing_extensions(ca_config: Path) -> None:
     assert issuing.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == (
         "Dev Issuing CA 1"
     )
+    # the issuing CA names the root's CRL (signed in the ceremony, served by the gateway)
+    cdp = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for n in cdp[0].full_name] == ["http://127.0.0.1:8080/crl/root-1.crl"]
+    aia = issuing.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [a.access_location.value for a in aia] == ["http://127.0.0.1:8080/ca/root-1.crt"]
 
 
 def test_certificates_stored_on_token(ca_config: Path) -> None:
-    tcfg = keygen.load_token_config(load(ca_config, environ={}))
-    with keygen.open_token(tcfg, rw=False) as handle:
-        for label in ("root-1", "issuing-1"):
+    cfg = load(ca_config, environ={})
+    for tcfg, label in (
+        (keygen.load_root_token_config(cfg), "root-1"),
+        (keygen.load_token_config(cfg), "issuing-1"),
+    ):
+        with keygen.open_token(tcfg, rw=False) as handle:
             on_token = handle.find_certificate(label)
             assert on_token == load_cert(ca_folder(ca_config) / f"{label}.pem")
             assert on_token.public_key() == handle.find_public_key(label)
@@ -93,10 +104,71 @@ def test_certificates_stored_on_token(ca_config: Path) -> None:
             assert bytes(obj[Attribute.SUBJECT]) == on_token.subject.public_bytes()
 
 
+def _pkcs11_objects(config: Path, section: str) -> str:
+    """``pkcs11-tool --list-objects`` (OpenSC, the real tool) logged into a token, with the PIN
+    from that token's PIN file handed over on stdin-free ``--pin env:`` (never on argv)."""
+    data = tomllib.loads(config.read_text())[section]
+    pin = Path(data["pin_file"]).read_text().strip()
+    result = subprocess.run(
+        ["pkcs11-tool", "--module", data["module"], "--token-label", data["label"], "--login",
+         "--pin", "env:CA_TEST_PKCS11_PIN", "--list-objects"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "CA_TEST_PKCS11_PIN": pin},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _private_key_labels(listing: str) -> set[str]:
+    labels, in_private = set(), False
+    for line in listing.splitlines():
+        if not line.startswith(" "):
+            in_private = line.startswith("Private Key Object")
+        elif in_private and line.strip().startswith("label:"):
+            labels.add(line.split(":", 1)[1].strip())
+    return labels
+
+
+def test_online_token_holds_no_root_private_key(ca_config: Path) -> None:
+    """The root key is on its own token: the online token (the one the signer logs into)
+    lists the issuing and OCSP responder keys only."""
+    online = _private_key_labels(_pkcs11_objects(ca_config, "token"))
+    root = _private_key_labels(_pkcs11_objects(ca_config, "roottoken"))
+    assert online == {"issuing-1", "issuing-1-ocsp"}, online
+    assert root == {"root-1"}, root
+    cfg = load(ca_config, environ={})
+    assert keygen.load_root_token_config(cfg).label != keygen.load_token_config(cfg).label
+
+
+def test_root_crl_from_the_ceremony(ca_config: Path) -> None:
+    folder = ca_folder(ca_config)
+    crl = x509.load_der_x509_crl((folder / "root-1.crl").read_bytes())
+    root = load_cert(folder / "root-1.pem")
+    assert crl.issuer == root.subject and crl.is_signature_valid(root.public_key())
+    assert len(crl) == 0
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
+    assert crl.next_update_utc is not None
+    assert (crl.next_update_utc - crl.last_update_utc).days == 365  # [ca] root_crl_days
+
+
+def test_roottoken_must_be_its_own_token(ca_config: Path, tmp_path: Path) -> None:
+    data = tomllib.loads(ca_config.read_text())
+    data["roottoken"] = dict(data["token"])
+    same = tmp_path / "same.toml"
+    same.write_text(tomli_w.dumps(data))
+    result = cli(same, "rotate")
+    assert result.returncode == 2 and "own token" in result.stderr
+    del data["roottoken"]
+    same.write_text(tomli_w.dumps(data))
+    result = cli(same, "rotate")
+    assert result.returncode == 2 and "[roottoken]" in result.stderr
+
+
 def test_manifest_written(ca_config: Path) -> None:
     entries = {e.name: e for e in load_manifest(manifest_path(load(ca_config, environ={})))}
     assert entries["root-1"].role == "root" and not entries["root-1"].active
     assert entries["issuing-1"].active and entries["issuing-1"].parent == "root-1"
+    assert entries["issuing-1"].ocsp_key_label == "issuing-1-ocsp"
     assert (ca_folder(ca_config) / "ceremony-dev.toml").exists()
 
 
@@ -144,10 +216,10 @@ def test_existing_output_file_refused_before_any_key(ca_config: Path, tmp_path: 
 
 
 def test_existing_label_refused(ca_config: Path, tmp_path: Path) -> None:
-    spec = _spec_file(tmp_path, "root-y", "issuing-y", root_label="issuing-1")
+    spec = _spec_file(tmp_path, "root-y", "issuing-y", root_label="root-1")  # on the root token
     result = cli(ca_config, "ceremony", str(spec))
     assert result.returncode == 2
-    assert "'issuing-1' already exists" in result.stderr
+    assert "'root-1' already exists" in result.stderr
     assert not (ca_folder(ca_config) / "root-y.pem").exists()
 
 
@@ -185,10 +257,29 @@ def test_rotate_keeps_old_issuer_inactive(ca_config: Path) -> None:
     with keygen.open_token(tcfg, rw=False) as handle:
         assert handle.find_certificate("issuing-2") == new
         assert handle.find_public_key("issuing-1") is not None  # old key kept for CRL/OCSP
+    assert entries["issuing-2"].ocsp_key_label == "issuing-2-ocsp"
+    with keygen.open_token(tcfg, rw=False) as handle:
+        assert handle.find_public_key("issuing-2-ocsp") is not None
     again = cli(ca_config, "rotate", "--name", "issuing-2")
     assert again.returncode == 2
     check = cli(ca_config, "check")
     assert check.returncode == 0, check.stdout
+    check = cli(ca_config, "check", "--root")
+    assert check.returncode == 0, check.stdout
+
+
+def test_rotate_needs_the_root_token(ca_config_ec: Path, tmp_path: Path) -> None:
+    """The issuing certificate is signed by the root key, which only the root token has: with
+    the root token's PIN unreadable, rotation stops before it makes anything."""
+    data = tomllib.loads(ca_config_ec.read_text())
+    data["roottoken"]["pin_file"] = str(tmp_path / "missing.pin")
+    config = tmp_path / "no-root.toml"
+    config.write_text(tomli_w.dumps(data))
+    before = (ca_folder(ca_config_ec) / "issuers.toml").read_bytes()
+    result = cli(config, "rotate", "--name", "issuing-never")
+    assert result.returncode == 1 and "roottoken" in result.stderr
+    assert (ca_folder(ca_config_ec) / "issuers.toml").read_bytes() == before
+    assert not (ca_folder(ca_config_ec) / "issuing-never.pem").exists()
 
 
 def test_ec_ceremony(ca_config_ec: Path) -> None:
@@ -212,11 +303,20 @@ def test_check_flags_certificate_key_mismatch(ca_config_ec: Path, tmp_path: Path
     data["issuers"]["root-1"]["certificate"] = "issuing-1.pem"  # wrong certificate for the key
     path.write_text(tomli_w.dumps(data))
     try:
-        result = cli(ca_config_ec, "check")
+        result = cli(ca_config_ec, "check", "--root")  # the root's key is on the root token
         assert result.returncode == 1
         assert "does not match key 'root-1'" in result.stdout
     finally:
         path.write_bytes(original)
+
+
+def test_check_flags_a_root_key_on_the_online_token(ca_config_ec: Path) -> None:
+    assert cli(ca_config_ec, "check").returncode == 0
+    made = cli(ca_config_ec, "generate", "--label", "root-1", "--type", "p256")
+    assert made.returncode == 0, made.stderr
+    result = cli(ca_config_ec, "check")
+    assert result.returncode == 1
+    assert "root 'root-1': its private key is on the online token" in result.stdout
 
 
 def test_load_spec_refuses_unknown_keys(tmp_path: Path) -> None:
@@ -253,8 +353,10 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
     env = dict(os.environ, CA_CONFIG=str(config))
     subprocess.run([bin_dir / "ca-keys", "dev-ceremony"], env=env, check=True, capture_output=True)
     entries = journal_mod.read(journal_mod.journal_path(load_config(config, environ={})))
-    assert {e["action"] for e in entries} == {"key_ceremony", "audit_key_generated"}
-    assert {e["target"] for e in entries} == {"root-1", "issuing-1", "audit-1"}
+    assert sorted(e["action"] for e in entries) == sorted(
+        ["audit_key_generated", "key_ceremony", "key_ceremony", "root_crl_signed"]
+    )
+    assert sorted(e["target"] for e in entries) == ["audit-1", "issuing-1", "root-1", "root-1"]
 
     import shutil
     import tempfile
@@ -288,8 +390,9 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
 
         rows = asyncio.run(events())
         assert [(a, t) for a, t, _ in rows] == [("key_ceremony", "root-1"),
-                                                ("key_ceremony", "issuing-1")]
-        assert all(fp and len(fp) == 64 for _, _, fp in rows)
+                                                ("key_ceremony", "issuing-1"),
+                                                ("root_crl_signed", "root-1")]
+        assert all(fp and len(fp) == 64 for _, _, fp in rows[:2])
         verify = subprocess.run([admin, "audit", "verify"], env=env, capture_output=True,
                                 text=True)
         assert verify.returncode == 0, verify.stdout

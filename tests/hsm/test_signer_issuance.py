@@ -284,6 +284,28 @@ async def test_crl_is_signed_and_openssl_accepts_it(
     assert out.returncode != 0 and "certificate revoked" in out.stdout + out.stderr
 
 
+def _verifies(pub: object, resp: ocsp.OCSPResponse) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    try:
+        if isinstance(pub, rsa.RSAPublicKey):
+            pub.verify(
+                resp.signature,
+                resp.tbs_response_bytes,
+                padding.PKCS1v15(),
+                resp.signature_hash_algorithm,
+            )
+        else:
+            assert isinstance(pub, ec.EllipticCurvePublicKey)
+            pub.verify(
+                resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm)
+            )
+    except InvalidSignature:
+        return False
+    return True
+
+
 async def test_ocsp_responses_verify_and_carry_status_and_nonce(
     signer_env: tuple[Path, SignerClient], client: SignerClient
 ) -> None:
@@ -304,24 +326,19 @@ async def test_ocsp_responses_verify_and_carry_status_and_nonce(
         resp = ocsp.load_der_ocsp_response(res.unwrap())
         assert resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
         assert resp.serial_number == serial
+        # signed by the delegated responder, whose certificate comes with the response and
+        # is named by the responder ID; never by the issuing CA key
+        (responder,) = resp.certificates
+        responder.verify_directly_issued_by(issuing)
+        eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(eku) == [x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]
+        responder.extensions.get_extension_for_class(x509.OCSPNoCheck)
         assert (
             resp.responder_key_hash
-            == x509.SubjectKeyIdentifier.from_public_key(issuing.public_key()).digest
+            == x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
         )
-        pub = issuing.public_key()
-        if isinstance(pub, rsa.RSAPublicKey):
-            from cryptography.hazmat.primitives.asymmetric import padding
-
-            pub.verify(
-                resp.signature,
-                resp.tbs_response_bytes,
-                padding.PKCS1v15(),
-                resp.signature_hash_algorithm,
-            )
-        else:
-            pub.verify(
-                resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm)
-            )
+        assert _verifies(responder.public_key(), resp)
+        assert not _verifies(issuing.public_key(), resp)
         statuses.append(resp.certificate_status)
     assert statuses == [
         ocsp.OCSPCertStatus.GOOD,

@@ -160,8 +160,13 @@ async def test_ocsp_get_post_nonce_unknown_unauthorized(new_client: Any, officer
         assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
         assert resp.serial_number == leaf.serial_number
         assert resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
-        issuing.public_key().verify(resp.signature, resp.tbs_response_bytes,
-                                    ec.ECDSA(hashes.SHA256()))
+        # signed by the issuer's delegated responder, named by the responder ID and included
+        (responder,) = resp.certificates
+        responder.verify_directly_issued_by(issuing)
+        assert resp.responder_key_hash == \
+            x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
+        responder.public_key().verify(resp.signature, resp.tbs_response_bytes,
+                                      ec.ECDSA(hashes.SHA256()))
     # a serial this CA never issued
     fake = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(issuing.subject)
             .public_key(leaf.public_key()).serial_number(x509.random_serial_number())
@@ -201,3 +206,67 @@ async def test_crl_endpoints_and_refresh(new_client: Any, server: Any, clock: An
     n = x509.CRLNumber
     assert after.extensions.get_extension_for_class(n).value.crl_number > \
         before.extensions.get_extension_for_class(n).value.crl_number
+
+
+async def _crl_pem(c: Any, name: str) -> bytes:
+    r = await c.call("GET", f"/crl/{name}.crl")
+    assert r.status == 200 and r.headers["Content-Type"] == "application/pkix-crl", r.text
+    return _crl(r.body).public_bytes(PEM)
+
+
+async def test_chain_checks_with_the_root_crl_and_the_issuing_crl(
+    new_client: Any, officer: Any, tmp_path: Path, ca_config: Path, server: Any,
+) -> None:
+    """The issuing CA names the root's CRL, which the ceremony signed and the gateway serves:
+    a relying party that checks every certificate of the chain (-crl_check_all) needs both
+    CRLs, and a root CRL listing the issuing CA makes the end-entity certificate fail."""
+    c, _, _ = await active_subscriber(new_client, officer)
+    obj = (await apply(c, "signing", csr_pem(new_key("p256")))).json
+    f = await _files(c, tmp_path, obj["certificate"])
+    issuing = x509.load_pem_x509_certificate(f["issuing"].read_bytes())
+    cdp = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name[0].value.endswith("/crl/root-1.crl")
+    crls = tmp_path / "crls.pem"
+    lc = server.app[keys.RUNTIME].lifecycle  # an issuing CRL dated by this module's clock
+    await lc.crl.regenerate(lc.issuers.ids["issuing-1"])
+
+    async def verify(*names: str) -> tuple[int, str]:
+        crls.write_bytes(b"".join([await _crl_pem(c, n) for n in names]))
+        return await run("openssl", "verify", "-crl_check_all", "-CAfile", f["chain"],
+                         "-CRLfile", crls, f["leaf"])
+
+    code, out = await verify("root-1", "issuing-1")
+    assert code == 0 and "OK" in out, out
+    code, out = await verify("issuing-1")  # without the root's CRL the chain cannot be checked
+    assert code != 0 and "unable to get certificate CRL" in out, out
+    r = await c.call("GET", "/crl/root-1.crl")
+    assert r.headers["Cache-Control"] == "public, max-age=3600"
+    # the security officer revokes the issuing CA in a root CRL ceremony (the real ca-keys)
+    folder = ca_config.parent / "ca"
+    kept = {p: p.read_bytes() for p in (folder / "root-1.crl", folder / "root-1.crl-state.toml")}
+    try:
+        code, out = await run(lifecycle.BIN / "ca-keys", "root-crl", "--config", ca_config,
+                              "--revoke", "issuing-1", "--reason", "keyCompromise")
+        assert code == 0, out
+        root_crl = _crl((await c.call("GET", "/crl/root-1.crl")).body)
+        assert root_crl.get_revoked_certificate_by_serial_number(issuing.serial_number)
+        number = root_crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        assert number == 2
+        code, out = await verify("root-1", "issuing-1")
+        assert code != 0 and "certificate revoked" in out, out
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
+    code, out = await verify("root-1", "issuing-1")
+    assert code == 0, out
+
+
+async def test_no_ocsp_for_the_offline_root(new_client: Any) -> None:
+    """The root key is offline, so nobody answers OCSP for the certificates it issued (the
+    issuing CAs): their status is in the root CRL."""
+    c = new_client()
+    root = x509.load_der_x509_certificate((await c.call("GET", "/ca/root-1.crt")).body)
+    issuing = x509.load_der_x509_certificate((await c.call("GET", "/ca/issuing-1.crt")).body)
+    r = await c.call("POST", "/ocsp", raw=_request(issuing, root))
+    assert ocsp.load_der_ocsp_response(r.body).response_status == \
+        ocsp.OCSPResponseStatus.UNAUTHORIZED

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.services import ocsp_presign
 from gateway.services.ocsp_presign import OcspPresigner
@@ -62,10 +63,18 @@ async def ask(client: Any, der: bytes) -> bytes:
 
 
 def check_signed(der: bytes, issuer: x509.Certificate, serial: int) -> ocsp.OCSPResponse:
+    """Signed by the issuer's delegated responder: its certificate comes with the response, is
+    issued by the issuer for OCSP signing and is what the responder ID names."""
     resp = ocsp.load_der_ocsp_response(der)
     assert resp.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert resp.serial_number == serial
-    issuer.public_key().verify(  # type: ignore[call-arg]
+    (responder,) = resp.certificates
+    responder.verify_directly_issued_by(issuer)
+    eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.OCSP_SIGNING in eku
+    assert resp.responder_key_hash == \
+        x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
+    responder.public_key().verify(  # type: ignore[call-arg]
         resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
         resp.signature_hash_algorithm,
     )

@@ -46,28 +46,39 @@ def _write_secret(path: Path, value: str) -> None:
 
 
 def write_config(
-    tmp_dir: Path, key_type: str = "rsa2048", *, port: int = 8080, token: tuple[str, str, str]
+    tmp_dir: Path,
+    key_type: str = "rsa2048",
+    *,
+    port: int = 8080,
+    token: tuple[str, str, str],
+    root_token: tuple[str, str, str] | None = None,
 ) -> Path:
-    """``ca.example.toml`` adapted to ``tmp_dir`` and ``token``; returns the config path."""
+    """``ca.example.toml`` adapted to ``tmp_dir``, the online ``token`` and the offline root's
+    own ``root_token`` (a fresh one when not given); returns the config path."""
     tmp_dir = Path(tmp_dir).resolve()
-    label, pin, so_pin = token
     data: dict[str, Any] = tomllib.loads(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     secrets_dir = tmp_dir / "secrets"
-    _write_secret(secrets_dir / "token.pin", pin)
-    _write_secret(secrets_dir / "token.so-pin", so_pin)
+    for section, prefix, (label, pin, so_pin) in (
+        ("token", "token", token),
+        ("roottoken", "root-token", root_token or new_token()),
+    ):
+        _write_secret(secrets_dir / f"{prefix}.pin", pin)
+        _write_secret(secrets_dir / f"{prefix}.so-pin", so_pin)
+        data[section].update(
+            {
+                "module": str(SOFTHSM_MODULE),
+                "label": label,
+                "pin_file": str(secrets_dir / f"{prefix}.pin"),
+                "so_pin_file": str(secrets_dir / f"{prefix}.so-pin"),
+            }
+        )
     _write_secret(secrets_dir / "session.key", secrets.token_hex(32))
-    data["token"].update(
-        {
-            "module": str(SOFTHSM_MODULE),
-            "label": label,
-            "pin_file": str(secrets_dir / "token.pin"),
-            "so_pin_file": str(secrets_dir / "token.so-pin"),
-        }
-    )
     data["ca"].update({"dir": str(tmp_dir / "ca"), "key_type": key_type})
     socket = tmp_dir / "run" / "signer.sock"
     socket.parent.mkdir(parents=True, exist_ok=True)
-    data["signer"].update({"socket": str(socket), "metrics_port": 0})
+    data["signer"].update(
+        {"socket": str(socket), "metrics_port": 0, "state_dir": str(tmp_dir / "signer-state")}
+    )
     data["gateway"].update(
         {
             "port": port,
@@ -81,7 +92,8 @@ def write_config(
 
 
 def make_ca(tmp_dir: Path, key_type: str = "rsa2048", *, port: int = 8080) -> Path:
-    """A fresh token, a complete config and the dev ceremony (root-1 + issuing-1) done."""
+    """Fresh online and root tokens, a complete config and the dev ceremony (root-1 on the
+    root token; issuing-1 and its OCSP responder key on the online token) done."""
     tmp_dir = Path(tmp_dir)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path = write_config(tmp_dir, key_type, port=port, token=new_token())
@@ -108,10 +120,12 @@ def run_ca_keys(
 
 
 def token_pins(config: Path) -> list[str]:
-    """The PINs a config points to, so tests can assert they never show up in output."""
+    """The PINs a config points to (both tokens), so tests can assert they never show up in
+    output."""
     data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
     pins = []
-    for key in ("pin_file", "so_pin_file"):
-        if data["token"].get(key):
-            pins.append(Path(data["token"][key]).read_text(encoding="utf-8").strip())
+    for section in ("token", "roottoken"):
+        for key in ("pin_file", "so_pin_file"):
+            if data.get(section, {}).get(key):
+                pins.append(Path(data[section][key]).read_text(encoding="utf-8").strip())
     return pins

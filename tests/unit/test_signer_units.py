@@ -186,6 +186,7 @@ def _unit_ca(kind: str, token: str):  # type: ignore[no-untyped-def]
     from signer.issuance import build
     from signer.issuance.issuer import Issuer
     from signer.issuance.profile import Profile
+    from signer.issuance.responder import Responder, Responders, ResponderSlot
 
     def new_key():  # type: ignore[no-untyped-def]
         return (rsa.generate_private_key(65537, 2048) if kind == "rsa"
@@ -207,7 +208,24 @@ def _unit_ca(kind: str, token: str):  # type: ignore[no-untyped-def]
                     public_url="http://ca.invalid")
     profile = Profile(name="signing", usage="signing", max_validity_seconds=400 * 86400,
                       policy_oids=())
-    return ca, ca_cert, build.Registry({"unit": issuer}, {"signing": profile}, time.time)
+    # the issuer's OCSP responder: its certificate signed by the CA in software, its key
+    # signing through the same stand-in token (so a broken token breaks its answers too)
+    responder_key, responder_other = new_key(), new_key()
+    responder_cert = (x509.CertificateBuilder().issuer_name(name)
+                      .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME,
+                                                                  "Unit OCSP")]))
+                      .public_key(responder_key.public_key()).serial_number(1 << 71)
+                      .not_valid_before(now - dt.timedelta(days=1))
+                      .not_valid_after(now + dt.timedelta(days=6))
+                      .sign(ca, hashes.SHA256()))
+    responder_sign = _software_token(
+        kind, responder_key if token == "right key" else responder_other,
+        garbage=token == "garbage")
+    slot = ResponderSlot(issuer, wrap(responder_key.public_key(), responder_sign,  # type: ignore[arg-type]
+                                      "unit-ocsp"), Path("/nonexistent"), 7)
+    slot.current = Responder(issuer, slot.key, responder_cert)
+    return ca, ca_cert, build.Registry({"unit": issuer}, {"signing": profile}, time.time,
+                                       Responders({"unit": slot}))
 
 
 def _unit_requests(n: int) -> list[IssueRequest]:
