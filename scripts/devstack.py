@@ -187,6 +187,15 @@ def apply_ownership(cfg: Any) -> None:
         run_dir = cfg.resolve(socket).parent
         run_dir.mkdir(parents=True, exist_ok=True)
         _own(run_dir, SIGNER_USER, 0o750, group=SIGNER_CLIENTS_GROUP)
+    # the signer's own files: OCSP responder certificates and its audit checkpoint ledger
+    signer = cfg.section("signer")
+    for folder in (
+        cfg.resolve(str(signer.get("state_dir") or "signer-state")),
+        cfg.resolve(str(signer.get("audit_checkpoint_file") or "audit/checkpoints.jsonl")).parent,
+    ):
+        if _inside_var(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            _own_tree(folder, SIGNER_USER)
 
 
 def let_gateway_reach_database(pg_root: Path) -> None:
