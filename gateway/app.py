@@ -67,7 +67,8 @@ def _database(pool: asyncpg.Pool | None):
         config = app[keys.CONFIG]
         own = pool is None
         db = pool if pool is not None else await create_pool(
-            database_url(config), min_size=config.pool_min, max_size=config.pool_max
+            database_url(config), min_size=config.pool_min, max_size=config.pool_max,
+            acquire_timeout=config.acquire_timeout,
         )
         try:
             if config.migrate_on_start:

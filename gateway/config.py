@@ -17,9 +17,9 @@ from hsm_config.manifest import manifest_path
 GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
-    "crl_refresh_seconds", "notice_interval_seconds",
+    "crl_refresh_seconds", "notice_interval_seconds", "pending_sweep_seconds",
 }
-DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start"}
+DATABASE_KEYS = {"url", "pool_min", "pool_max", "migrate_on_start", "acquire_timeout"}
 POLICY_KEYS = {
     "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
     "login_max_failures", "officer_max_failures", "crl_next_update_hours",
@@ -46,6 +46,7 @@ class GatewayConfig:
     pool_min: int = 1
     pool_max: int = 10
     migrate_on_start: bool = True
+    acquire_timeout: int = 5  # seconds a request waits for a pooled connection, then 503
     renewal_window_days: int = 30
     certificate_validity_days: int = 365
     password_min: int = 6
@@ -56,6 +57,7 @@ class GatewayConfig:
     manifest_path: Path | None = None  # the issuer manifest ([ca] dir / issuers.toml)
     crl_refresh_seconds: int = 300
     notice_interval_seconds: int = 300
+    pending_sweep_seconds: int = 10  # how often pending rows past their deadline are resolved
     crl_next_update_hours: int = 24
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
@@ -158,6 +160,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         pool_min=_int(db, "pool_min", 1, "database", minimum=0),
         pool_max=_int(db, "pool_max", 10, "database", minimum=1),
         migrate_on_start=_onoff(db.get("migrate_on_start", True), "[database] migrate_on_start"),
+        acquire_timeout=_int(db, "acquire_timeout", 5, "database", minimum=1),
         renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
         certificate_validity_days=validity,
         password_min=pmin,
@@ -167,6 +170,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         manifest_path=manifest_path(cfg),
         crl_refresh_seconds=_int(gw, "crl_refresh_seconds", 300, "gateway", minimum=1),
         notice_interval_seconds=_int(gw, "notice_interval_seconds", 300, "gateway", minimum=1),
+        pending_sweep_seconds=_int(gw, "pending_sweep_seconds", 10, "gateway", minimum=1),
         crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,

@@ -65,7 +65,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 def _retry_later() -> dict[str, Any]:
-    out = _err("signer_unavailable")
+    out = _err("signer_unavailable", "database_unavailable")
     out["headers"] = {"Retry-After": {"schema": I, "description": "seconds"}}
     return out
 
@@ -152,6 +152,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/certificates": {
             "post": _op("apply for a certificate", {
                 "201": _ok(cert),
+                "200": _ok(cert, "a retry: the stored certificate of an earlier attempt of "
+                                 "this application (same usage and public key)"),
                 "400": _err("bad_request", "invalid_field", "bad_csr", "weak_key", "pop_failed",
                             "terms_not_accepted"),
                 "403": _err("usage_not_allowed", "csrf_failed", "password_change_required"),

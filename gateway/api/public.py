@@ -25,6 +25,9 @@ from gateway.services.lifecycle import lifecycle
 routes = web.RouteTableDef()
 log = logging.getLogger("gateway.public")
 READY_TIMEOUT = 2.0
+# a new transaction's read-only flag (follows default_transaction_read_only) and standby mode
+WRITABLE_SQL = ("SELECT pg_is_in_recovery() AS in_recovery, "
+                "current_setting('transaction_read_only') AS read_only")
 
 
 @routes.get("/healthz")
@@ -37,7 +40,12 @@ async def readyz(request: web.Request) -> web.Response:
     problems: dict[str, str] = {}
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await keys.runtime(request).db.fetchval("SELECT 1")
+            # reachable is not enough: a read-only or recovering database fails every write
+            row = await keys.runtime(request).db.fetchrow(WRITABLE_SQL)
+        if row["in_recovery"]:
+            problems["database"] = "in_recovery"
+        elif row["read_only"] == "on":
+            problems["database"] = "read_only"
     except Exception as exc:  # any failure means "not ready"
         problems["database"] = type(exc).__name__
     try:
