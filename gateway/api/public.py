@@ -38,6 +38,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     problems: dict[str, str] = {}
+    signer_status = "ok"
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             # reachable is not enough: a read-only or recovering database fails every write
@@ -50,7 +51,9 @@ async def readyz(request: web.Request) -> web.Response:
         problems["database"] = type(exc).__name__
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await keys.runtime(request).signer.health()
+            health = await keys.runtime(request).signer.health()
+        # "degraded": a worker is stalled, dead or healing while another serves (still ready)
+        signer_status = str((health or {}).get("status", "ok"))
     except Exception as exc:
         problems["signer"] = getattr(exc, "message", None) or type(exc).__name__
     if problems:
@@ -58,7 +61,7 @@ async def readyz(request: web.Request) -> web.Response:
             {"error": Kind.NOT_READY.value, "message": "not ready", "checks": problems},
             status=503,
         )
-    return json_response({"status": "ready"})
+    return json_response({"status": "ready", "signer": signer_status})
 
 
 @routes.get("/metrics")
