@@ -69,10 +69,14 @@ class OutageLog:
     def record(self, reason: str, where: str) -> None:
         now = time.monotonic()
         if now - self.last_error > self.quiet_seconds:
-            log.warning("database unavailable (%s at %s); answering 503 database_unavailable "
-                        "until it is back (%d more errors in the previous outage)",
-                        reason, where, self.suppressed,
-                        extra={"reason": reason, "suppressed": self.suppressed})
+            log.warning(
+                "database unavailable (%s at %s); answering 503 database_unavailable "
+                "until it is back (%d more errors in the previous outage)",
+                reason,
+                where,
+                self.suppressed,
+                extra={"reason": reason, "suppressed": self.suppressed},
+            )
             self.suppressed = 0
         else:
             self.suppressed += 1

@@ -207,7 +207,11 @@ class WorkerPool:
             log.warning(
                 "worker %d (pid %s) stalled: silent %.1fs, on its batch %.1fs; moving its %d "
                 "items to a ready worker",
-                slot.index, slot.pid, silent, slot.busy, slot.inflight_items,
+                slot.index,
+                slot.pid,
+                silent,
+                slot.busy,
+                slot.inflight_items,
             )
             self._update_gauges()
         self._move_items(slot)
@@ -226,8 +230,7 @@ class WorkerPool:
             slot.moved[batch.id] = batch
         slot.inflight.clear()
         if moved:
-            log.warning("worker %d stalled: %d items moved to the queue's head", slot.index,
-                        moved)
+            log.warning("worker %d stalled: %d items moved to the queue's head", slot.index, moved)
         self._dispatch()
 
     async def wait_ready(self, seconds: float) -> bool:
@@ -309,8 +312,11 @@ class WorkerPool:
         if kind == "hb":
             slot.busy = float(msg.get("busy", 0.0))
         if slot.stalled and slot.busy <= self.heartbeat_timeout:
-            log.info("worker %d answers again after a %.1fs stall", slot.index,
-                     slot.last_seen - slot.stalled_since)  # type: ignore[operator]
+            log.info(
+                "worker %d answers again after a %.1fs stall",
+                slot.index,
+                slot.last_seen - slot.stalled_since,
+            )  # type: ignore[operator]
             slot.stalled_since = None
             self._update_gauges()
             self._dispatch()

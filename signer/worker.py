@@ -307,8 +307,9 @@ def worker_main(config_path: str, index: int, sock: socket.socket, stagger: floa
     # staggered log-in: SoftHSM rewrites token files at login
     time.sleep(index * stagger)
     worker = Worker(Link(sock), scfg, TokenHandle(token_config(cfg)))
-    threading.Thread(target=worker.heartbeat, args=(scfg.heartbeat_timeout / 4,),
-                     name="heartbeat", daemon=True).start()
+    threading.Thread(
+        target=worker.heartbeat, args=(scfg.heartbeat_timeout / 4,), name="heartbeat", daemon=True
+    ).start()
     try:
         worker.serve()
     finally:

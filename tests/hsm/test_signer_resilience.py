@@ -292,8 +292,9 @@ FREEZE_SECONDS = 15.0
 EXTRA_WAIT_BOUND = 2.0  # no call may take this much longer than the slowest one before the freeze
 
 
-async def _paced_load(client: SignerClient, outcomes: Outcomes, stop: asyncio.Event,
-                      latencies: list[float]) -> None:
+async def _paced_load(
+    client: SignerClient, outcomes: Outcomes, stop: asyncio.Event, latencies: list[float]
+) -> None:
     """One caller: a certificate, a short pause, again, until ``stop``."""
     while not stop.is_set():
         request = outcomes.ca.request()
@@ -322,16 +323,18 @@ async def test_frozen_busy_worker_is_seen_and_its_items_move_without_delay(ca: C
             # before: the normal latency under the same load
             before: list[float] = []
             outcomes = Outcomes(ca)
-            callers = [asyncio.create_task(_paced_load(client, outcomes, stop, before))
-                       for _ in range(6)]
+            callers = [
+                asyncio.create_task(_paced_load(client, outcomes, stop, before)) for _ in range(6)
+            ]
             await asyncio.sleep(1.0)
             normal = max(before)
             during: list[float] = []
             for task in callers:
                 task.cancel()
             await asyncio.gather(*callers, return_exceptions=True)
-            callers = [asyncio.create_task(_paced_load(client, outcomes, stop, during))
-                       for _ in range(6)]
+            callers = [
+                asyncio.create_task(_paced_load(client, outcomes, stop, during)) for _ in range(6)
+            ]
 
             end = time.monotonic() + 10
             while victim is None and time.monotonic() < end:
@@ -352,7 +355,7 @@ async def test_frozen_busy_worker_is_seen_and_its_items_move_without_delay(ca: C
                 if values.get('ca_signer_workers{state="stalled"}') == 1:
                     seen = time.monotonic() - frozen_at
                 await asyncio.sleep(0.1)
-            assert seen is not None, "ca_signer_workers{state=\"stalled\"} never showed"
+            assert seen is not None, 'ca_signer_workers{state="stalled"} never showed'
             body = await health(ca)
             assert body["status"] == "degraded", body
             assert body["workers"][victim["index"]]["state"] == "stalled", body
@@ -367,8 +370,10 @@ async def test_frozen_busy_worker_is_seen_and_its_items_move_without_delay(ca: C
             assert set(outcomes.kinds) == {"ok"}, outcomes.kinds  # nothing failed, not even
             assert len(during) > 100, len(during)  # retryably; and the load went on
             slowest = max(during)
-            print(f"normal max {normal:.3f}s, during the freeze max {slowest:.3f}s, "
-                  f"stall seen after {seen:.2f}s, {len(during)} calls")
+            print(
+                f"normal max {normal:.3f}s, during the freeze max {slowest:.3f}s, "
+                f"stall seen after {seen:.2f}s, {len(during)} calls"
+            )
             assert slowest < normal + EXTRA_WAIT_BOUND, (normal, slowest)
 
             # the same process serves again: it was not replaced
