@@ -2,6 +2,10 @@
 
 Verbs: ``migrate``, ``create-officer LOGIN`` (password on stdin), ``unlock-officer LOGIN``,
 ``audit verify``, and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded cluster.
+
+Only ``db-start`` (or any verb with ``--start-db``) starts the embedded cluster: a verb that finds
+the database down says so and exits 1, so a stopped database is never restarted behind the
+operator's back (someone may have stopped it on purpose).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ def _embedded_dir(config: str | None) -> Path | None:
     return None if url else cfg.base_dir / "pg"
 
 
-def _dsn(config: str | None) -> str:
+def _dsn(config: str | None, start: bool = False) -> str:
+    """The database to use; the embedded cluster is started only with ``start``
+    (``--start-db``), otherwise a stopped one is an error that says so."""
     env = os.environ.get("DATABASE_URL")
     if env:
         return env
@@ -50,7 +56,13 @@ def _dsn(config: str | None) -> str:
     if url:
         return str(url)
     pg_dir = cfg.base_dir / "pg"
-    return ensure_running(pg_dir)
+    if start:
+        return ensure_running(pg_dir)
+    cluster = Cluster(pg_dir)
+    if not cluster.is_running():
+        raise AdminError(f"the database is down: the embedded cluster under {pg_dir} is not "
+                         "running (start it with `ca-admin db-start`, or pass --start-db)")
+    return cluster.dsn()
 
 
 async def _with_conn(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
@@ -71,7 +83,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def _read_password() -> str:
@@ -108,7 +120,7 @@ def cmd_create_officer(args: argparse.Namespace) -> int:
         print(f"created RA officer {args.login}")
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def cmd_unlock_officer(args: argparse.Namespace) -> int:
@@ -120,7 +132,7 @@ def cmd_unlock_officer(args: argparse.Namespace) -> int:
         print(f"unlocked RA officer {args.login}")
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -138,7 +150,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
         return 1
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def cmd_import_journal(args: argparse.Namespace) -> int:
@@ -176,7 +188,7 @@ def cmd_import_journal(args: argparse.Namespace) -> int:
         print(f"imported {imported} ceremony journal entries from {path}")
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def _cluster(args: argparse.Namespace) -> Cluster:
@@ -198,7 +210,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     pg_dir = _embedded_dir(args.config)
-    print(_dsn(args.config) if pg_dir is None else Cluster(pg_dir).dsn())
+    print(_dsn(args.config, args.start_db) if pg_dir is None else Cluster(pg_dir).dsn())
     return 0
 
 
@@ -218,6 +230,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="ca-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
+    p.add_argument("--start-db", action="store_true",
+                   help="start the embedded database if it is not running (never otherwise)")
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("migrate", help="apply pending SQL migrations")
     for verb, text in (
@@ -242,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     except (AdminError, ConfigError, EmbeddedError, MigrationError) as exc:
         print(f"ca-admin: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.CannotConnectNowError) as exc:
+        print(f"ca-admin: the database is down or unreachable: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
         print(f"ca-admin: database: {exc}", file=sys.stderr)
         return 1
 
