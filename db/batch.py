@@ -27,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger("db.batch")
+WARN_EVERY = 10.0  # seconds: while the database is away every batch fails; warn once a while
 
 Flush = Callable[[list[T]], Awaitable[list["R | BaseException"]]]
 Check = Callable[[list[T]], Awaitable[list["R | None"]]]
@@ -54,6 +56,7 @@ class Batcher(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
+        self._warned_at = -WARN_EVERY
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -108,8 +111,12 @@ class Batcher(Generic[T, R]):
                 for _, fut in batch:
                     _settle(fut, exc)
                 return
-            log.warning("%s of %d items failed (%s); retrying them one by one",
-                        self.name, len(batch), exc)
+            now = time.monotonic()
+            level = logging.WARNING if now - self._warned_at >= WARN_EVERY else logging.DEBUG
+            if level == logging.WARNING:
+                self._warned_at = now
+            log.log(level, "%s of %d items failed (%s); retrying them one by one",
+                    self.name, len(batch), exc)
             for one in batch:
                 await self._deliver([one], retried=True)
             return
