@@ -293,8 +293,9 @@ class IssuanceService:
             b = blocking[i.serial]
             if b is not None and b.id in stored:
                 out.append(dataclasses.replace(stored[b.id], replayed=True))
-            elif (b is not None and b.status == "pending"
-                  and b.public_key_sha256 == i.public_key_sha256):
+            elif b is None or (b.status == "pending"
+                               and b.public_key_sha256 == i.public_key_sha256):
+                # still in flight, or what blocked it was swept meanwhile: retryable
                 out.append(signer_unavailable(
                     "an earlier application with this key is still being processed; "
                     "try again shortly"))
