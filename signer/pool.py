@@ -311,12 +311,9 @@ class WorkerPool:
         kind = msg.get("t")
         if kind == "hb":
             slot.busy = float(msg.get("busy", 0.0))
-        if slot.stalled and slot.busy <= self.heartbeat_timeout:
-            log.info(
-                "worker %d answers again after a %.1fs stall",
-                slot.index,
-                slot.last_seen - slot.stalled_since,
-            )  # type: ignore[operator]
+        if slot.stalled_since is not None and slot.busy <= self.heartbeat_timeout:
+            stalled_for = slot.last_seen - slot.stalled_since
+            log.info("worker %d answers again after a %.1fs stall", slot.index, stalled_for)
             slot.stalled_since = None
             self._update_gauges()
             self._dispatch()
