@@ -37,12 +37,17 @@ def stopped_cluster() -> Iterator[tuple[Path, Cluster]]:
 
 def admin(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run([str(BIN / "ca-admin"), "--config", str(config), *argv], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(BIN / "ca-admin"), "--config", str(config), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def test_a_stopped_database_is_reported_not_started(
-        stopped_cluster: tuple[Path, Cluster]) -> None:
+def test_a_stopped_database_is_reported_not_started(stopped_cluster: tuple[Path, Cluster]) -> None:
     config, cluster = stopped_cluster
     for argv in (("migrate",), ("audit", "verify"), ("unlock-officer", "nobody")):
         out = admin(config, *argv)

@@ -54,8 +54,17 @@ def signer() -> StubSigner:
 
 def stop_immediately(cluster: Cluster) -> None:
     """``pg_ctl stop -m immediate``: the postmaster SIGQUITs every backend, like a crash."""
-    cluster._run([str(find_bindir() / "pg_ctl"), "stop", "-D", str(cluster.data_dir),
-                  "-m", "immediate", "-w"])
+    cluster._run(
+        [
+            str(find_bindir() / "pg_ctl"),
+            "stop",
+            "-D",
+            str(cluster.data_dir),
+            "-m",
+            "immediate",
+            "-w",
+        ]
+    )
 
 
 @dataclass
@@ -78,8 +87,16 @@ async def load(client: Client, paths: list[str], stop: asyncio.Event, calls: lis
         t0 = time.monotonic()
         r = await client.call("GET", path)
         body = r.json if r.headers.get("Content-Type", "").startswith("application/json") else {}
-        calls.append(Call(t0, time.monotonic(), path, r.status, (body or {}).get("error"),
-                          r.headers.get("Retry-After")))
+        calls.append(
+            Call(
+                t0,
+                time.monotonic(),
+                path,
+                r.status,
+                (body or {}).get("error"),
+                r.headers.get("Retry-After"),
+            )
+        )
         await asyncio.sleep(0.01)
 
 
@@ -110,8 +127,12 @@ async def readyz(base_url: str) -> Any:
 
 
 async def test_immediate_stop_under_load_gives_503_then_recovers(
-        pg_cluster: Cluster, officer: Client, base_url: str,
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_cluster: Cluster,
+    officer: Client,
+    base_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     caplog.set_level(logging.WARNING)
     monkeypatch.setattr(dbfaults.outages, "last_error", float("-inf"))  # a new outage
     stop, calls = asyncio.Event(), []
@@ -135,8 +156,12 @@ async def test_immediate_stop_under_load_gives_503_then_recovers(
 
 
 async def test_read_only_database_gives_503_on_writes_and_readyz(
-        officer: Client, base_url: str, database_url: str,
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    officer: Client,
+    base_url: str,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     caplog.set_level(logging.WARNING)
     monkeypatch.setattr(dbfaults.outages, "last_error", float("-inf"))  # a new outage
     admin = await asyncpg.connect(database_url)
@@ -176,7 +201,8 @@ async def test_read_only_database_gives_503_on_writes_and_readyz(
 
 
 async def test_pool_exhausted_answers_503_after_the_acquire_timeout(
-        officer: Client, db_pool: asyncpg.Pool) -> None:
+    officer: Client, db_pool: asyncpg.Pool
+) -> None:
     """Every connection held (stuck queries, a lock): a request waits at most the acquire
     timeout, then gets a retryable 503 instead of queueing without bound."""
     saved = db_pool.acquire_timeout  # type: ignore[attr-defined]

@@ -82,26 +82,31 @@ def clock() -> Any:
 async def certificate_rows(db: asyncpg.Pool, subscriber_id: int, usage: str) -> list[Any]:
     return await db.fetch(
         "SELECT id, serial, status FROM certificates WHERE subscriber_id = $1 AND usage = $2 "
-        "ORDER BY id", subscriber_id, usage)
+        "ORDER BY id",
+        subscriber_id,
+        usage,
+    )
 
 
 async def issued_events(db: asyncpg.Pool, serial: str) -> int:
     return await db.fetchval(
         "SELECT count(*) FROM audit_events WHERE action = 'certificate_issued' AND target = $1",
-        serial)
+        serial,
+    )
 
 
 # -- 1: the answer is lost after the commit ----------------------------------------------------
-async def send_unread(base_url: str, client: Client, body: dict[str, Any]
-                      ) -> asyncio.StreamWriter:
+async def send_unread(base_url: str, client: Client, body: dict[str, Any]) -> asyncio.StreamWriter:
     """POST the application on a raw connection whose answer nobody will read (a client that
     timed out); the caller aborts the connection later."""
     url = urlsplit(base_url)
     payload = orjson.dumps(body)
     cookie = "; ".join(f"{m.key}={m.value}" for m in client.jar)
-    head = (f"POST /api/v1/certificates HTTP/1.1\r\nHost: {url.netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-            f"Cookie: {cookie}\r\nX-CSRF-Token: {client.csrf}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"POST /api/v1/certificates HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        f"Cookie: {cookie}\r\nX-CSRF-Token: {client.csrf}\r\nConnection: close\r\n\r\n"
+    )
     _reader, writer = await asyncio.open_connection(url.hostname, url.port)
     writer.write(head.encode() + payload)
     await writer.drain()
@@ -109,12 +114,14 @@ async def send_unread(base_url: str, client: Client, body: dict[str, Any]
 
 
 async def test_retry_after_a_lost_answer_gets_the_stored_certificate(
-        new_client: Any, officer: Client, base_url: str, db_pool: asyncpg.Pool) -> None:
+    new_client: Any, officer: Client, base_url: str, db_pool: asyncpg.Pool
+) -> None:
     c, slip, _ = await active_subscriber(new_client, officer)
     key = new_key("p256")
     csr = csr_pem(key)
-    lost = await send_unread(base_url, c, {"usage": "signing", "csr": csr,
-                                           "terms_version": terms.VERSION})
+    lost = await send_unread(
+        base_url, c, {"usage": "signing", "csr": csr, "terms_version": terms.VERSION}
+    )
     end = time.monotonic() + 15
     while time.monotonic() < end:
         rows = await certificate_rows(db_pool, slip["subscriber_id"], "signing")
@@ -167,7 +174,8 @@ class CommitKiller:
         while not self._stop.is_set():
             rows = await self.conn.fetch(
                 "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event = 'SyncRep' AND pid <> pg_backend_pid()")
+                "AND wait_event = 'SyncRep' AND pid <> pg_backend_pid()"
+            )
             for r in rows:
                 query = r["query"] or ""
                 target = next((t for t in self.targets if t in query), None)
@@ -210,20 +218,25 @@ async def synchronous_commit(database_url: str, db_pool: asyncpg.Pool) -> AsyncI
 
 
 async def test_connection_killed_at_commit_time_is_checked_not_repeated(
-        new_client: Any, officer: Client, db_pool: asyncpg.Pool, database_url: str) -> None:
+    new_client: Any, officer: Client, db_pool: asyncpg.Pool, database_url: str
+) -> None:
     """The pending row's commit and the issued row's commit each lose their connection after
     committing: the gateway looks both up instead of failing or writing again, and the client
     gets its certificate at the first attempt."""
     c, slip, _ = await active_subscriber(new_client, officer)
     targets = ["certificates_apply_batch", "certificates_issue_batch"]
-    async with (CommitKiller(database_url, targets) as killer,
-                synchronous_commit(database_url, db_pool)):
+    async with (
+        CommitKiller(database_url, targets) as killer,
+        synchronous_commit(database_url, db_pool),
+    ):
         key = new_key("p256")
         r = await apply(c, "encryption", csr_pem(key))
         assert sorted(killer.killed) == targets, killer.killed
     assert r.status == 201, r.text
-    assert x509.load_pem_x509_certificate(
-        r.json["certificate"].encode()).public_key() == key.public_key()
+    assert (
+        x509.load_pem_x509_certificate(r.json["certificate"].encode()).public_key()
+        == key.public_key()
+    )
     rows = await certificate_rows(db_pool, slip["subscriber_id"], "encryption")
     assert [(r_["serial"], r_["status"]) for r_ in rows] == [(r.json["serial"], "issued")]
     assert await issued_events(db_pool, r.json["serial"]) == 1
@@ -238,8 +251,9 @@ def free_port() -> int:
 
 async def start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "ab")
-    proc = subprocess.Popen([str(BIN / "ca-gateway")], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "ca-gateway")], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
     out.close()
     base = f"http://127.0.0.1:{env['CA_GATEWAY_PORT']}"
     end = time.monotonic() + 60
@@ -259,16 +273,21 @@ async def start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[byte
 
 
 async def test_gateway_killed_mid_load_retries_get_their_certificates(
-        officer: Client, ca_config: Path, database_url: str, db_pool: asyncpg.Pool,
-        tmp_path: Path) -> None:
+    officer: Client, ca_config: Path, database_url: str, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
     """kill -9 of the gateway while a batch of issued rows is committed but not yet confirmed
     (held in SyncRep) and the applications behind it are pending: after a new gateway process
     starts, the retries of the committed ones get their stored certificates (200) and those of
     the pending ones succeed once the sweep has failed the abandoned rows (201)."""
     port = free_port()
-    env = {**os.environ, "CA_CONFIG": str(ca_config), "DATABASE_URL": database_url,
-           "CA_GATEWAY_PORT": str(port), "CA_GATEWAY_CAPTCHA": "off",
-           "CA_GATEWAY_PENDING_SWEEP_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "CA_CONFIG": str(ca_config),
+        "DATABASE_URL": database_url,
+        "CA_GATEWAY_PORT": str(port),
+        "CA_GATEWAY_CAPTCHA": "off",
+        "CA_GATEWAY_PENDING_SWEEP_SECONDS": "1",
+    }
     log = tmp_path / "gateway.log"
     base = f"http://127.0.0.1:{port}"
     clients: list[Client] = []
@@ -280,14 +299,18 @@ async def test_gateway_killed_mid_load_retries_get_their_certificates(
         clients.append(c)
         r = await c.login(slip["account"], slip["initial_password"])
         assert r.status == 200, r.text
-        r = await c.call("POST", "/api/v1/password", {
-            "old_password": slip["initial_password"], "new_password": "s3cret-pw"})
+        r = await c.call(
+            "POST",
+            "/api/v1/password",
+            {"old_password": slip["initial_password"], "new_password": "s3cret-pw"},
+        )
         assert r.status == 204, r.text
         c.base = base
         return c, slip
 
-    subscribers = await asyncio.gather(*[
-        subscriber(slip) for slip in await asyncio.gather(*(register(officer) for _ in range(8)))])
+    subscribers = await asyncio.gather(
+        *[subscriber(slip) for slip in await asyncio.gather(*(register(officer) for _ in range(8)))]
+    )
     ids = [s["subscriber_id"] for _, s in subscribers]
     killer = CommitKiller(database_url, [], hold=("certificates_issue_batch",))
     regime = synchronous_commit(database_url, db_pool)
@@ -295,7 +318,6 @@ async def test_gateway_killed_mid_load_retries_get_their_certificates(
     await regime.__aenter__()
     proc = await start_gateway(env, log)
     try:
-
         outcomes: Counter[str] = Counter()
         bad: list[str] = []
         done_at: list[float] = []
@@ -338,22 +360,31 @@ async def test_gateway_killed_mid_load_retries_get_their_certificates(
         # ... then the encryption ones, which wait behind it as pending rows
         tasks += [asyncio.create_task(applicant(c, "encryption")) for c, _ in subscribers]
         while time.monotonic() < end and await db_pool.fetchval(
-                "SELECT count(*) FROM certificates WHERE status = 'pending' AND usage = "
-                "'encryption' AND subscriber_id = ANY($1::bigint[])", ids) < len(subscribers):
+            "SELECT count(*) FROM certificates WHERE status = 'pending' AND usage = "
+            "'encryption' AND subscriber_id = ANY($1::bigint[])",
+            ids,
+        ) < len(subscribers):
             await asyncio.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_at = time.monotonic()
         killer.release()  # the held commits are confirmed: issued rows nobody was told about
         await asyncio.sleep(0.1)
-        counts = {r["status"]: r["n"] for r in await db_pool.fetch(
-            "SELECT status, count(*) AS n FROM certificates "
-            "WHERE subscriber_id = ANY($1::bigint[]) GROUP BY status", ids)}
+        counts = {
+            r["status"]: r["n"]
+            for r in await db_pool.fetch(
+                "SELECT status, count(*) AS n FROM certificates "
+                "WHERE subscriber_id = ANY($1::bigint[]) GROUP BY status",
+                ids,
+            )
+        }
         proc = await start_gateway(env, log)  # a new process, the same port
         await asyncio.wait_for(asyncio.gather(*tasks), 90)
 
-        print(f"kill -9 left {counts}; outcomes {dict(outcomes)}; last certificate "
-              f"{max(done_at) - killed_at:.1f}s after the kill")
+        print(
+            f"kill -9 left {counts}; outcomes {dict(outcomes)}; last certificate "
+            f"{max(done_at) - killed_at:.1f}s after the kill"
+        )
         assert not bad, bad[:5]
         assert min(done_at) > killed_at  # nobody was answered before the kill
         # the committed-but-unanswered ones come back as stored, the others are issued anew
@@ -364,10 +395,14 @@ async def test_gateway_killed_mid_load_retries_get_their_certificates(
         # one issued certificate per subscriber and usage; nothing left pending
         per = await db_pool.fetch(
             "SELECT subscriber_id, usage, count(*) AS n FROM certificates WHERE status = "
-            "'issued' AND subscriber_id = ANY($1::bigint[]) GROUP BY 1, 2", ids)
+            "'issued' AND subscriber_id = ANY($1::bigint[]) GROUP BY 1, 2",
+            ids,
+        )
         assert len(per) == len(tasks) and all(p["n"] == 1 for p in per), per
-        assert await db_pool.fetchval(
-            "SELECT count(*) FROM certificates WHERE status = 'pending'") == 0
+        assert (
+            await db_pool.fetchval("SELECT count(*) FROM certificates WHERE status = 'pending'")
+            == 0
+        )
     finally:
         for c in clients:
             await c.close()

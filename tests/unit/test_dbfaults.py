@@ -11,10 +11,14 @@ from gateway import dbfaults
 
 
 def test_server_side_outages_are_recognised() -> None:
-    for exc in (pgx.CannotConnectNowError("starting up"), pgx.AdminShutdownError("stop"),
-                pgx.ReadOnlySQLTransactionError("read-only"),
-                pgx.ConnectionDoesNotExistError("lost"), pgx.TooManyConnectionsError("full"),
-                pgx.InterfaceError("connection is closed")):
+    for exc in (
+        pgx.CannotConnectNowError("starting up"),
+        pgx.AdminShutdownError("stop"),
+        pgx.ReadOnlySQLTransactionError("read-only"),
+        pgx.ConnectionDoesNotExistError("lost"),
+        pgx.TooManyConnectionsError("full"),
+        pgx.InterfaceError("connection is closed"),
+    ):
         assert dbfaults.outage_reason(exc) is not None, exc
 
 
