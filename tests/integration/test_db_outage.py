@@ -10,6 +10,7 @@ module must see.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -19,12 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
 from db.embedded import Cluster, find_bindir
+from db.pool import create_pool
 from gateway import dbfaults
+from gateway.app import make_app
 from tests.integration.conftest import Client, StubSigner
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -220,3 +225,49 @@ async def test_pool_exhausted_answers_503_after_the_acquire_timeout(
             await db_pool.release(conn)
         db_pool.acquire_timeout = saved  # type: ignore[attr-defined]
     assert (await officer.call("GET", "/api/v1/captcha")).status == 200
+
+
+async def test_readyz_on_a_standby_says_in_recovery(
+    pg_cluster: Cluster, database_url: str, gateway_config: Any
+) -> None:
+    """A gateway whose database is a hot standby (a streaming replica: readable, every write
+    refused) is not ready: /readyz 503 with ``in_recovery``."""
+    standby = Cluster(pg_cluster.root.parent / "standby")
+    standby._prepare_dirs()
+    pg_cluster._run(
+        [
+            str(find_bindir() / "pg_basebackup"),
+            "-D",
+            str(standby.data_dir),
+            "-h",
+            str(pg_cluster.socket_dir),
+            "-p",
+            "5432",
+            "-U",
+            "ca",
+            "-R",
+            "-c",
+            "fast",
+            "-X",
+            "stream",
+        ]
+    )
+    with open(standby.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
+        fh.write(f"unix_socket_directories = '{standby.socket_dir}'\n")
+    await asyncio.to_thread(standby.start)
+    name = urlsplit(database_url).path.lstrip("/")
+    pool = await create_pool(standby.dsn(name), min_size=1, max_size=2)
+    app = make_app(
+        dataclasses.replace(gateway_config, migrate_on_start=False),
+        db_pool=pool,
+        signer_client=StubSigner(healthy=True),
+    )
+    srv = TestServer(app, host="127.0.0.1")
+    try:
+        await srv.start_server()
+        r = await readyz(str(srv.make_url("")).rstrip("/"))
+        assert r.status == 503 and r.json["checks"]["database"] == "in_recovery", r.text
+    finally:
+        await srv.close()
+        await pool.close()
+        await asyncio.to_thread(standby.stop)
