@@ -3,6 +3,10 @@
 Verbs: ``migrate``, ``create-officer LOGIN`` (password on stdin), ``unlock-officer LOGIN``,
 ``audit verify`` (the hash chain, then every signed checkpoint in the database and in the
 signer's checkpoint file), and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded cluster.
+
+Only ``db-start`` (or any verb with ``--start-db``) starts the embedded cluster: a verb that finds
+the database down says so and exits 1, so a stopped database is never restarted behind the
+operator's back (someone may have stopped it on purpose).
 """
 
 from __future__ import annotations
@@ -55,9 +59,10 @@ class Target:
         return f"Target({self.dsn!r})"
 
 
-def owner_target(config: str | os.PathLike[str] | None) -> Target:
-    """``DATABASE_URL`` as given; else ``[database] url`` or the embedded cluster (started if
-    needed), as ``[database] owner`` (default ``ca_owner``) with ``owner_password_file`` /
+def owner_target(config: str | os.PathLike[str] | None, start: bool = False) -> Target:
+    """``DATABASE_URL`` as given; else ``[database] url`` or the embedded cluster (started only
+    with ``start``, i.e. ``--start-db``; a stopped one is an error that says so), as
+    ``[database] owner`` (default ``ca_owner``) with ``owner_password_file`` /
     ``owner_password_env``. Never the gateway's application role: it cannot migrate."""
     env = os.environ.get("DATABASE_URL")
     if env:
@@ -75,12 +80,16 @@ def owner_target(config: str | os.PathLike[str] | None) -> Target:
     if url:
         return Target(str(url), password)
     pg_dir = cfg.base_dir / "pg"
-    ensure_running(pg_dir)
+    if start:
+        ensure_running(pg_dir)
+    elif not Cluster(pg_dir).is_running():
+        raise AdminError(f"the database is down: the embedded cluster under {pg_dir} is not "
+                         "running (start it with `ca-admin db-start`, or pass --start-db)")
     return Target(Cluster(pg_dir).dsn(user=str(db.get("owner", roles.OWNER))), password)
 
 
-def _dsn(config: str | None) -> Target:
-    return owner_target(config)
+def _dsn(config: str | None, start: bool = False) -> Target:
+    return owner_target(config, start)
 
 
 async def _with_conn(target: Target, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
@@ -101,7 +110,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def _read_password() -> str:
@@ -138,7 +147,7 @@ def cmd_create_officer(args: argparse.Namespace) -> int:
         print(f"created RA officer {args.login}")
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def cmd_unlock_officer(args: argparse.Namespace) -> int:
@@ -150,7 +159,7 @@ def cmd_unlock_officer(args: argparse.Namespace) -> int:
         print(f"unlocked RA officer {args.login}")
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def _checkpoint_sources(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
@@ -223,7 +232,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
         return rc
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def cmd_import_journal(args: argparse.Namespace) -> int:
@@ -261,7 +270,7 @@ def cmd_import_journal(args: argparse.Namespace) -> int:
         print(f"imported {imported} ceremony journal entries from {path}")
         return 0
 
-    return asyncio.run(_with_conn(_dsn(args.config), work))
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
 
 
 def _cluster(args: argparse.Namespace) -> Cluster:
@@ -283,7 +292,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     pg_dir = _embedded_dir(args.config)
-    print(_dsn(args.config).dsn if pg_dir is None else Cluster(pg_dir).dsn())
+    print(_dsn(args.config, args.start_db).dsn if pg_dir is None else Cluster(pg_dir).dsn())
     return 0
 
 
@@ -303,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="ca-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
+    p.add_argument("--start-db", action="store_true",
+                   help="start the embedded database if it is not running (never otherwise)")
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("migrate", help="apply pending SQL migrations")
     for verb, text in (
@@ -332,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     except (AdminError, ConfigError, EmbeddedError, MigrationError) as exc:
         print(f"ca-admin: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.CannotConnectNowError) as exc:
+        print(f"ca-admin: the database is down or unreachable: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
         print(f"ca-admin: database: {exc}", file=sys.stderr)
         return 1
 

@@ -10,6 +10,14 @@ waits up to that long for company. If ``flush`` raises for a whole batch (a tran
 aborted by one bad item, a lost connection), each item is tried again alone, so one item's
 failure never fails the others.
 
+A lost connection can hide a commit: the transaction may have committed before the answer was
+lost. With ``check``, a failed batch is looked up before anything is retried: ``check`` gets
+the items and returns, per item, its result if the failed attempt took effect (e.g. the rows
+it wrote) or None. Items it finds done are answered with that result; only the others are
+retried (a lone item too, once). If the check itself fails (the database is still away), every
+item gets the original error, which callers answer as retryable: the client's retry then meets
+whatever did commit, never a second copy of it.
+
 This is per-request work in flight inside one process, not shared state: another gateway
 instance has its own batcher and the database serialises them as it did single requests.
 """
@@ -19,20 +27,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger("db.batch")
+WARN_EVERY = 10.0  # seconds: while the database is away every batch fails; warn once a while
 
 Flush = Callable[[list[T]], Awaitable[list["R | BaseException"]]]
+Check = Callable[[list[T]], Awaitable[list["R | None"]]]
 
 
 class Batcher(Generic[T, R]):
     def __init__(self, flush: Flush, *, max_items: int = 64, max_wait: float = 0.0,
-                 max_inflight: int = 1, name: str = "batch") -> None:
+                 max_inflight: int = 1, name: str = "batch", check: Check | None = None
+                 ) -> None:
         self._flush_fn = flush
+        self._check_fn = check
         self.max_items = max_items
         self.max_wait = max_wait
         self.max_inflight = max_inflight
@@ -43,6 +56,7 @@ class Batcher(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
+        self._warned_at = -WARN_EVERY
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -81,7 +95,8 @@ class Batcher(Generic[T, R]):
             self._inflight -= 1
             self._maybe_start()  # whatever queued up meanwhile goes out now, as one batch
 
-    async def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], *,
+                       retried: bool = False) -> None:
         items = [item for item, _ in batch]
         try:
             results = await self._flush_fn(items)
@@ -89,13 +104,21 @@ class Batcher(Generic[T, R]):
                 raise RuntimeError(f"{self.name}: flush answered {len(results)} results "
                                    f"for {len(items)} items")
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
+            batch = await self._unresolved(batch, exc)
+            if not batch:
                 return
-            log.warning("%s of %d items failed (%s); retrying them one by one",
-                        self.name, len(batch), exc)
+            if retried or (len(batch) == 1 and self._check_fn is None):
+                for _, fut in batch:
+                    _settle(fut, exc)
+                return
+            now = time.monotonic()
+            level = logging.WARNING if now - self._warned_at >= WARN_EVERY else logging.DEBUG
+            if level == logging.WARNING:
+                self._warned_at = now
+            log.log(level, "%s of %d items failed (%s); retrying them one by one",
+                    self.name, len(batch), exc)
             for one in batch:
-                await self._deliver([one])
+                await self._deliver([one], retried=True)
             return
         except BaseException as exc:  # cancelled: never leave a caller waiting
             for _, fut in batch:
@@ -103,6 +126,30 @@ class Batcher(Generic[T, R]):
             raise
         for (_, fut), res in zip(batch, results, strict=True):
             _settle(fut, res)
+
+    async def _unresolved(self, batch: list[tuple[T, asyncio.Future[R]]], exc: Exception
+                          ) -> list[tuple[T, asyncio.Future[R]]]:
+        """After a failed flush: answer the items whose effect ``check`` finds committed and
+        return the others. Without ``check`` all are unresolved; if the check fails, every
+        item gets ``exc`` and none is left to retry."""
+        if self._check_fn is None:
+            return batch
+        try:
+            found = await self._check_fn([item for item, _ in batch])
+            if len(found) != len(batch):
+                raise RuntimeError(f"{self.name}: check answered {len(found)} results "
+                                   f"for {len(batch)} items")
+        except Exception:
+            for _, fut in batch:
+                _settle(fut, exc)
+            return []
+        left = []
+        for (item, fut), res in zip(batch, found, strict=True):
+            if res is None:
+                left.append((item, fut))
+            else:
+                _settle(fut, res)
+        return left
 
     async def close(self) -> None:
         if self._timer is not None:

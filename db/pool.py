@@ -1,4 +1,5 @@
-"""The asyncpg pool: JSON codecs and a bounded size; nothing else holds connections."""
+"""The asyncpg pool: JSON codecs, a bounded size and bounded waits; nothing else holds
+connections."""
 
 from __future__ import annotations
 
@@ -29,18 +30,46 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any
-                      ) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+ACQUIRE_TIMEOUT = 5.0  # seconds a caller may wait for a connection before giving up
+CONNECT_TIMEOUT = 5.0  # seconds to open a new connection (asyncpg's default is 60)
+
+
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose ``acquire()`` always has a timeout.
+
+    asyncpg waits forever by default; with every connection stuck (a database that stopped
+    answering, a lock held too long) each request would queue without bound. A bounded wait
+    turns that into a ``TimeoutError`` that the gateway answers as a retryable 503. The
+    pool's own ``fetch``/``execute``/... helpers go through ``acquire()`` too.
+    """
+
+    acquire_timeout: float = ACQUIRE_TIMEOUT
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
+                      acquire_timeout: float = ACQUIRE_TIMEOUT, **kwargs: Any) -> asyncpg.Pool:
+    kwargs.setdefault("timeout", CONNECT_TIMEOUT)
+    pool = BoundedPool(
         dsn,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        connect=None,
+        setup=None,
         init=_init_connection,
         reset=_reset_connection,
+        loop=None,
         command_timeout=30,
         **kwargs,
     )
-    assert pool is not None
+    pool.acquire_timeout = acquire_timeout
+    await pool
     return pool
 
 

@@ -70,6 +70,7 @@ def _database(pool: asyncpg.Pool | None):
         db = pool if pool is not None else await create_pool(
             database_url(config), min_size=config.pool_min, max_size=config.pool_max,
             password=database_password(config),
+            acquire_timeout=config.acquire_timeout,
         )
         try:
             if config.migrate_on_start:

@@ -21,11 +21,12 @@ GATEWAY_KEYS = {
     "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
     "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
+    "pending_sweep_seconds",
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
 }
 DATABASE_KEYS = {
     "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
-    "owner", "owner_password_file", "owner_password_env",
+    "owner", "owner_password_file", "owner_password_env", "acquire_timeout",
 }
 POLICY_KEYS = {
     "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
@@ -57,6 +58,7 @@ class GatewayConfig:
     pool_min: int = 1
     pool_max: int = 10
     migrate_on_start: bool = False  # the owner migrates (ca-admin migrate), not the gateway
+    acquire_timeout: int = 5  # seconds a request waits for a pooled connection, then 503
     renewal_window_days: int = 30
     certificate_validity_days: int = 365
     password_min: int = 6
@@ -68,6 +70,7 @@ class GatewayConfig:
     crl_refresh_seconds: int = 300
     notice_interval_seconds: int = 300
     audit_checkpoint_seconds: int = 300  # signed audit checkpoints; 0: off (and at shutdown)
+    pending_sweep_seconds: int = 10  # how often pending rows past their deadline are resolved
     crl_next_update_hours: int = 24
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
@@ -218,6 +221,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         pool_max=_int(db, "pool_max", 10, "database", minimum=1),
         migrate_on_start=_onoff(db.get("migrate_on_start", False),
                                 "[database] migrate_on_start"),
+        acquire_timeout=_int(db, "acquire_timeout", 5, "database", minimum=1),
         renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
         certificate_validity_days=validity,
         password_min=pmin,
@@ -228,6 +232,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         crl_refresh_seconds=_int(gw, "crl_refresh_seconds", 300, "gateway", minimum=1),
         notice_interval_seconds=_int(gw, "notice_interval_seconds", 300, "gateway", minimum=1),
         audit_checkpoint_seconds=_int(gw, "audit_checkpoint_seconds", 300, "gateway"),
+        pending_sweep_seconds=_int(gw, "pending_sweep_seconds", 10, "gateway", minimum=1),
         crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,

@@ -23,6 +23,7 @@ class Kind(StrEnum):
     DUPLICATE = "duplicate"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_READY = "not_ready"
+    DATABASE_UNAVAILABLE = "database_unavailable"
     INTERNAL = "internal"
     # certificate lifecycle
     BAD_CSR = "bad_csr"
@@ -56,6 +57,7 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.ACCOUNT_LOCKED: 423,
     Kind.INTERNAL: 500,
     Kind.NOT_READY: 503,
+    Kind.DATABASE_UNAVAILABLE: 503,
     Kind.BAD_CSR: 400,
     Kind.WEAK_KEY: 400,
     Kind.POP_FAILED: 400,

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import keys
+from gateway import dbfaults, keys
 from gateway.errors import FROM_HTTP_STATUS, HTTP_STATUS, ApiError, Kind
 from gateway.signer_errors import to_api_error
 from signer.errors import SignerError
@@ -111,6 +111,21 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         }
         return error_response(kind, messages.get(kind, exc.reason), status=exc.status,
                               headers=headers)
-    except Exception:
+    except Exception as exc:
+        if (outage := database_outage(exc, request)) is not None:
+            return outage
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(Kind.INTERNAL, "internal error")
+
+
+def database_outage(exc: Exception, request: web.Request) -> web.Response | None:
+    """503 ``database_unavailable`` + Retry-After when ``exc`` means the database is away
+    (stopped, restarting, read-only, out of connections): the client retries, the log gets
+    one warning per outage instead of a traceback per request. None for anything else."""
+    reason = dbfaults.outage_reason(exc)
+    if reason is None:
+        return None
+    dbfaults.outages.record(reason, f"{request.method} {request.path}")
+    return error_response(Kind.DATABASE_UNAVAILABLE,
+                          "the database is unavailable; try again shortly",
+                          headers={"Retry-After": str(dbfaults.RETRY_AFTER_SECONDS)})

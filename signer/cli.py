@@ -93,6 +93,7 @@ async def serve(config: str, scfg: SignerConfig) -> int:
         max_queue=scfg.max_queue,
         pipeline_depth=scfg.pipeline_depth,
         stall_seconds=scfg.stall_seconds,
+        heartbeat_timeout=scfg.heartbeat_timeout,
     )
     server = SignerServer(scfg, pool, metrics)
     stop = asyncio.Event()

@@ -43,6 +43,7 @@ SIGNER_KEYS = {
     "log_level",
     "pipeline_depth",
     "stall_seconds",
+    "heartbeat_timeout",
     "pin_cpus",
     "worker_allocator",
     "audit_checkpoint_file",
@@ -104,6 +105,7 @@ class SignerConfig:
     max_queue: int
     pipeline_depth: int
     stall_seconds: int
+    heartbeat_timeout: int
     pin_cpus: bool
     worker_allocator: str
     metrics_host: str
@@ -261,6 +263,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         max_queue=_int(sec, "max_queue", 8192, 1, 1_000_000),
         pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
         stall_seconds=_int(sec, "stall_seconds", 30, 2, 3600),
+        heartbeat_timeout=_int(sec, "heartbeat_timeout", 2, 1, 60),
         pin_cpus=_bool(sec, "pin_cpus", False),
         worker_allocator=_choice(sec, "worker_allocator", "tcmalloc", ALLOCATORS),
         metrics_host=str(sec.get("metrics_host", "127.0.0.1")),

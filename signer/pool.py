@@ -11,8 +11,19 @@ is cut from it only when no interactive item is waiting, and at most ``bulk_batc
 so an applicant who arrives behind a pre-signing run waits for a few signatures, not hundreds.
 
 Admission is bounded: a request that would overflow its queue, or that cannot be finished before
-its deadline at the measured per-item cost, is refused at once with ``overloaded``. A worker that
-dies fails its in-flight items with ``worker_failed`` (retryable) and is replaced with backoff.
+its deadline at the measured per-item cost, is refused at once with ``overloaded``.
+
+Faults. Workers heartbeat (``signer/worker.py``). A ready worker that has sent nothing for
+``heartbeat_timeout`` seconds (a frozen process), or whose current batch has run that long plus
+four times its expected cost (stuck in the token), is *stalled*: it is reported
+(``ca_signer_workers{state="stalled"}``, health ``degraded``), gets no new batches, and its
+in-flight items go back to the head of the queue for a ready worker; whichever answer for an
+item comes first is the one the caller gets (a duplicate signature of the same TBS is harmless),
+so each item is answered exactly once. A worker that heartbeats again is ready again; one that
+stays stalled for ``stall_seconds`` is killed and replaced. A worker that dies has its in-flight
+items retried once on a ready worker; with none ready (or on a second death) they fail with
+``worker_failed`` (retryable: the client tries the next signer). Dead workers are replaced with
+backoff.
 """
 
 from __future__ import annotations
@@ -53,6 +64,8 @@ class Job:
     future: asyncio.Future[list[dict[str, Any]]]
     results: list[dict[str, Any] | None] = field(default_factory=list)
     remaining: int = 0
+    bulk: bool = False
+    retried: set[int] = field(default_factory=set)  # items already re-run after a worker died
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
@@ -86,6 +99,20 @@ class WorkerSlot:
     restarts: int = 0
     started_at: float = 0.0
     generation: int = 0
+    last_seen: float = 0.0  # monotonic time of the worker's last message
+    busy: float = 0.0  # how long its current batch had run, at its last heartbeat
+    stalled_since: float | None = None
+    # batches whose items were moved to other workers while this one stalled: a late answer
+    # still counts if it comes first
+    moved: dict[int, Batch] = field(default_factory=dict)
+
+    @property
+    def stalled(self) -> bool:
+        return self.stalled_since is not None
+
+    @property
+    def public_state(self) -> str:
+        return "stalled" if self.stalled else self.state
 
     @property
     def inflight_items(self) -> int:
@@ -105,6 +132,7 @@ class WorkerPool:
         pipeline_depth: int = 2,
         stagger: float = 0.25,
         stall_seconds: float = 30.0,
+        heartbeat_timeout: float = 2.0,
     ) -> None:
         self.config_path = config_path
         self.metrics = metrics
@@ -114,6 +142,7 @@ class WorkerPool:
         self.pipeline_depth = pipeline_depth
         self.stagger = stagger
         self.stall_seconds = stall_seconds
+        self.heartbeat_timeout = heartbeat_timeout
         self._watchdog: asyncio.Task[None] | None = None
         self.slots = [WorkerSlot(i) for i in range(workers)]
         self.queue: deque[tuple[Job, int]] = deque()
@@ -134,25 +163,75 @@ class WorkerPool:
         self._watchdog = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Kill a worker whose batch has been on the token too long.
+        """Notice stalled workers within ``heartbeat_timeout``; kill them after
+        ``stall_seconds``.
 
         A token that stops answering (a hung network HSM) blocks the worker inside C_Sign,
-        where it cannot answer anything. Killing it fails its batches as retryable and a fresh
-        process (a fresh module context) takes its place.
+        where it cannot answer anything; a frozen process does not even heartbeat. Its items
+        move to a ready worker at once (``_check_stall``); if it stays stuck, killing it makes
+        a fresh process (a fresh module context) take its place.
         """
         while not self._closing:
-            await asyncio.sleep(min(1.0, self.stall_seconds / 4))
+            await asyncio.sleep(min(0.25, self.heartbeat_timeout / 4, self.stall_seconds / 4))
             now = time.monotonic()
             for slot in self.slots:
+                self._check_stall(slot, now)
                 oldest = min((b.sent_at for b in slot.inflight.values()), default=now)
-                if now - oldest > self.stall_seconds and slot.process is not None:
+                stuck = max(now - oldest, now - (slot.stalled_since or now))
+                if stuck > self.stall_seconds and slot.process is not None:
                     log.error(
                         "worker %d stalled for %.0fs on the token; replacing it",
                         slot.index,
-                        now - oldest,
+                        stuck,
                     )
                     self.metrics.errors.labels(kind="worker_stalled").inc()
                     slot.process.kill()
+                    slot.stalled_since = None  # counted once; its exit does the rest
+
+    def _expected_seconds(self, slot: WorkerSlot) -> float:
+        """What the batches a worker holds should cost at the measured per-item rates."""
+        return sum(
+            sum(self._item_cost.get(job.op, 0.002) for job, _ in b.parts)
+            for b in slot.inflight.values()
+        )
+
+    def _check_stall(self, slot: WorkerSlot, now: float) -> None:
+        if slot.state != "ready" or slot.process is None:
+            return
+        silent = now - slot.last_seen
+        if not slot.stalled:
+            allowance = self.heartbeat_timeout + 4 * self._expected_seconds(slot)
+            if silent <= self.heartbeat_timeout and slot.busy + silent <= allowance:
+                return
+            slot.stalled_since = now
+            log.warning(
+                "worker %d (pid %s) stalled: silent %.1fs, on its batch %.1fs; moving its %d "
+                "items to a ready worker",
+                slot.index,
+                slot.pid,
+                silent,
+                slot.busy,
+                slot.inflight_items,
+            )
+            self._update_gauges()
+        self._move_items(slot)
+
+    def _move_items(self, slot: WorkerSlot) -> None:
+        """The stalled worker's in-flight items go back to the head of their queue, for a
+        ready worker; its late answers still count if they come first (``_on_message``)."""
+        if not slot.inflight or self.ready_workers() == 0:
+            return
+        moved = 0
+        for batch in sorted(slot.inflight.values(), key=lambda b: b.id, reverse=True):
+            open_parts = [(job, i) for job, i in batch.parts if job.results[i] is None]
+            for job, i in reversed(open_parts):
+                (self.bulk if job.bulk else self.queue).appendleft((job, i))
+            moved += len(open_parts)
+            slot.moved[batch.id] = batch
+        slot.inflight.clear()
+        if moved:
+            log.warning("worker %d stalled: %d items moved to the queue's head", slot.index, moved)
+        self._dispatch()
 
     async def wait_ready(self, seconds: float) -> bool:
         try:
@@ -172,7 +251,9 @@ class WorkerPool:
         proc.start()
         child.close()
         slot.process, slot.writer, slot.state, slot.pid = proc, None, "starting", proc.pid
-        slot.started_at = time.monotonic()
+        slot.started_at = slot.last_seen = time.monotonic()
+        slot.stalled_since, slot.busy = None, 0.0
+        slot.moved.clear()
         slot.generation += 1
         slot.reader = asyncio.create_task(self._read_worker(slot, parent, slot.generation))
 
@@ -226,7 +307,18 @@ class WorkerPool:
     def _on_message(self, slot: WorkerSlot, gen: int, msg: dict[str, Any]) -> None:
         if gen != slot.generation:
             return
+        slot.last_seen = time.monotonic()
         kind = msg.get("t")
+        if kind == "hb":
+            slot.busy = float(msg.get("busy", 0.0))
+        if slot.stalled_since is not None and slot.busy <= self.heartbeat_timeout:
+            stalled_for = slot.last_seen - slot.stalled_since
+            log.info("worker %d answers again after a %.1fs stall", slot.index, stalled_for)
+            slot.stalled_since = None
+            self._update_gauges()
+            self._dispatch()
+        if kind == "hb":
+            return
         if kind == "state":
             previous = slot.state
             slot.state, slot.detail = msg["state"], msg.get("detail", "")
@@ -242,8 +334,15 @@ class WorkerPool:
             self._update_gauges()
             self._dispatch()
         elif kind == "result":
+            slot.busy = 0.0
             batch = slot.inflight.pop(msg["id"], None)
             if batch is None:
+                late = slot.moved.pop(msg["id"], None)
+                if late is not None:  # its items were moved: only a certificate is news
+                    for (job, index), result in zip(late.parts, msg["results"], strict=False):
+                        if "error" not in result:
+                            job.settle(index, result)
+                    self._dispatch()
                 return
             results = msg["results"]
             durations = msg.get("durations", [])
@@ -279,11 +378,21 @@ class WorkerPool:
             return
         lost = list(slot.inflight.values())
         slot.inflight.clear()
+        slot.moved.clear()
+        slot.stalled_since, slot.busy = None, 0.0
         failed = slot.state == "failed"
         slot.state, slot.writer = "dead", None
-        n = 0
-        for batch in lost:
-            for job, index in batch.parts:
+        n = retried = 0
+        retry = self.ready_workers() > 0  # retried once, on another worker of this signer
+        for batch in sorted(lost, key=lambda b: b.id, reverse=True):
+            for job, index in reversed(batch.parts):
+                if job.results[index] is not None:
+                    continue
+                if retry and index not in job.retried:
+                    job.retried.add(index)
+                    (self.bulk if job.bulk else self.queue).appendleft((job, index))
+                    retried += 1
+                    continue
                 job.settle(index, _err(ErrorKind.WORKER_FAILED, "worker process died mid-batch"))
                 n += 1
         if n:
@@ -297,9 +406,11 @@ class WorkerPool:
         young = time.monotonic() - slot.started_at < 10
         delay = min(30.0, 0.5 * 2 ** min(slot.restarts, 6)) if young or failed else 0.2
         log.warning(
-            "worker %d (pid %s) exited; %d in-flight items failed; restart in %.1fs",
+            "worker %d (pid %s) exited; %d in-flight items retried on another worker, %d "
+            "failed; restart in %.1fs",
             slot.index,
             slot.pid,
+            retried,
             n,
             delay,
         )
@@ -314,7 +425,7 @@ class WorkerPool:
 
     # -- admission and dispatch -------------------------------------------------------------------
     def ready_workers(self) -> int:
-        return sum(1 for s in self.slots if s.state == "ready")
+        return sum(1 for s in self.slots if s.state == "ready" and not s.stalled)
 
     def submit(
         self, op: str, items: list[Any], deadline: float | None, *, bulk: bool = False
@@ -322,7 +433,7 @@ class WorkerPool:
         """Queue a request's items; the future yields one result dict per item."""
         assert self.loop is not None
         fut: asyncio.Future[Any] = self.loop.create_future()
-        job = Job(op, items, deadline, fut)
+        job = Job(op, items, deadline, fut, bulk=bulk)
         if not items:
             fut.set_result([])
             return fut
@@ -355,6 +466,7 @@ class WorkerPool:
                 s
                 for s in self.slots
                 if s.state == "ready"
+                and not s.stalled
                 and s.writer is not None
                 and len(s.inflight) < self.pipeline_depth
             ]
@@ -411,8 +523,8 @@ class WorkerPool:
     def _update_gauges(self) -> None:
         counts: dict[str, int] = {}
         for s in self.slots:
-            counts[s.state] = counts.get(s.state, 0) + 1
-        for state in ("starting", "ready", "healing", "dead", "failed"):
+            counts[s.public_state] = counts.get(s.public_state, 0) + 1
+        for state in ("starting", "ready", "stalled", "healing", "dead", "failed"):
             self.metrics.workers.labels(state=state).set(counts.get(state, 0))
         self.metrics.token_up.set(1 if counts.get("ready") else 0)
 
@@ -427,7 +539,7 @@ class WorkerPool:
                 {
                     "index": s.index,
                     "pid": s.pid,
-                    "state": s.state,
+                    "state": s.public_state,
                     "detail": s.detail,
                     "restarts": s.restarts,
                     "inflight": s.inflight_items,

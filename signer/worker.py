@@ -7,6 +7,11 @@ pipeline and returns one result per item. On a token fault it answers what it ho
 retryable error, then heals: re-initialise the module, log in again, find the keys, cross-check
 them against the issuer certificates and make a test signature before it reports ready again.
 While healing it keeps answering (with ``token_unavailable``) so nobody waits on it.
+
+A heartbeat thread tells the pool every ``[signer] heartbeat_timeout`` / 4 seconds that the
+process lives and how long its current batch has run (``busy``): a frozen process sends
+nothing, a process stuck in C_Sign (python-pkcs11 releases the GIL there) sends a growing
+``busy``; either way the pool sees the stall within seconds and moves the items elsewhere.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,10 +64,12 @@ class Link:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._send_lock = threading.Lock()  # the heartbeat thread sends too
 
     def send(self, msg: dict[str, Any]) -> None:
         payload = msgpack.packb(msg, use_bin_type=True)
-        self.sock.sendall(HEADER.pack(len(payload)) + payload)
+        with self._send_lock:
+            self.sock.sendall(HEADER.pack(len(payload)) + payload)
 
     def poll(self, timeout: float) -> bool:
         return bool(select.select([self.sock], [], [], timeout)[0])
@@ -194,6 +202,19 @@ class Worker:
         self.registry: build.Registry | None = None
         self.audit: AuditSigner | None = None
         self._reported: dict[str, int] = {}  # key signatures already sent to the pool
+        self.busy_since: float | None = None  # monotonic start of the batch being worked on
+
+    def heartbeat(self, interval: float) -> None:
+        """Body of the heartbeat thread: ``{"t": "hb", "busy": seconds}`` until the link
+        closes."""
+        while True:
+            started = self.busy_since
+            busy = 0.0 if started is None else time.monotonic() - started
+            try:
+                self.send({"t": "hb", "busy": round(busy, 3)})
+            except OSError:
+                return
+            time.sleep(interval)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.link.send(msg)
@@ -255,6 +276,7 @@ class Worker:
         items: list[tuple[str, Any]] = msg["items"]
         results: list[dict[str, Any] | None] = [None] * len(items)
         t0 = time.perf_counter()
+        self.busy_since = time.monotonic()
         fault: TokenFault | None = None
         try:
             # a responder certificate close to its end is renewed before the batch's answers
@@ -273,6 +295,7 @@ class Worker:
             failed = {"error": fault.kind.value, "message": fault.message}
             # what was signed and verified before the fault stands; the rest may be retried
             results = [failed if r is None else r for r in results]
+        self.busy_since = None
         done = sum(1 for r in results if r is not None and "der" in r)
         per_item = (time.perf_counter() - t0) / max(1, len(items))
         self.send(
@@ -378,6 +401,9 @@ def worker_main(config_path: str, index: int, sock: socket.socket, stagger: floa
     # staggered log-in: SoftHSM rewrites token files at login
     time.sleep(index * stagger)
     worker = Worker(Link(sock), scfg, TokenHandle(token_config(cfg)))
+    threading.Thread(
+        target=worker.heartbeat, args=(scfg.heartbeat_timeout / 4,), name="heartbeat", daemon=True
+    ).start()
     try:
         worker.serve()
     finally:

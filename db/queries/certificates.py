@@ -35,6 +35,9 @@ class CertificateRow:
     issuer_name: str = ""
     public_key_sha256: bytes = b""
     renewed_from: int | None = None
+    # not a column: True when this is the stored answer to an earlier attempt of the same
+    # application (same subscriber, usage and key), returned to its retry
+    replayed: bool = False
 
 
 _COLS = """c.id, c.serial, c.usage, c.status, c.subject, i.subject AS issuer_subject,
@@ -154,6 +157,55 @@ async def apply_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[s
     return {r[1]: r[0] for r in rows}
 
 
+async def ids_by_serial(conn: asyncpg.Connection, serials: list[str]) -> dict[str, int]:
+    """{serial: id} of the rows with these serials: which pending rows of a batch whose commit
+    outcome is unknown were written."""
+    rows = await conn.fetch("SELECT serial, id FROM certificates WHERE serial = ANY($1::text[])",
+                            serials)
+    return {r["serial"]: r["id"] for r in rows}
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """What stopped an application: the newest row of its subscriber and usage that is a valid
+    issued certificate or an application still in flight."""
+
+    id: int
+    status: str  # issued, pending
+    public_key_sha256: bytes
+
+
+async def blockers(conn: asyncpg.Connection, intents: list[Intent]) -> list[Blocker | None]:
+    """Per intent (in order), the row that blocks it under ``apply_batch``'s rule, if any."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (u.ord) u.ord, c.id, c.status, c.public_key_sha256
+           FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[],
+                       $5::timestamptz[]) WITH ORDINALITY AS u(sid, usage, excl, now, since, ord)
+           JOIN certificates c ON c.subscriber_id = u.sid AND c.usage = u.usage
+                AND (u.excl IS NULL OR c.id <> u.excl)
+           LEFT JOIN revocations r ON r.certificate_id = c.id
+           WHERE (c.status = 'issued' AND r.certificate_id IS NULL
+                  AND c.superseded_by IS NULL AND c.not_after > u.now)
+              OR (c.status = 'pending' AND c.created_at >= u.since)
+           ORDER BY u.ord, c.id DESC""",
+        [i.subscriber_id for i in intents], [i.usage for i in intents],
+        [i.exclude_id for i in intents], [i.now for i in intents],
+        [i.pending_since for i in intents],
+    )
+    by_ord = {r["ord"]: Blocker(r["id"], r["status"], bytes(r["public_key_sha256"]))
+              for r in rows}
+    return [by_ord.get(k) for k in range(1, len(intents) + 1)]
+
+
+async def issued_by_ids(conn: asyncpg.Connection, ids: list[int]) -> dict[int, CertificateRow]:
+    """The issued rows among ``ids``, by id."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLS} {_FROM} WHERE c.id = ANY($1::bigint[]) AND c.status = 'issued'""",
+        ids,
+    )
+    return {r["id"]: _row(r) for r in rows}
+
+
 @dataclass(frozen=True)
 class Issued:
     """One signed certificate for ``issue_batch``: its pending row's id, what the certificate
@@ -209,9 +261,12 @@ async def mark_failed(conn: asyncpg.Connection, cert_id: int, reason: str) -> No
 
 
 async def fail_stale_pending(conn: asyncpg.Connection, *, created_before: datetime) -> int:
-    """Pending rows whose gateway died mid-application: they never got a certificate."""
+    """Pending rows past their signing deadline: their gateway died or gave up, so nobody holds
+    a certificate for them (a certificate is only handed out after its row is issued, and
+    ``issue_batch`` only issues rows that are still pending, so the two cannot both win)."""
     rows = await conn.fetch(
-        """UPDATE certificates SET status = 'failed', failure_reason = 'abandoned while pending'
+        """UPDATE certificates SET status = 'failed',
+               failure_reason = 'signing deadline passed while pending'
            WHERE status = 'pending' AND created_at < $1 RETURNING id""",
         created_before,
     )

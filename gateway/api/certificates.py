@@ -41,7 +41,8 @@ async def apply(request: web.Request) -> web.Response:
         account_id=auth.account.id, usage=body.usage, csr_text=body.csr,
         terms_version=body.terms_version, view=auth.view,
     )
-    return json_response(common.certificate(request, row), status=201)
+    # 200: the stored certificate of an earlier attempt of this same application (a retry)
+    return json_response(common.certificate(request, row), status=200 if row.replayed else 201)
 
 
 @routes.get("/api/v1/certificates")

@@ -56,6 +56,7 @@ class Operation:
     query: type[msgspec.Struct] | None = None
     errors: dict[int, tuple[str, ...]] = field(default_factory=dict)
     retry_later: bool = False  # 503 signer_unavailable with Retry-After
+    database: bool = True  # 503 database_unavailable with Retry-After while the database is away
 
     def error_codes(self, method: str) -> dict[int, list[str]]:
         """Every (status, codes) this operation can answer, its own checks included."""
@@ -83,6 +84,8 @@ class Operation:
             add(status, *codes)
         if self.retry_later:
             add(503, "signer_unavailable")
+        if self.database:
+            add(503, "database_unavailable")
         return dict(sorted(out.items()))
 
 
@@ -103,26 +106,40 @@ CSR_CODES = ("bad_csr", "weak_key", "pop_failed", "terms_not_accepted")
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     # -- public
-    ("GET", "/healthz"): Operation("liveness", "public", (Ok(200, models.Health),)),
+    ("GET", "/healthz"): Operation(
+        "liveness", "public", (Ok(200, models.Health),), database=False
+    ),
     ("GET", "/readyz"): Operation(
         "readiness: the database and at least one signer answer",
         "public",
         (Ok(200, models.Ready),),
         errors={503: ("not_ready",)},
+        database=False,  # answers not_ready instead
     ),
     ("GET", "/metrics"): Operation(
-        "Prometheus metrics, text format 0.0.4", "public", (Ok(200, media={"text/plain": TEXT}),)
+        "Prometheus metrics, text format 0.0.4",
+        "public",
+        (Ok(200, media={"text/plain": TEXT}),),
+        database=False,
     ),
     ("GET", "/ca"): Operation(
-        "the CA certificates this service publishes", "public", (Ok(200, models.Issuers),)
+        "the CA certificates this service publishes",
+        "public",
+        (Ok(200, models.Issuers),),
+        database=False,
     ),
     ("GET", "/ca/chain.pem"): Operation(
         "the active issuing CA certificate(s), then the root",
         "public",
         (Ok(200, media={PEM: TEXT}),),
+        database=False,
     ),
     ("GET", "/ca/{name}.crt"): Operation(
-        "a CA certificate, DER", "public", (Ok(200, media={DER: BINARY}),), params=(ISSUER,)
+        "a CA certificate, DER",
+        "public",
+        (Ok(200, media={DER: BINARY}),),
+        params=(ISSUER,),
+        database=False,
     ),
     ("GET", "/crl/{name}.crl"): Operation(
         "the issuer's current CRL, DER",
@@ -145,7 +162,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         params=(Param("request", "path", TEXT, "base64 of the DER OCSPRequest"),),
     ),
     ("GET", "/api/v1/openapi.json"): Operation(
-        "this document", "public", (Ok(200, media={JSON: {"type": "object"}}),)
+        "this document", "public", (Ok(200, media={JSON: {"type": "object"}}),), database=False
     ),
     ("GET", "/api/v1/captcha"): Operation(
         "a new single-use captcha",
@@ -181,7 +198,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/v1/certificates"): Operation(
         "apply for a certificate",
         "subscriber",
-        (Ok(201, models.Certificate),),
+        (
+            Ok(201, models.Certificate),
+            Ok(
+                200,
+                models.Certificate,
+                description="a retry of an application (same subscriber, usage and public key) "
+                "whose earlier attempt was issued: that certificate",
+            ),
+        ),
         auth="subscriber",
         body=models.Apply,
         retry_later=True,

@@ -131,6 +131,8 @@ class Health(Response):
 
 class Ready(Response):
     status: Literal["ready"]
+    # "degraded": a signer worker is stalled, healing or dead while another serves
+    signer: Literal["ok", "degraded"] = "ok"
 
 
 class Issuer(Response):

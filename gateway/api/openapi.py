@@ -24,7 +24,8 @@ PUBLISHED = ("/api/", "/healthz", "/readyz", "/metrics", "/ca", "/crl/", "/ocsp"
 SUBSCRIBER_SCHEME = "subscriberSession"
 OFFICER_SCHEME = "officerSession"
 CSRF_SCHEME = "csrfToken"
-RETRY_LATER = frozenset({"signer_unavailable"})  # codes answered with a Retry-After header
+# codes answered with a Retry-After header
+RETRY_LATER = frozenset({"signer_unavailable", "database_unavailable"})
 
 
 def published_routes(app: web.Application) -> list[tuple[str, str]]:

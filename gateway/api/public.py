@@ -26,6 +26,9 @@ from gateway.services.lifecycle import lifecycle
 routes = web.RouteTableDef()
 log = logging.getLogger("gateway.public")
 READY_TIMEOUT = 2.0
+# a new transaction's read-only flag (follows default_transaction_read_only) and standby mode
+WRITABLE_SQL = ("SELECT pg_is_in_recovery() AS in_recovery, "
+                "current_setting('transaction_read_only') AS read_only")
 
 
 @routes.get("/healthz")
@@ -36,14 +39,22 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     problems: dict[str, str] = {}
+    signer_status = "ok"
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await keys.runtime(request).db.fetchval("SELECT 1")
+            # reachable is not enough: a read-only or recovering database fails every write
+            row = await keys.runtime(request).db.fetchrow(WRITABLE_SQL)
+        if row["in_recovery"]:
+            problems["database"] = "in_recovery"
+        elif row["read_only"] == "on":
+            problems["database"] = "read_only"
     except Exception as exc:  # any failure means "not ready"
         problems["database"] = type(exc).__name__
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await keys.runtime(request).signer.health()
+            health = await keys.runtime(request).signer.health()
+        # "degraded": a worker is stalled, dead or healing while another serves (still ready)
+        signer_status = str((health or {}).get("status", "ok"))
     except Exception as exc:
         problems["signer"] = getattr(exc, "message", None) or type(exc).__name__
     if problems:
@@ -51,7 +62,7 @@ async def readyz(request: web.Request) -> web.Response:
             models.Error(error=Kind.NOT_READY.value, message="not ready", checks=problems),
             status=503,
         )
-    return json_response(models.Ready(status="ready"))
+    return json_response(models.Ready(status="ready", signer=signer_status))
 
 
 @routes.get("/metrics")

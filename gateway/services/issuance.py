@@ -14,10 +14,20 @@
    by the new certificates in flight (one round trip: ``cert_q.issue_batch``);
 5. answer with the stored row (the ``RETURNING`` of step 4), so nothing is returned that is not
    in the database.
+
+Retries are safe. A retried application (same subscriber, usage and public key) whose earlier
+attempt was stored but never answered (a lost connection, a killed gateway) gets that stored
+certificate back (``replayed``: the API answers 200 instead of 201); while the earlier attempt
+is still pending it gets a retryable 503. A batch whose commit outcome is unknown is looked up
+before it is retried (``Batcher(check=...)``), so neither step writes twice nor answers "apply
+again" for a row that was issued. A pending row whose signing deadline has passed
+(``PENDING_EXPIRY``) is failed by the sweep (``[gateway] pending_sweep_seconds``), which
+unblocks the subscriber's next application.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -46,7 +56,12 @@ from signer.protocol import CrlRequest, IssueRequest, OcspRequest, Result
 log = logging.getLogger("gateway.issuance")
 USAGES = ("signing", "encryption")
 SIGN_DEADLINE_SECONDS = 10.0
-PENDING_TIMEOUT = timedelta(minutes=10)  # older pending rows are abandoned applications
+# the signing deadline plus time to store the answer: a row pending longer is abandoned (its
+# gateway died or gave up) and the sweep fails it
+STORE_GRACE_SECONDS = 5.0
+PENDING_EXPIRY = timedelta(seconds=SIGN_DEADLINE_SECONDS + STORE_GRACE_SECONDS)
+# backstop when no sweep runs: older pending rows do not block a new application
+PENDING_TIMEOUT = timedelta(minutes=10)
 BATCH_MAX = 128  # applications per database transaction (steps 2 and 4)
 # transactions of each step in flight per process: the next batch gathers while one commits
 # (2 measured no better under bench-e2e)
@@ -119,12 +134,12 @@ class IssuanceService:
         self.clock = clock
         self.validity = timedelta(days=validity_days)
         # group commit of steps 2 and 4 across the requests in flight in this process
-        self._intents: Batcher[cert_q.Intent, int] = Batcher(
+        self._intents: Batcher[cert_q.Intent, int | cert_q.CertificateRow] = Batcher(
             self._flush_intents, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
-            name="pending-row batch")
+            name="pending-row batch", check=self._check_intents)
         self._issued: Batcher[cert_q.Issued, cert_q.CertificateRow] = Batcher(
             self._flush_issued, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
-            name="issued-row batch")
+            name="issued-row batch", check=self._check_issued)
 
     async def apply(self, *, account_id: int, usage: object, csr_text: object,
                     terms_version: object, view: sub_q.SubscriberView | None = None
@@ -162,7 +177,7 @@ class IssuanceService:
                     isinstance(exc, SignerError) or exc.kind is Kind.SIGNER_UNAVAILABLE):
                 self.metrics.signer_errors.labels(kind="unavailable").inc()
             raise
-        if self.metrics is not None:
+        if self.metrics is not None and not row.replayed:
             operation = "issue" if renewal_of is None else "renew"
             self.metrics.issuance_latency.labels(operation=operation).observe(
                 time.perf_counter() - t0)
@@ -191,7 +206,7 @@ class IssuanceService:
 
         # 2. persist intent: a committed pending row before anything is signed (one
         # transaction for the applications in flight: see _flush_intents)
-        cert_id = await self._intents.submit(cert_q.Intent(
+        got = await self._intents.submit(cert_q.Intent(
             subscriber_id=view.subscriber.id, account_id=view.account.id, usage=usage,
             exclude_id=renewal_of.id if renewal_of else None, serial=format(serial, "x"),
             issuer_id=self.issuers.ids[issuer.name], profile=usage, subject=subject_text,
@@ -199,6 +214,9 @@ class IssuanceService:
             not_after=not_after, terms_version=terms_version, now=now,
             pending_since=now - PENDING_TIMEOUT,
         ))  # raises the item's own error (e.g. 409 already_has_valid)
+        if isinstance(got, cert_q.CertificateRow):
+            return got  # a retry of an application that was issued: its stored certificate
+        cert_id = got
 
         # 3. sign on the token, within a deadline
         request = IssueRequest(spki=csr.spki, subject=subject, profile=usage, serial=serial,
@@ -249,19 +267,55 @@ class IssuanceService:
         assert row is not None
         return row
 
-    async def _flush_intents(self, intents: list[cert_q.Intent]) -> list[int | BaseException]:
+    async def _flush_intents(self, intents: list[cert_q.Intent]
+                             ) -> list[int | cert_q.CertificateRow | BaseException]:
         """Step 2 for a batch, one round trip that commits: lock the subscribers (id order),
         then one statement checks the one-valid-certificate rule for all, records the terms and
-        writes the pending rows (``cert_q.apply_batch``)."""
+        writes the pending rows (``cert_q.apply_batch``). Intents it blocked are looked at
+        (one more round trip, only then): a retry of an issued application gets its stored
+        certificate, a retry of one still pending a retryable 503, anything else 409."""
         async with self.pool.acquire() as conn:
             ids = await cert_q.apply_batch(conn, intents)
-        out: list[int | BaseException] = []
+            blocked = [i for i in intents if i.serial not in ids]
+            found = await cert_q.blockers(conn, blocked) if blocked else []
+            blocking = dict(zip((i.serial for i in blocked), found, strict=True))
+            same = [b.id for i, b in zip(blocked, found, strict=True)
+                    if b is not None and b.status == "issued"
+                    and b.public_key_sha256 == i.public_key_sha256 and i.exclude_id is None]
+            stored = await cert_q.issued_by_ids(conn, same) if same else {}
+        out: list[int | cert_q.CertificateRow | BaseException] = []
         for i in intents:
             cert_id = ids.get(i.serial)
-            out.append(cert_id if cert_id is not None else ApiError(
-                Kind.ALREADY_HAS_VALID,
-                f"you already hold a valid {i.usage} certificate (or one is being issued)"))
+            if cert_id is not None:
+                out.append(cert_id)
+                continue
+            b = blocking[i.serial]
+            if b is not None and b.id in stored:
+                out.append(dataclasses.replace(stored[b.id], replayed=True))
+            elif b is None or (b.status == "pending"
+                               and b.public_key_sha256 == i.public_key_sha256):
+                # still in flight, or what blocked it was swept meanwhile: retryable
+                out.append(signer_unavailable(
+                    "an earlier application with this key is still being processed; "
+                    "try again shortly"))
+            else:
+                out.append(ApiError(
+                    Kind.ALREADY_HAS_VALID,
+                    f"you already hold a valid {i.usage} certificate (or one is being issued)"))
         return out
+
+    async def _check_intents(self, intents: list[cert_q.Intent]) -> list[int | None]:
+        """After a step-2 batch failed: the pending rows it committed anyway (by serial)."""
+        async with self.pool.acquire() as conn:
+            ids = await cert_q.ids_by_serial(conn, [i.serial for i in intents])
+        return [ids.get(i.serial) for i in intents]
+
+    async def _check_issued(self, items: list[cert_q.Issued]
+                            ) -> list[cert_q.CertificateRow | None]:
+        """After a step-4 batch failed: the rows it committed as issued anyway."""
+        async with self.pool.acquire() as conn:
+            rows = await cert_q.issued_by_ids(conn, [i.id for i in items])
+        return [rows.get(i.id) for i in items]
 
     async def _flush_issued(self, items: list[cert_q.Issued]
                             ) -> list[cert_q.CertificateRow | BaseException]:
@@ -269,13 +323,21 @@ class IssuanceService:
         audit events are appended under one advisory lock (``cert_q.issue_batch``)."""
         async with self.pool.acquire() as conn:
             rows = await cert_q.issue_batch(conn, items, self.clock())
-        by_id = {r.id: r for r in rows}
+            by_id = {r.id: r for r in rows}
+            missing = [i.id for i in items if i.id not in by_id]
+            if missing:  # no longer pending: issued by an earlier attempt, or swept
+                by_id.update(await cert_q.issued_by_ids(conn, missing))
         # swept as abandoned meanwhile: never hand out an unrecorded row
         return [by_id.get(i.id) or signer_unavailable(
             "the application timed out; apply again") for i in items]
 
     async def sweep_abandoned(self) -> int:
+        """Fail pending rows past their signing deadline (``PENDING_EXPIRY``); see the module
+        docstring. Runs every ``[gateway] pending_sweep_seconds`` (lifecycle)."""
         async with self.pool.acquire() as conn:
-            return await cert_q.fail_stale_pending(
-                conn, created_before=self.clock() - PENDING_TIMEOUT
+            n = await cert_q.fail_stale_pending(
+                conn, created_before=self.clock() - PENDING_EXPIRY
             )
+        if n:
+            log.warning("failed %d pending applications past their signing deadline", n)
+        return n

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import dbfaults, keys
 from gateway.services.crl import CrlService
 from gateway.services.issuance import IssuanceService
 from gateway.services.issuers import IssuerRegistry
@@ -63,7 +63,11 @@ async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]]
         try:
             await job()
         except Exception as exc:  # keep going; the next round retries
-            log.warning("%s failed: %s", name, exc)
+            reason = dbfaults.outage_reason(exc)
+            if reason is not None:  # one warning per database outage, not one per round
+                dbfaults.outages.record(reason, name)
+            else:
+                log.warning("%s failed: %s", name, exc)
         await asyncio.sleep(seconds)
 
 
@@ -74,7 +78,6 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     rt.lifecycle = lc
 
     async def housekeeping() -> None:
-        await lc.issuance.sweep_abandoned()
         await lc.renewal.purge_expired()
         await lc.crl.refresh_due()
 
@@ -82,6 +85,10 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     if lc.issuers.issuers:
         tasks.append(asyncio.create_task(_every(
             min(CRL_CHECK_SECONDS, config.crl_refresh_seconds), "CRL refresh", housekeeping)))
+    # pending rows past their signing deadline: failed within seconds, so a subscriber whose
+    # gateway died mid-application can apply again (see IssuanceService.sweep_abandoned)
+    tasks.append(asyncio.create_task(_every(
+        config.pending_sweep_seconds, "pending sweep", lc.issuance.sweep_abandoned)))
     if lc.notices.enabled:
         tasks.append(asyncio.create_task(_every(
             config.notice_interval_seconds, "renewal notices", lc.notices.run_once)))

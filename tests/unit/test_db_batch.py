@@ -56,3 +56,42 @@ async def test_close_flushes_what_waits() -> None:
     await asyncio.sleep(0)
     await b.close()
     assert await asyncio.wait_for(fut, 1) == 7
+
+
+async def test_a_failed_batch_is_checked_before_it_is_retried() -> None:
+    """A lost connection may hide a commit: what ``check`` finds done is answered from it and
+    never flushed again; the rest is retried (a lone item too, once)."""
+    flushed: list[list[str]] = []
+    committed: dict[str, str] = {}
+
+    async def flush(items: list[str]) -> list[str | BaseException]:
+        flushed.append(list(items))
+        if len(flushed) == 1:  # the first batch commits "a", then the connection is lost
+            committed["a"] = "A (stored)"
+            raise ConnectionError("connection lost at commit")
+        return [s.upper() for s in items]
+
+    async def check(items: list[str]) -> list[str | None]:
+        return [committed.get(s) for s in items]
+
+    b: Batcher[str, str] = Batcher(flush, check=check)
+    assert await asyncio.gather(b.submit("a"), b.submit("b")) == ["A (stored)", "B"]
+    assert flushed == [["a", "b"], ["b"]]
+
+    # a lone item whose commit did not happen is retried once
+    flushed.clear()
+    committed.clear()
+    assert await b.submit("c") == "C"
+    assert flushed == [["c"], ["c"]]
+
+
+async def test_when_the_check_fails_every_item_gets_the_original_error() -> None:
+    async def flush(items: list[str]) -> list[str | BaseException]:
+        raise ConnectionError("database gone")
+
+    async def check(items: list[str]) -> list[str | None]:
+        raise OSError("still gone")
+
+    b: Batcher[str, str] = Batcher(flush, check=check)
+    results = await asyncio.gather(b.submit("a"), b.submit("b"), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results), results
