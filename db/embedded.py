@@ -172,16 +172,21 @@ class Cluster:
     def _write_auth(self) -> None:
         """``peer`` for the superuser from the operator's OS user only, SCRAM for the rest."""
         operator = pwd.getpwuid(os.geteuid()).pw_name
+        server = self._server_user()
         files = {
             "pg_hba.conf": (
                 "# written by db/embedded.py at every start; edits are lost\n"
                 "# TYPE  DATABASE  USER  METHOD\n"
                 f"local   all       {SUPERUSER}    peer map=operator\n"
+                # streaming a standby (pg_basebackup -R): the superuser again, by peer only
+                f"local   replication  {SUPERUSER}  peer map=operator\n"
                 "local   all       all   scram-sha-256\n"
             ),
             "pg_ident.conf": (
-                "# written by db/embedded.py: the OS user allowed to be the superuser\n"
+                "# written by db/embedded.py: the OS users allowed to be the superuser (the\n"
+                "# operator, and the server's own user, which owns the data folder anyway)\n"
                 f"operator  {operator}  {SUPERUSER}\n"
+                + (f"operator  {server}  {SUPERUSER}\n" if server and server != operator else "")
             ),
         }
         user = self._server_user()

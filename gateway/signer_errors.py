@@ -34,6 +34,8 @@ SIGNER_ERRORS: dict[ErrorKind, Answer] = {
     ErrorKind.WORKER_FAILED: Answer(Kind.SIGNER_UNAVAILABLE, True, _BUSY),
     ErrorKind.TOKEN_UNAVAILABLE: Answer(Kind.SIGNER_UNAVAILABLE, True, _BUSY),
     ErrorKind.SIGNATURE_CHECK_FAILED: Answer(Kind.SIGNER_UNAVAILABLE, True, _BUSY),
+    # no valid OCSP responder certificate right now: the signer renews it (OCSP: tryLater)
+    ErrorKind.NO_RESPONDER: Answer(Kind.SIGNER_UNAVAILABLE, True, _BUSY),
     ErrorKind.WEAK_KEY: Answer(Kind.WEAK_KEY, False, "the signer refused this key"),
     ErrorKind.BAD_REQUEST: Answer(Kind.INTERNAL, False, _REFUSED),
     ErrorKind.PROFILE_VIOLATION: Answer(Kind.INTERNAL, False, _REFUSED),

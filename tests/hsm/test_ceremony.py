@@ -381,8 +381,8 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
             conn = await asyncpg.connect(env["DATABASE_URL"])
             try:
                 rows = await conn.fetch(
-                    "SELECT action, target, details->>'certificate_sha256' AS fp "
-                    "FROM audit_events WHERE action IN ('key_ceremony', 'root_crl_signed') ORDER BY id"
+                    "SELECT action, target, details->>'certificate_sha256' AS fp FROM audit_events "
+                    "WHERE action IN ('key_ceremony', 'root_crl_signed') ORDER BY id"
                 )
                 return [(r["action"], r["target"], r["fp"]) for r in rows]
             finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from db.embedded import Cluster
+from db.roles import ensure_roles
 
 BIN = Path(sys.executable).parent
 
@@ -28,6 +29,9 @@ def stopped_cluster() -> Iterator[tuple[Path, Cluster]]:
     config.write_text('[database]\nurl = ""\n')
     cluster = Cluster(root / "pg")
     cluster.init(fast=True)
+    cluster.start()  # once, to create the owner and application roles as make run does
+    ensure_roles(config, cluster.create_database("ca"))
+    cluster.stop()
     try:
         yield config, cluster
     finally:

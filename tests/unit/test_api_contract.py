@@ -115,7 +115,7 @@ def test_bodies_errors_and_retry_after(doc: dict[str, Any]) -> None:
         "terms_not_accepted",
         "invalid_field",
     }
-    assert _codes(apply, 503) == ["signer_unavailable"]
+    assert _codes(apply, 503) == ["signer_unavailable", "database_unavailable"]
     assert _codes(apply, 409) == ["already_has_valid"]
     renew = doc["paths"]["/api/v1/certificates/{id}/renewal"]["post"]
     assert {"bad_challenge", "key_reuse", "pop_failed"} <= set(_codes(renew, 400))
