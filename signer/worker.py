@@ -189,8 +189,13 @@ class Worker:
             fault = exc
         except Exception as exc:
             if not is_token_fault(exc):
-                raise
-            fault = TokenFault(f"token fault: {describe(exc)}", exc)
+                # items fail one by one (build.unforeseen); this is a fault in the batch
+                # logic itself: the items not yet answered fail, the worker keeps serving
+                log.exception("batch failed outside any item")
+                internal = {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
+                results = [internal if r is None else r for r in results]
+            else:
+                fault = TokenFault(f"token fault: {describe(exc)}", exc)
         if fault is not None:
             failed = {"error": fault.kind.value, "message": fault.message}
             # what was signed and verified before the fault stands; the rest may be retried
@@ -226,6 +231,9 @@ class Worker:
                     index.append(i)
                 except SignerError as exc:
                     results[i] = {"error": exc.kind.value, "message": exc.message}
+                except Exception as exc:  # a shape from_wire did not foresee
+                    err = build.unforeseen(exc, "parse")
+                    results[i] = {"error": err.kind.value, "message": err.message}
             if not reqs:
                 continue
             for i, out in zip(index, run(self.registry, reqs), strict=True):
@@ -236,20 +244,19 @@ class Worker:
 
     def _one(self, op: str, item: Any) -> dict[str, Any]:
         assert self.registry is not None
+        operation = OPERATIONS.get(op)
+        if operation is None:
+            return {"error": ErrorKind.BAD_REQUEST.value, "message": f"unknown operation {op!r}"}
+        parse, run = operation
         try:
-            parse, run = OPERATIONS[op]
             return {"der": run(self.registry, parse(item))}
         except TokenFault:
             raise
         except SignerError as exc:
             return {"error": exc.kind.value, "message": exc.message}
-        except KeyError:
-            return {"error": ErrorKind.BAD_REQUEST.value, "message": f"unknown operation {op!r}"}
         except Exception as exc:
-            if is_token_fault(exc):
-                raise
-            log.exception("item failed")
-            return {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
+            err = build.unforeseen(exc, op)  # re-raises a token fault
+            return {"error": err.kind.value, "message": err.message}
 
     def serve(self) -> None:
         self.connect(first=True)
