@@ -154,6 +154,19 @@ class Worker:
                 self.drain(delay)
                 delay = min(delay * 2, 5.0)
 
+    def fail_batch(self, msg: dict[str, Any], kind: ErrorKind, message: str) -> None:
+        """Answer every item of a batch with one error (the pool ignores a second answer)."""
+        err = {"error": kind.value, "message": message}
+        self.send(
+            {
+                "t": "result",
+                "id": msg["id"],
+                "results": [err] * len(msg["items"]),
+                "durations": [],
+                "token_fault": False,
+            }
+        )
+
     def drain(self, seconds: float) -> None:
         """Wait up to ``seconds``, failing any batch that arrives meanwhile as retryable."""
         end = time.monotonic() + seconds
@@ -189,13 +202,8 @@ class Worker:
             fault = exc
         except Exception as exc:
             if not is_token_fault(exc):
-                # items fail one by one (build.unforeseen); this is a fault in the batch
-                # logic itself: the items not yet answered fail, the worker keeps serving
-                log.exception("batch failed outside any item")
-                internal = {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
-                results = [internal if r is None else r for r in results]
-            else:
-                fault = TokenFault(f"token fault: {describe(exc)}", exc)
+                raise
+            fault = TokenFault(f"token fault: {describe(exc)}", exc)
         if fault is not None:
             failed = {"error": fault.kind.value, "message": fault.message}
             # what was signed and verified before the fault stands; the rest may be retried
@@ -269,7 +277,15 @@ class Worker:
             if kind == "stop":
                 return
             if kind == "batch":
-                if not self.run_batch(msg):
+                try:
+                    ok = self.run_batch(msg)
+                except Exception:
+                    # items fail one by one (build.unforeseen): this is a fault in the batch
+                    # logic itself; its items fail, and the process (and its session) serve on
+                    log.exception("batch failed outside any item")
+                    self.fail_batch(msg, ErrorKind.INTERNAL, "internal signer error")
+                    continue
+                if not ok:
                     log.warning("token fault: reopening the session")
                     self.connect(first=False)
 

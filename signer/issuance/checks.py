@@ -20,6 +20,7 @@ import pycountry
 from cryptography import x509
 
 from signer.errors import ErrorKind, SignerError
+from signer.protocol import CrlRequest, OcspRequest
 
 # ISO 3166-1 alpha-2, from pycountry's copy of the ISO tables (loaded once per process)
 COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
@@ -105,3 +106,24 @@ def check_serial(serial: int, what: str = "serial") -> None:
     """A positive serial number that fits the 20 octets RFC 5280 allows."""
     if serial <= 0 or serial.bit_length() > MAX_SERIAL_BITS:
         raise SignerError(ErrorKind.BAD_REQUEST, f"{what} must be positive and at most 20 octets")
+
+
+def check_ocsp(req: OcspRequest) -> None:
+    """Times, serial and revocation time of one OCSP answer."""
+    check_window("this_update", req.this_update, "next_update", req.next_update)
+    check_serial(req.serial)
+    if req.status == "revoked":
+        if req.revoked_at is None:
+            raise SignerError(ErrorKind.BAD_REQUEST, "revoked status needs revoked_at")
+        check_time("revoked_at", req.revoked_at)
+
+
+def check_crl(req: CrlRequest) -> None:
+    """Times of the CRL; every entry a serial that can exist, revoked at a time X.509 can
+    state, listed once."""
+    check_window("this_update", req.this_update, "next_update", req.next_update)
+    for entry in req.entries:
+        check_serial(entry.serial, "a revoked serial")
+        check_time("revoked_at", entry.revoked_at)
+    if len({entry.serial for entry in req.entries}) != len(req.entries):
+        raise SignerError(ErrorKind.BAD_REQUEST, "a serial is listed twice in the CRL")
