@@ -122,8 +122,14 @@ def check_crl(req: CrlRequest) -> None:
     """Times of the CRL; every entry a serial that can exist, revoked at a time X.509 can
     state, listed once."""
     check_window("this_update", req.this_update, "next_update", req.next_update)
-    for entry in req.entries:
-        check_serial(entry.serial, "a revoked serial")
-        check_time("revoked_at", entry.revoked_at)
-    if len({entry.serial for entry in req.entries}) != len(req.entries):
+    if not req.entries:
+        return
+    # whole columns at once (min/max run in C): a CRL may list 100,000 entries
+    serials = [entry.serial for entry in req.entries]
+    times = [entry.revoked_at for entry in req.entries]
+    check_serial(min(serials), "a revoked serial")
+    check_serial(max(serials), "a revoked serial")
+    check_time("revoked_at", min(times))
+    check_time("revoked_at", max(times))
+    if len(set(serials)) != len(serials):
         raise SignerError(ErrorKind.BAD_REQUEST, "a serial is listed twice in the CRL")
