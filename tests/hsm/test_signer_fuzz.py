@@ -4,8 +4,9 @@ Two kinds of input, written on a raw socket so nothing in the client library can
 
 * well-framed requests of every operation whose typed items are mutated field by field
   (hostile integers, strings with control characters, wrong types, missing and extra fields,
-  keys the profile forbids), at least ``MIN_ITEMS`` items in all: every one gets an answer
-  with the request's id, one result per item, each a DER or an error of a known kind;
+  keys the profile forbids, items nested up to msgpack's limit), at least ``MIN_ITEMS`` items
+  in all: every one gets an answer with the request's id, one result per item, each a DER or
+  an error of a known kind (a frame refused as a whole gets one ``bad_request``);
 * garbage framing (lengths over the limit, truncated frames, random bytes): the server closes
   that connection (after at most some error frames), and a well-framed payload that is not a
   msgpack map gets an error and leaves the connection usable.
@@ -14,7 +15,7 @@ Afterwards the same daemon issues a certificate, no worker was restarted, and th
 shows that no item reached ``build.unforeseen``: the signer's own checks refused them all.
 Each request must be answered within the socket timeout (20 s).
 
-Examples are derandomised so that ``make test`` is reproducible (400 frames, about 13,400
+Examples are derandomised so that ``make test`` is reproducible (480 frames, about 12,800
 items); ``CA_FUZZ_RANDOM=1`` explores new ones, ``CA_FUZZ_EXAMPLES=N`` changes the count and
 ``CA_FUZZ_SHRINK=1`` shrinks a failing example.
 """
@@ -43,7 +44,7 @@ from hypothesis import strategies as st
 from hsm_config.config import load
 from signer.config import load_signer_config
 from signer.errors import ErrorKind
-from signer.protocol import MAX_FRAME, REVOCATION_REASONS
+from signer.protocol import MAX_DEPTH, MAX_FRAME, REVOCATION_REASONS, nested_at_most
 from tests.support.signer_proc import running_signer, socket_of
 
 MIN_ITEMS = 10_000
@@ -292,6 +293,23 @@ def bent_frame(draw: st.DrawFn) -> dict[str, Any]:
     return frame
 
 
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@st.composite
+def deep_frame(draw: st.DrawFn) -> dict[str, Any]:
+    """Items nested deeper than any typed item: msgpack decodes up to 1024 levels but packs
+    fewer, so such a frame used to decode, fail to pack for its worker and never be answered."""
+    frame = draw(typed_frame())
+    items = frame.setdefault("items", [])
+    items.insert(draw(st.integers(0, len(items))), nested(draw(st.integers(2, 1020))))
+    return frame
+
+
 def check_answer(daemon: Daemon, sent: dict[str, Any], answer: dict[str, Any] | None) -> None:
     """The answer a well-framed request must get."""
     assert answer is not None, "the server closed the connection on a well-framed request"
@@ -302,6 +320,7 @@ def check_answer(daemon: Daemon, sent: dict[str, Any], answer: dict[str, Any] | 
         and (deadline is None or isinstance(deadline, int | float))
         and isinstance(sent.get("items", []), list)
         and sent.get("priority", "interactive") in ("interactive", "bulk")
+        and nested_at_most(sent.get("items", []), MAX_DEPTH)
     )
     if not decodable or sent.get("op") not in ("issue", "ocsp", "crl", "health"):
         # a frame-level refusal: the whole request, under its id when it had one
@@ -328,7 +347,7 @@ def check_answer(daemon: Daemon, sent: dict[str, Any], answer: dict[str, Any] | 
 
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("CA_FUZZ_EXAMPLES", "400")),
+    max_examples=int(os.environ.get("CA_FUZZ_EXAMPLES", "480")),
     deadline=None,
     derandomize=not RANDOM,
     database=None,
@@ -344,7 +363,7 @@ def test_every_well_framed_request_is_answered(daemon: Daemon) -> None:
     wire = Wire(daemon.socket)
 
     @FUZZ
-    @given(st.one_of(typed_frame(), typed_frame(), typed_frame(), typed_frame(), bent_frame()))
+    @given(st.one_of(typed_frame(), typed_frame(), typed_frame(), bent_frame(), deep_frame()))
     def well_framed(frame: dict[str, Any]) -> None:
         wire.send(framed(frame))
         check_answer(daemon, frame, wire.read())

@@ -115,3 +115,27 @@ def test_an_unforeseen_exception_fails_only_its_item() -> None:
 def test_a_token_fault_still_propagates_so_the_worker_heals() -> None:
     with pytest.raises(TokenFault):
         build.staged([0, 5, 1], _prepare, _sign, _release)
+
+
+def test_frames_nested_deeper_than_typed_items_are_refused() -> None:
+    """msgpack decodes at most 1024 levels: a frame at that limit decoded in the server, but
+    the batch that carries its item to a worker is a level deeper and did not decode there, so
+    the batch went unanswered. The server now refuses items nested past MAX_DEPTH."""
+    import msgpack
+
+    from signer.protocol import MAX_DEPTH, Frame, nested_at_most
+
+    deep: list[object] = []
+    for _ in range(1021):  # with the frame's map and items list: 1024 levels
+        deep = [deep]
+    frame = msgpack.packb({"v": 1, "id": 3, "op": "issue", "items": [deep]})
+    msgpack.unpackb(frame)  # decodes as a frame ...
+    batch = msgpack.packb({"t": "batch", "id": 1, "items": [("issue", deep)]})
+    with pytest.raises(ValueError):  # ... but not as the worker's batch
+        msgpack.unpackb(batch)
+    with pytest.raises(SignerError) as err:
+        Frame.decode(frame)
+    assert err.value.kind is ErrorKind.BAD_REQUEST
+    assert nested_at_most([{"subject": [["2.5.4.3", "x"]], "serials": list(range(10))}], 4)
+    assert not nested_at_most([{"subject": [["2.5.4.3", ["x"]]]}], 4)
+    assert nested_at_most([[[]]] * 3, MAX_DEPTH)
