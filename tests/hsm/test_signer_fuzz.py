@@ -7,9 +7,10 @@ Two kinds of input, written on a raw socket so nothing in the client library can
   keys the profile forbids, items nested up to msgpack's limit), at least ``MIN_ITEMS`` items
   in all: every one gets an answer with the request's id, one result per item, each a DER or
   an error of a known kind (a frame refused as a whole gets one ``bad_request``);
-* garbage framing (lengths over the limit, truncated frames, random bytes): the server closes
-  that connection (after at most some error frames), and a well-framed payload that is not a
-  msgpack map gets an error and leaves the connection usable.
+* garbage framing (lengths over the limit, truncated frames, understated lengths, random
+  bytes): the server closes that connection (after at most some error frames), and a
+  well-framed payload that is not a msgpack map gets an error and leaves the connection
+  usable.
 
 Afterwards the same daemon issues a certificate, no worker was restarted, and the daemon log
 shows that no item reached ``build.unforeseen``: the signer's own checks refused them all.
@@ -391,13 +392,17 @@ NOT_A_MAP = st.one_of(
 
 @st.composite
 def garbage(draw: st.DrawFn) -> tuple[str, bytes]:
-    kind = draw(st.sampled_from(["huge", "truncated", "random", "not a map"]))
+    kind = draw(st.sampled_from(["huge", "truncated", "short length", "random", "not a map"]))
     if kind == "huge":
         return kind, draw(HUGE) + draw(st.binary(max_size=32))
     if kind == "truncated":
         payload = msgpack.packb({"v": 1, "id": 1, "op": "issue", "items": [_base_issue(0)]})
         cut = draw(st.integers(0, len(payload) - 1))
         return kind, struct.pack(">I", len(payload)) + payload[:cut]
+    if kind == "short length":  # the header understates the payload: the rest is misread
+        payload = msgpack.packb({"v": 1, "id": 2, "op": "health", "x": draw(st.binary())})
+        cut = draw(st.integers(0, len(payload) - 1))
+        return kind, struct.pack(">I", cut) + payload
     if kind == "random":
         return kind, draw(st.binary(min_size=1, max_size=300))
     payload = draw(NOT_A_MAP)
