@@ -16,7 +16,7 @@ Afterwards the same daemon issues a certificate, no worker was restarted, and th
 shows that no item reached ``build.unforeseen``: the signer's own checks refused them all.
 Each request must be answered within the socket timeout (20 s).
 
-Examples are derandomised so that ``make test`` is reproducible (480 frames, about 12,800
+Examples are derandomised so that ``make test`` is reproducible (480 frames, about 14,100
 items); ``CA_FUZZ_RANDOM=1`` explores new ones, ``CA_FUZZ_EXAMPLES=N`` changes the count and
 ``CA_FUZZ_SHRINK=1`` shrinks a failing example.
 """
