@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import ssl
 import time
@@ -34,6 +35,8 @@ from signer.protocol import (
     OcspRequest,
     Result,
 )
+
+log = logging.getLogger("signer.client")
 
 
 @dataclass(frozen=True)
@@ -93,78 +96,126 @@ class ClientTls:
         return ctx
 
 
+class _Link:
+    """One physical connection: its streams, the requests waiting on it, its reader task.
+
+    Everything that belongs to one connection lives here, so that the end of one connection
+    (its reader sees EOF) fails exactly the requests sent on it and never touches the one
+    that replaced it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, asyncio.Future[Frame]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.writer.is_closing()
+
+    def close(self, why: str) -> None:
+        """Close the streams and fail what waits on them with the retryable ``unavailable``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.writer.close()
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(SignerError(ErrorKind.UNAVAILABLE, why))
+
+
 class Connection:
-    """One multiplexed connection to one signer: many requests in flight, matched by id."""
+    """One multiplexed connection to one signer: many requests in flight, matched by id.
+
+    The connection is opened on first use and re-opened after it drops. A request sent on a
+    link that has gone (or goes while it waits) ends with the retryable ``unavailable``, so
+    the client tries the next signer; nothing in here raises anything but ``SignerError``.
+    """
 
     def __init__(self, address: Address, ssl_context: ssl.SSLContext | None) -> None:
         self.address = address
         self.ssl_context = ssl_context
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._link: _Link | None = None
         self._ids = itertools.count(1)
-        self._read_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.down_until = 0.0
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        return self._link is not None and self._link.usable
 
-    async def _connect(self, wait_s: float) -> None:
+    async def _connect(self, wait_s: float) -> _Link:
         if self.scheme_unix:
             coro = asyncio.open_unix_connection(self.address.target, limit=MAX_FRAME)
         else:
             host, _, port = self.address.target.rpartition(":")
             coro = asyncio.open_connection(host, int(port), ssl=self.ssl_context, limit=MAX_FRAME)
-        self._reader, self._writer = await asyncio.wait_for(coro, wait_s)
-        self._read_task = asyncio.create_task(self._read_loop(self._reader))
+        reader, writer = await asyncio.wait_for(coro, wait_s)
+        link = _Link(reader, writer)
+        link.task = asyncio.create_task(self._read_loop(link))
+        self._link = link
+        return link
 
     @property
     def scheme_unix(self) -> bool:
         return self.address.scheme == "unix"
 
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+    async def _usable_link(self, wait_s: float) -> _Link:
+        """The open link, or a new one; one caller connects while the others wait for it."""
+        async with self._lock:
+            link = self._link
+            if link is not None and link.usable:
+                return link
+            try:
+                return await self._connect(wait_s)
+            except (OSError, TimeoutError) as exc:
+                self.down_until = time.monotonic() + 1.0
+                raise SignerError(
+                    ErrorKind.UNAVAILABLE, f"cannot reach signer {self.address}: {exc}"
+                ) from None
+
+    async def _read_loop(self, link: _Link) -> None:
         try:
             while True:
-                (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-                frame = Frame.decode(await reader.readexactly(length))
-                fut = self._pending.pop(frame.id, None)
+                (length,) = HEADER.unpack(await link.reader.readexactly(HEADER.size))
+                frame = Frame.decode(await link.reader.readexactly(length))
+                fut = link.pending.pop(frame.id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(frame)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, SignerError):
             pass
         finally:
-            self._drop(f"connection to {self.address} lost")
-
-    def _drop(self, why: str) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-        pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(SignerError(ErrorKind.UNAVAILABLE, why))
+            link.close(f"connection to {self.address} lost")
+            if self._link is link:
+                self._link = None
 
     async def call(self, frame: Frame, wait_s: float) -> Frame:
-        async with self._lock:
-            if not self.connected:
-                try:
-                    await self._connect(wait_s)
-                except (OSError, TimeoutError) as exc:
-                    self.down_until = time.monotonic() + 1.0
-                    raise SignerError(
-                        ErrorKind.UNAVAILABLE, f"cannot reach signer {self.address}: {exc}"
-                    ) from None
+        link = await self._usable_link(wait_s)
         frame.id = next(self._ids)
+        try:
+            data = frame.encode()
+        except (TypeError, ValueError, OverflowError) as exc:  # msgpack cannot pack a field
+            raise SignerError(ErrorKind.BAD_REQUEST, f"request cannot be encoded: {exc}") from None
+        if not link.usable:
+            # the link went between connecting and sending: the next signer (or a fresh
+            # connection on the next call) may serve, so this is retryable
+            self.down_until = time.monotonic() + 1.0
+            raise SignerError(ErrorKind.UNAVAILABLE, f"connection to {self.address} lost")
         fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._pending[frame.id] = fut
-        assert self._writer is not None
-        self._writer.write(frame.encode())
+        link.pending[frame.id] = fut
+        try:
+            link.writer.write(data)
+        except (OSError, RuntimeError) as exc:  # uvloop raises RuntimeError on a closed handle
+            link.close(f"connection to {self.address} lost: {exc}")
+            self.down_until = time.monotonic() + 1.0
+            raise SignerError(ErrorKind.UNAVAILABLE, f"cannot write to {self.address}") from None
         try:
             return await asyncio.wait_for(fut, wait_s)
         except TimeoutError:
-            self._pending.pop(frame.id, None)
+            link.pending.pop(frame.id, None)
             raise SignerError(
                 ErrorKind.UNAVAILABLE, f"signer {self.address} did not answer in {wait_s}s"
             ) from None
@@ -173,11 +224,14 @@ class Connection:
             raise
 
     async def close(self) -> None:
-        self._drop("client closed")
-        if self._read_task is not None:
-            self._read_task.cancel()
+        link, self._link = self._link, None
+        if link is None:
+            return
+        link.close("client closed")
+        if link.task is not None:
+            link.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._read_task
+                await link.task
 
 
 class SignerClient:
@@ -245,14 +299,25 @@ class SignerClient:
             except SignerError as exc:
                 last_error = exc
                 continue
-            if answer.error is not None:
-                last_error = Result.from_wire(answer.error).error or last_error
-                if not last_error.retryable:
-                    break
+            try:
+                if answer.error is not None:
+                    last_error = Result.from_wire(answer.error).error or last_error
+                    if not last_error.retryable:
+                        break
+                    continue
+                if not isinstance(answer.results, list):
+                    raise TypeError("results is not a list")
+                got = [Result.from_wire(r) for r in answer.results]
+            except (SignerError, TypeError, ValueError):
+                # a signer that answers what it should not is unusable: try the next one
+                last_error = SignerError(
+                    ErrorKind.UNAVAILABLE, f"signer {conn.address} sent a malformed answer"
+                )
                 continue
-            got = [Result.from_wire(r) for r in (answer.results or [])]
             if len(got) != len(todo):
-                last_error = SignerError(ErrorKind.INTERNAL, "signer answered the wrong count")
+                last_error = SignerError(
+                    ErrorKind.UNAVAILABLE, f"signer {conn.address} answered the wrong count"
+                )
                 continue
             still = []
             for i, res in zip(todo, got, strict=True):
@@ -298,7 +363,12 @@ class SignerClient:
         deadline = min(deadlines) if len(deadlines) == len(batch) else None
         try:
             results = await self._call("issue", [r.to_wire() for r, _, _ in batch], deadline)
-        except Exception as exc:  # never leave a caller waiting
+        except Exception as exc:  # never leave a caller waiting, and never with a bare error:
+            # callers handle SignerError (the gateway marks the pending row failed and answers
+            # 503); anything else would be a 500 that leaves the row pending
+            if not isinstance(exc, SignerError):
+                log.exception("signer client failed")
+                exc = SignerError(ErrorKind.UNAVAILABLE, f"signer client error: {exc!r}")
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)

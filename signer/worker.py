@@ -251,6 +251,19 @@ class Worker:
                 self.drain(delay)
                 delay = min(delay * 2, 5.0)
 
+    def fail_batch(self, msg: dict[str, Any], kind: ErrorKind, message: str) -> None:
+        """Answer every item of a batch with one error (the pool ignores a second answer)."""
+        err = {"error": kind.value, "message": message}
+        self.send(
+            {
+                "t": "result",
+                "id": msg["id"],
+                "results": [err] * len(msg["items"]),
+                "durations": [],
+                "token_fault": False,
+            }
+        )
+
     def drain(self, seconds: float) -> None:
         """Wait up to ``seconds``, failing any batch that arrives meanwhile as retryable."""
         end = time.monotonic() + seconds
@@ -335,6 +348,9 @@ class Worker:
                     index.append(i)
                 except SignerError as exc:
                     results[i] = {"error": exc.kind.value, "message": exc.message}
+                except Exception as exc:  # a shape from_wire did not foresee
+                    err = build.unforeseen(exc, "parse")
+                    results[i] = {"error": err.kind.value, "message": err.message}
             if not reqs:
                 continue
             for i, out in zip(index, run(self.registry, reqs), strict=True):
@@ -345,22 +361,31 @@ class Worker:
 
     def _one(self, op: str, item: Any) -> dict[str, Any]:
         assert self.registry is not None
+        registry = self.registry
+        if op == "checkpoint":  # the audit key, not an issuer's (signer/checkpoints.py)
+
+            def work() -> bytes:
+                return self._checkpoint(item)
+
+        else:
+            operation = OPERATIONS.get(op)
+            if operation is None:
+                message = f"unknown operation {op!r}"
+                return {"error": ErrorKind.BAD_REQUEST.value, "message": message}
+            parse, run = operation
+
+            def work() -> bytes:
+                return run(registry, parse(item))
+
         try:
-            if op == "checkpoint":
-                return {"der": self._checkpoint(item)}
-            parse, run = OPERATIONS[op]
-            return {"der": run(self.registry, parse(item))}
+            return {"der": work()}
         except TokenFault:
             raise
         except SignerError as exc:
             return {"error": exc.kind.value, "message": exc.message}
-        except KeyError:
-            return {"error": ErrorKind.BAD_REQUEST.value, "message": f"unknown operation {op!r}"}
         except Exception as exc:
-            if is_token_fault(exc):
-                raise
-            log.exception("item failed")
-            return {"error": ErrorKind.INTERNAL.value, "message": "internal signer error"}
+            err = build.unforeseen(exc, op)  # re-raises a token fault
+            return {"error": err.kind.value, "message": err.message}
 
     def _checkpoint(self, item: Any) -> bytes:
         """The daemon has admitted it (signer/checkpoints.py); the audit key signs here."""
@@ -379,7 +404,15 @@ class Worker:
             if kind == "stop":
                 return
             if kind == "batch":
-                if not self.run_batch(msg):
+                try:
+                    ok = self.run_batch(msg)
+                except Exception:
+                    # items fail one by one (build.unforeseen): this is a fault in the batch
+                    # logic itself; its items fail, and the process (and its session) serve on
+                    log.exception("batch failed outside any item")
+                    self.fail_batch(msg, ErrorKind.INTERNAL, "internal signer error")
+                    continue
+                if not ok:
                     log.warning("token fault: reopening the session")
                     self.connect(first=False)
 

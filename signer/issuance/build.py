@@ -22,10 +22,10 @@ from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import is_token_fault
 from signer.hsm.keys import Signed
 from signer.issuance import verify
+from signer.issuance.checks import check_crl, check_ocsp, check_subject, check_time
 from signer.issuance.issuer import Issuer
 from signer.issuance.profile import (
     Profile,
-    check_subject,
     check_validity,
     load_subject_key,
 )
@@ -143,6 +143,8 @@ def prepare_certificate(reg: Registry, req: IssueRequest) -> Prepared:
     subject_key = load_subject_key(req.spki)
     if req.serial <= 0 or req.serial.bit_length() > 159 or req.serial.bit_length() < 64:
         raise SignerError(ErrorKind.BAD_REQUEST, "serial must be positive with 64-159 bits")
+    check_time("not_before", req.not_before)
+    check_time("not_after", req.not_after)
     check_validity(profile, req.not_before, req.not_after, int(reg.clock()), issuer.not_after)
     # The profile supplies every extension; the request contributes none of its own. The
     # constructor takes everything at once (each setter would copy the builder); the checks
@@ -214,6 +216,8 @@ def staged(
             out.append(b"")
         except SignerError as exc:
             out.append(exc)
+        except Exception as exc:
+            out.append(unforeseen(exc, "build"))
     signed: list[tuple[int, P, S]] = []
     for i, p in prepared:
         try:
@@ -232,7 +236,26 @@ def staged(
             out[i] = release(p, signed_object)
         except SignerError as exc:
             out[i] = exc
+        except Exception as exc:
+            out[i] = unforeseen(exc, "release")
     return out
+
+
+def unforeseen(exc: Exception, stage: str) -> SignerError:
+    """An exception no check foresaw while one item was in ``stage``: that item alone fails,
+    as a request the signer cannot carry out (not retryable: another signer would fail the
+    same way). A token fault is re-raised, since the worker must heal.
+
+    The checks in ``checks.py`` should leave nothing for this to catch; the log says what did.
+    """
+    if is_token_fault(exc):
+        raise exc
+    log.warning(
+        "item refused: unexpected %s while it was in %s", type(exc).__name__, stage, exc_info=True
+    )
+    return SignerError(
+        ErrorKind.BAD_REQUEST, f"item refused: unexpected {type(exc).__name__} in {stage}"
+    )
 
 
 def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerError]:
@@ -240,6 +263,7 @@ def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerE
 
 
 def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
+    check_crl(req)
     issuer = reg.issuer(req.issuer)
     if req.next_update <= req.this_update:
         raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
@@ -333,6 +357,7 @@ class PreparedOcsp:
 
 def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     """Check one OCSP request and build its response, waiting for the token."""
+    check_ocsp(req)
     issuer = reg.issuer(req.issuer)
     if req.next_update <= req.this_update:
         raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
@@ -355,7 +380,7 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
         cert_status=_OCSP_STATUS[req.status],
         this_update=_time(req.this_update),
         next_update=_time(req.next_update),
-        revocation_time=_time(req.revoked_at) if revoked and req.revoked_at else None,
+        revocation_time=_time(req.revoked_at) if revoked and req.revoked_at is not None else None,
         revocation_reason=reason,
     )
     if req.nonce is not None:

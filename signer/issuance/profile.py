@@ -7,10 +7,10 @@ parsed into frozen objects once, at start.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -22,19 +22,6 @@ PROFILE_KEYS = {"usage", "max_validity_days", "policy_oids", "max_backdate_secon
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 RSA_MIN_BITS = 2048
 RSA_MAX_BITS = 8192
-
-# Subject attributes an end-entity certificate may carry, with their upper length bounds
-# (RFC 5280 Appendix A upper bounds).
-SUBJECT_ATTRIBUTES: dict[str, int] = {
-    x509.NameOID.COUNTRY_NAME.dotted_string: 2,
-    x509.NameOID.ORGANIZATION_NAME.dotted_string: 64,
-    x509.NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: 64,
-    x509.NameOID.COMMON_NAME.dotted_string: 64,
-    x509.NameOID.SERIAL_NUMBER.dotted_string: 64,
-    x509.NameOID.EMAIL_ADDRESS.dotted_string: 255,
-    x509.NameOID.GIVEN_NAME.dotted_string: 64,
-    x509.NameOID.SURNAME.dotted_string: 64,
-}
 
 
 @dataclass(frozen=True)
@@ -93,6 +80,8 @@ def load_subject_key(spki: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKe
     """Parse the subject public key and refuse weak or unsupported keys."""
     try:
         key = load_der_public_key(spki)
+    except UnsupportedAlgorithm as exc:  # an algorithm or curve OpenSSL does not know
+        raise SignerError(ErrorKind.WEAK_KEY, "key algorithm not supported") from exc
     except (ValueError, TypeError) as exc:
         raise SignerError(ErrorKind.BAD_REQUEST, "spki is not a DER SubjectPublicKeyInfo") from exc
     if isinstance(key, rsa.RSAPublicKey):
@@ -106,24 +95,6 @@ def load_subject_key(spki: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKe
             raise SignerError(ErrorKind.WEAK_KEY, f"curve {key.curve.name} is not allowed")
         return key
     raise SignerError(ErrorKind.WEAK_KEY, f"key type {type(key).__name__} is not allowed")
-
-
-_CONTROL = re.compile("[\x00-\x1f]")
-
-
-def check_subject(pairs: tuple[tuple[str, str], ...]) -> None:
-    if not pairs:
-        raise SignerError(ErrorKind.PROFILE_VIOLATION, "empty subject")
-    if len(pairs) > 16:
-        raise SignerError(ErrorKind.PROFILE_VIOLATION, "too many subject attributes")
-    for oid, value in pairs:
-        bound = SUBJECT_ATTRIBUTES.get(oid)
-        if bound is None:
-            raise SignerError(ErrorKind.PROFILE_VIOLATION, f"subject attribute {oid} not allowed")
-        if not value or len(value) > bound or value != value.strip():
-            raise SignerError(ErrorKind.PROFILE_VIOLATION, f"subject attribute {oid} bad value")
-        if _CONTROL.search(value):
-            raise SignerError(ErrorKind.PROFILE_VIOLATION, "control characters in subject")
 
 
 def check_validity(
