@@ -24,6 +24,7 @@ from gateway.api.common import invalid, json_response, text_field
 from gateway.errors import ApiError, Kind
 from gateway.services.certificates import certificate_object
 from gateway.services.registration import Slip
+from gateway.services.sessions import csrf_for
 
 routes = web.RouteTableDef()
 USAGES = ("signing", "encryption")
@@ -49,6 +50,15 @@ async def login(request: web.Request) -> web.Response:
     response = json_response({"csrf_token": new.csrf_token})
     common.set_session_cookie(request, response, common.OFFICER_COOKIE, new.token)
     return response
+
+
+@routes.get("/api/v1/ra/session")
+async def current_session(request: web.Request) -> web.Response:
+    """The officer session's CSRF token and login, for any tab of the browser holding it."""
+    token = request.cookies.get(common.OFFICER_COOKIE)
+    auth = await common.officer(request)
+    return json_response({"csrf_token": csrf_for(token or ""), "login": auth.officer.login},
+                         headers={"Cache-Control": "no-store"})
 
 
 @routes.delete("/api/v1/ra/session")
@@ -185,12 +195,25 @@ async def password_reset(request: web.Request) -> web.Response:
     return _slip_response(request, slip, status=200, reset=True)
 
 
+def _newest_first(request: web.Request) -> bool:
+    """``order=desc`` (an extension of API.md): newest first, paged with ``before_id``."""
+    order = request.query.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise invalid("order", 'order must be "asc" or "desc"')
+    return order == "desc"
+
+
 @routes.get("/api/v1/ra/audit")
 async def audit_log(request: web.Request) -> web.Response:
     await common.officer(request)
     after_id = common.int_param(request, "after_id", 0, minimum=0, maximum=2**62)
     limit = common.int_param(request, "limit", 100, minimum=1, maximum=1000)
-    events = await keys.runtime(request).registration.audit_events(after_id=after_id, limit=limit)
+    registration = keys.runtime(request).registration
+    if _newest_first(request):
+        before_id = common.int_param(request, "before_id", 0, minimum=0, maximum=2**62)
+        events = await registration.audit_events_newest_first(before_id=before_id, limit=limit)
+    else:
+        events = await registration.audit_events(after_id=after_id, limit=limit)
     return json_response({"events": [
         {"id": e.id, "at": common.rfc3339(e.at), "actor": e.actor, "action": e.action,
          "target": e.target, "details": e.details}

@@ -107,3 +107,8 @@ class RegistrationService:
     async def audit_events(self, *, after_id: int, limit: int) -> list[audit.AuditEvent]:
         async with self.pool.acquire() as conn:
             return await audit.list_events(conn, after_id=after_id, limit=limit)
+
+    async def audit_events_newest_first(self, *, before_id: int, limit: int
+                                        ) -> list[audit.AuditEvent]:
+        async with self.pool.acquire() as conn:
+            return await audit.list_events_newest_first(conn, before_id=before_id, limit=limit)

@@ -198,3 +198,17 @@ async def test_audit_endpoint(officer: Client) -> None:
     for bad in ("limit=0", "limit=1001", "limit=x", "after_id=-1"):
         r = await officer.call("GET", f"/api/v1/ra/audit?{bad}")
         assert (r.status, r.json["error"]) == (400, "invalid_field"), bad
+
+
+async def test_audit_newest_first(officer: Client) -> None:
+    for _ in range(3):
+        await register(officer)
+    r = await officer.call("GET", "/api/v1/ra/audit?limit=1000")
+    ids = [e["id"] for e in r.json["events"]]
+    r = await officer.call("GET", "/api/v1/ra/audit?order=desc&limit=2")
+    newest = [e["id"] for e in r.json["events"]]
+    assert newest == sorted(ids, reverse=True)[:2]
+    r = await officer.call("GET", f"/api/v1/ra/audit?order=desc&limit=1000&before_id={newest[-1]}")
+    assert [e["id"] for e in r.json["events"]] == sorted(ids, reverse=True)[2:]
+    r = await officer.call("GET", "/api/v1/ra/audit?order=sideways")
+    assert (r.status, r.json["error"], r.json["field"]) == (400, "invalid_field", "order")
