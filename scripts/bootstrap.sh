@@ -16,6 +16,9 @@ declare -A NEED=(
   [/usr/bin/promtool]=prometheus
   [/usr/bin/chromium]=chromium
   [/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc]=fonts-noto-cjk
+  [/usr/bin/espeak-ng]=espeak-ng
+  [/usr/bin/node]=nodejs
+  [/usr/bin/npm]=npm
 )
 # PostgreSQL server binaries live under a versioned folder; any version will do.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then NEED[/postgres]=postgresql; fi
@@ -61,4 +64,9 @@ if [[ "$want" != "$have" || ! -s gateway/portal/static/portal.js || ! -s gateway
   fi
   echo "bootstrap: building the portal bundle (web/)"
   (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && node build.mjs >/dev/null)
+fi
+# The browser tests inject axe-core (a devDependency in web/, never bundled) into every page.
+if [[ ! -s web/node_modules/axe-core/axe.min.js ]]; then
+  echo "bootstrap: installing web/ dev dependencies (axe-core for the browser tests)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

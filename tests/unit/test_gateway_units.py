@@ -101,3 +101,28 @@ def test_gateway_never_imports_pkcs11() -> None:
             "('signer.protocol', 'signer.client', 'signer.errors'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_captcha_alphabet_and_image() -> None:
+    """No glyph that reads as another; drawn at the size shown; dark ink on white."""
+    import io
+
+    from PIL import Image
+
+    from gateway import captcha
+
+    for pair in captcha.CONFUSABLE:
+        assert not set(pair) & set(captcha.ALPHABET), pair
+    assert all(set(captcha.new_answer()) <= set(captcha.ALPHABET) for _ in range(100))
+    service = captcha.CaptchaService(ttl_seconds=60, clock=lambda: None, pepper=None)  # type: ignore[arg-type]
+    for _ in range(5):
+        image = Image.open(io.BytesIO(service._png("ACDEF"))).convert("L")
+        assert image.size == (captcha.WIDTH, captcha.HEIGHT)
+        values = sorted(image.getdata())
+        ink = values[len(values) // 100]  # the darkest 1 %: the strokes
+
+        def lum(v: int) -> float:
+            c = v / 255
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        assert (lum(values[-1]) + 0.05) / (lum(ink) + 0.05) >= 7, ink
