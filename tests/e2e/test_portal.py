@@ -155,7 +155,7 @@ def test_ra_registers_a_subscriber(officer: Browser, flow: dict[str, Any]) -> No
     p.wait_for_url("**/ra/subscriber?id=*")
     p.wait_for_selector("body[data-ready='1']")
     flow["ra_subscriber_url"] = p.url
-    assert p.inner_text("#s-state") == "正常" and p.inner_text("#s-must") == "有"
+    assert p.inner_text("#s-state") == "正常" and p.inner_text("#s-must") == "是"
     officer.shot("ra-subscriber")
 
 
@@ -455,10 +455,17 @@ def test_ra_revokes_and_the_portal_shows_it(officer: Browser, alice: Browser,
     assert "已廢止" in p.inner_text("#revoke-table")
 
     p = officer.go("/ra/audit")
-    actions = p.locator("#audit-table tbody").inner_text()
+    rows = p.locator("#audit-table tbody tr")
+    actions = {rows.nth(i).get_attribute("data-action") for i in range(rows.count())}
     for action in ("subscriber_registered", "login_failed", "password_changed",
                    "certificate_issued", "certificate_revoked"):
         assert action in actions
+    text = p.locator("#audit-table tbody").inner_text()
+    for name in ("註冊用戶", "登入失敗", "變更密碼", "簽發憑證", "廢止憑證"):  # in Chinese
+        assert name in text
+    assert "certificate_revoked" not in text and "{" not in text  # no codes, no raw JSON
+    ids = [int(rows.nth(i).locator("td").first.inner_text()) for i in range(rows.count())]
+    assert ids == sorted(ids, reverse=True)  # newest first
     officer.shot("ra-audit")
 
 
@@ -535,7 +542,7 @@ def test_locked_account_and_ra_reset(officer: Browser, alice: Browser, flow: dic
     p.click("#reset-password")
     p.wait_for_selector("#slip:not([hidden])")
     assert "密碼重設單" in p.inner_text("#slip-title")
-    assert p.inner_text("#s-must") == "有" and p.inner_text("#s-state") == "正常"
+    assert p.inner_text("#s-must") == "是" and p.inner_text("#s-state") == "正常"
     officer.shot("ra-password-reset-slip")
     new_initial = p.inner_text("#slip-password").strip()
     p = alice.go("/")
