@@ -39,7 +39,10 @@ def digits_wav(digits: str, lang: str) -> bytes:
     try:
         done = subprocess.run(
             [exe, "--stdout", "--stdin", "-v", VOICES.get(lang, "en"), "-s", "120", "-g", "12"],
-            input=text.encode(), capture_output=True, timeout=TIMEOUT, check=True,
+            input=text.encode(),
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise SpeechUnavailable(f"{ESPEAK} failed: {exc}") from exc

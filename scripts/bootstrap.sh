@@ -57,7 +57,8 @@ fi
 # or when it is missing. Needs Node >= 18 and npm then; `npm ci` installs the locked versions.
 want=$(cd web && LC_ALL=C cat package-lock.json build.mjs src/*.js | sha256sum | cut -d' ' -f1)
 have=$(cat web/bundle.sha256 2>/dev/null || true)
-if [[ "$want" != "$have" || ! -s gateway/portal/static/portal.js || ! -s gateway/portal/static/portal-legacy.js ]]; then
+if [[ "$want" != "$have" || ! -s gateway/portal/static/portal.js || ! -s gateway/portal/static/portal-legacy.js
+      || ! -s gateway/operator/static/operator.js ]]; then
   if ! command -v npm >/dev/null 2>&1; then
     echo "bootstrap: web/ changed but npm is missing; install nodejs + npm to rebuild portal.js" >&2
     exit 1

@@ -252,6 +252,7 @@ ZH: dict[str, str] = {
     "err_overloaded": "系統忙碌中，請稍後再試。",
     "err_database_unavailable": "系統暫時無法服務，請稍後再試。",
     "err_timeout": "系統回應逾時，請稍後再試。",
+    "err_speech_unavailable": "語音驗證碼暫時無法提供，請使用圖片驗證碼或稍後再試。",
     "err_required": "請填寫「{field}」。",
     "err_password_too_long": "密碼過長：最多 256 個字。",
     "err_id_number": "身分證號、居留證號或統一編號不正確（請檢查檢查碼）。",
@@ -550,6 +551,8 @@ EN: dict[str, str] = {
     "err_overloaded": "The service is busy; try again later.",
     "err_database_unavailable": "The service is unavailable for the moment; try again later.",
     "err_timeout": "The service did not answer in time; try again later.",
+    "err_speech_unavailable": "The audio code is not available now; use the image or try "
+                              "again later.",
     "err_required": "Fill in “{field}”.",
     "err_password_too_long": "The password is too long: 256 characters at most.",
     "err_id_number": "Not a valid national ID, resident certificate or company number (check "

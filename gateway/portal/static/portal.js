@@ -115,7 +115,7 @@ pkijs/build/index.es.js:
    *)
 */
 /*!
-Third-party code bundled into portal.js and portal-legacy.js
+Third-party code bundled into portal.js, portal-legacy.js and operator.js
 
 ==== @noble/hashes 1.8.0 (MIT) ====
 The MIT License (MIT)
