@@ -386,7 +386,7 @@ def axe_ctx(stack: dict[str, Any], browser: Any, ra: Api, state: dict[str, Any])
     signing and a revoked encryption certificate, and an RA officer, both logged in."""
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: scripts/bootstrap.sh installs web/ dev dependencies")
-    for old in _layout_dir().glob("*.png"):
+    for old in [*_layout_dir().glob("phone-*.png"), *_layout_dir().glob("desktop-*.png")]:
         old.unlink()
     ctx = _context(browser, stack["base"], bypass_csp=True)
     page = ctx.new_page()
@@ -441,6 +441,23 @@ def test_downloads_cer_and_chain(
     assert "金鑰洩漏" in row.inner_text() and re.search(r"\d{4}-\d\d-\d\d", row.inner_text())
     _go(page, "/portal/info")
     assert "金鑰洩漏" in page.inner_text("section[data-status='revoked'] .revocation-reason")
+
+
+def test_no_key_is_made_for_a_refused_application(axe_ctx: Any) -> None:
+    """Applying for a usage already held is refused before a key pair is generated."""
+    _, page = axe_ctx
+    _go(page, "/portal/apply")
+    count = """() => new Promise((ok) => { const r = indexedDB.open("ca-portal");
+        r.onsuccess = () => { const q = r.result.transaction("keys").objectStore("keys").count();
+        q.onsuccess = () => { ok(q.result); r.result.close(); }; }; })"""
+    before = page.evaluate(count)
+    page.check("#terms-accept")
+    page.check("#usage-signing")
+    page.check("#alg-ec")
+    page.click("#apply-submit")
+    page.wait_for_selector("#msg.error")
+    assert "已有有效憑證" in page.inner_text("#msg")
+    assert page.evaluate(count) == before == 2
 
 
 def test_revocation_request_form(axe_ctx: Any, state: dict[str, Any]) -> None:

@@ -289,8 +289,13 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
                             "-passin", "pass:wrong"], capture_output=True, timeout=30,
                            check=False)
     assert wrong.returncode != 0
-    key, cert, _ = pkcs12.load_key_and_certificates(path.read_bytes(), P12_PASSWORD.encode())
+    key, cert, chain = pkcs12.load_key_and_certificates(path.read_bytes(),
+                                                        P12_PASSWORD.encode())
     assert key is not None and cert is not None
+    # the CA chain travels with it: issuing CA, then the root
+    assert len(chain) == 2 and chain[0].subject == cert.issuer
+    assert chain[1].subject == chain[1].issuer == chain[0].issuer
+    assert info.stdout.count("BEGIN CERTIFICATE") == 3
     spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
     assert cert.subject.rfc4514_string().startswith("CN=A123456789-63-WANG")
@@ -328,8 +333,9 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
                             "-passin", "pass:wrong"], capture_output=True, timeout=30,
                            check=False)
     assert wrong.returncode != 0
-    lkey, lcert, _ = pkcs12.load_key_and_certificates(legacy.read_bytes(), P12_PASSWORD.encode())
-    assert lkey is not None and lcert == cert
+    lkey, lcert, lchain = pkcs12.load_key_and_certificates(legacy.read_bytes(),
+                                                           P12_PASSWORD.encode())
+    assert lkey is not None and lcert == cert and lchain == chain
     assert lkey.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
     assert lkey.private_numbers() == key.private_numbers()  # the same key as the AES file
 

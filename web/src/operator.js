@@ -85,7 +85,9 @@ function translate() {
 }
 
 // defs: [{label, key}] ; log: latency on a log scale so one spike does not flatten the rest
-function chart(id, defs, unit, { log = false } = {}) {
+const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+
+function chart(id, defs, unit, { log = false, integers = false } = {}) {
   const box = $(id);
   const opts = {
     width: Math.max(box.clientWidth, 240), height: 220,
@@ -93,13 +95,15 @@ function chart(id, defs, unit, { log = false } = {}) {
     axes: [
       { label: T.time, stroke: "#1c2330", grid: { stroke: "#e1e4ea" },
         values: (u, ticks) => ticks.map((s) => clock.format(new Date(s * 1000))) },
-      { label: unit, stroke: "#1c2330", grid: { stroke: "#e1e4ea" }, size: 60 },
+      { label: unit, stroke: "#1c2330", grid: { stroke: "#e1e4ea" }, size: 60,
+        ...(integers ? { incrs: INTEGER_STEPS } : {}),
+        ...(log ? { values: (u, ticks) => ticks.map((v) => (Math.log10(v) % 1 === 0 ? integer.format(v) : "")) } : {}) },
     ],
     series: [{ label: T.time, value: (u, s) => (s === null ? "–" : clock.format(new Date(s * 1000))) },
       ...defs.map((d, i) => ({ label: d.label, stroke: COLORS[i % COLORS.length], width: 2,
         dash: DASH[i % DASH.length], spanGaps: false,
         value: (u, v) => (v === null || v === undefined ? "–" : decimal.format(v)) }))],
-    legend: { live: true },
+    legend: { live: false },  // series names and colours; the tiles carry the current values
   };
   const plot = new uPlot(opts, [[], ...defs.map(() => [])], box);
   charts[id] = { plot, defs, log };
@@ -139,7 +143,7 @@ function setupCharts() {
   chart("c-throughput", [{ label: T.certs_s, key: "certs_per_s" }, { label: T.req_s, key: "requests_per_s" }], T.per_s);
   chart("c-latency", [{ label: T.iss_p50, key: "issuance_p50_ms" }, { label: T.iss_p99, key: "issuance_p99_ms" },
     { label: T.http_p99, key: "http_p99_ms" }], T.ms, { log: true });
-  chart("c-queue", [{ label: T.queue_items, key: "queue_depth" }], T.items);
+  chart("c-queue", [{ label: T.queue_items, key: "queue_depth" }], T.items, { integers: true });
   chart("c-errors", [{ label: T.e5xx_s, key: "errors_5xx_per_s" }, { label: T.e4xx_s, key: "errors_4xx_per_s" },
     { label: T.signer_e_s, key: "signer_errors_per_s" }], T.per_s);
   window.addEventListener("resize", () => {
