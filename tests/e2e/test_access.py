@@ -533,6 +533,18 @@ def test_every_page_fits_and_passes_axe(
                 if name == "operator":
                     page.wait_for_selector("#board:not([hidden])", timeout=20000)
                     page.wait_for_selector(".uplot", timeout=20000)
+                    page.wait_for_function(
+                        "() => /\\d/.test(document.getElementById('t-issued').textContent)"
+                    )
+                    # counters are whole numbers; the status line speaks one language
+                    assert re.fullmatch(r"\d[\d,]*", page.inner_text("#t-issued"))
+                    assert re.fullmatch(r"\d[\d,]*", page.inner_text("#t-5xx"))
+                    status = page.inner_text("#status")
+                    want = (
+                        r"更新時間 \d\d:\d\d:\d\d" if lang == "zh-TW" else r"updated \d\d:\d\d:\d\d"
+                    )
+                    assert re.fullmatch(want, status), status
+                    assert page.locator(".uplot").count() == 4
                 else:
                     _ready(page)
                 assert page.get_attribute("html", "lang") == lang, (name, lang)

@@ -118,7 +118,7 @@ def test_captcha_alphabet_and_image() -> None:
     for _ in range(5):
         image = Image.open(io.BytesIO(service._png("ACDEF"))).convert("L")
         assert image.size == (captcha.WIDTH, captcha.HEIGHT)
-        values = sorted(image.getdata())
+        values = sorted(image.tobytes())  # mode L: one byte per pixel
         ink = values[len(values) // 100]  # the darkest 1 %: the strokes
 
         def lum(v: int) -> float:
