@@ -582,3 +582,45 @@ def test_the_menu_folds_on_a_phone(axe_ctx: Any) -> None:
     page.set_viewport_size({"width": 1366, "height": 860})
     _go(page, "/portal/download")
     assert not page.is_visible("#menu-toggle") and page.is_visible("#menu-list")
+
+
+def test_axe_on_page_states(axe_ctx: Any, stack: dict[str, Any], browser: Any) -> None:
+    """The states a page shows after an action: a field in error, the password slip, the
+    revocation request, the operator login form."""
+    _, page = axe_ctx
+    page.set_viewport_size({"width": 1366, "height": 860})
+    problems: dict[str, Any] = {}
+    _go(page, "/ra/?lang=zh-TW")
+    page.fill("#ra-login", OFFICER_LOGIN)
+    page.fill("#ra-password", OFFICER_PASSWORD)
+    page.click("#ra-login-submit")
+    page.wait_for_url("**/ra/register")
+    _ready(page)
+    page.click("#register-submit")  # nothing filled in: the first required field is marked
+    page.wait_for_selector("#r-id_number[aria-invalid='true']")
+    problems["field error"] = _axe(page)
+    idn = national_id()
+    for sel, value in (
+        ("#r-id_number", idn),
+        ("#r-name", "黃大同"),
+        ("#r-email", "huang@example.tw"),
+        ("#r-cn", f"{idn}-63-HUANG"),
+    ):
+        page.fill(sel, value)
+    page.click("#register-submit")
+    page.wait_for_selector("#slip:not([hidden])")
+    problems["password slip"] = _axe(page)
+    _go(page, "/portal/revoke")
+    page.locator("button.rv-open").first.click()
+    page.locator("#rv-sheet").wait_for(state="visible")
+    problems["revocation request"] = _axe(page)
+    ctx = _context(browser, stack["base"], bypass_csp=True)
+    try:
+        fresh = ctx.new_page()
+        fresh.goto("/operator/")
+        fresh.wait_for_selector("#login:not([hidden])")
+        problems["operator login"] = _axe(fresh)
+    finally:
+        ctx.close()
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, json.dumps(problems, ensure_ascii=False, indent=1)
