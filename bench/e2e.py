@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.ocsp import start_cluster  # noqa: E402
 from bench.signer import _setup_softhsm, raw_rate  # noqa: E402
+from tests.support.identities import national_id  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEY_TYPES = {"rsa2048": "rsa2048", "p256": "p256"}
@@ -149,7 +150,7 @@ async def seed_api(base: str, dsn: str, n: int) -> list[tuple[str, str]]:
         ra_csrf = (await r.json())["csrf_token"]
         for i in range(n):
             tag = secrets.token_hex(4).upper()
-            body = {"id_number": f"R{tag}", "name": "API User", "email": f"r{tag}@example.tw",
+            body = {"id_number": national_id(), "name": "API User", "email": f"r{tag}@example.tw",
                     "subject": {"cn": f"R{tag}-63-API", "o": "Example"},
                     "usages": ["signing", "encryption"]}
             r = await ra.post(f"{base}/api/v1/ra/subscribers", json=body,

@@ -150,6 +150,17 @@ async def list_events(conn: asyncpg.Connection, *, after_id: int, limit: int) ->
     return [_event(r) for r in rows]
 
 
+async def list_events_newest_first(conn: asyncpg.Connection, *, before_id: int, limit: int
+                                   ) -> list[AuditEvent]:
+    """The ``limit`` events before ``before_id`` (0: from the newest), newest first: what a
+    person reviewing the log reads first."""
+    rows = await conn.fetch(
+        "SELECT * FROM audit_events WHERE $1 = 0 OR id < $1 ORDER BY id DESC LIMIT $2",
+        before_id, limit,
+    )
+    return [_event(r) for r in rows]
+
+
 async def verify(conn: asyncpg.Connection, *, batch: int = 5000) -> VerifyResult:
     """Walk the whole chain in id order; report the first row that does not fit."""
     prev = GENESIS

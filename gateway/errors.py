@@ -37,6 +37,8 @@ class Kind(StrEnum):
     BAD_CHALLENGE = "bad_challenge"
     KEY_REUSE = "key_reuse"
     ALREADY_REVOKED = "already_revoked"
+    # portal
+    SPEECH_UNAVAILABLE = "speech_unavailable"  # the audio captcha cannot be spoken
 
 
 HTTP_STATUS: dict[Kind, int] = {
@@ -69,6 +71,7 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.NOT_RENEWABLE: 409,
     Kind.ALREADY_REVOKED: 409,
     Kind.SIGNER_UNAVAILABLE: 503,
+    Kind.SPEECH_UNAVAILABLE: 503,
 }
 assert set(HTTP_STATUS) == set(Kind)
 

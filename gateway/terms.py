@@ -4,7 +4,7 @@ from __future__ import annotations
 
 VERSION = "2026-01"
 
-TEXT = """\
+TEMPLATE = """\
 憑證服務使用條款（版本 2026-01）
 
 1. 您的金鑰對由您自己的電腦產生，私密金鑰不會離開您的設備，也不會交給本機構。
@@ -14,7 +14,7 @@ TEXT = """\
 3. 簽章用憑證僅供數位簽章使用；加密用憑證僅供資料加密使用。
    請勿將憑證用於其他用途。
 4. 如您懷疑私密金鑰遺失、外洩或遭他人使用，請立即通知註冊窗口廢止憑證。
-5. 憑證到期前 30 日內可線上展期；逾期須重新申請。
+5. 憑證到期前 {days} 日內可線上展期；逾期須重新申請。
 6. 本網站帳號僅限本人使用；連續三次密碼錯誤將鎖定帳號，須洽註冊窗口重設密碼。
 7. 本機構依法保存申請、簽發、下載、展期與廢止之紀錄。
 
@@ -29,10 +29,19 @@ Terms of use of the certificate service (version 2026-01)
    encrypting data only. Do not use a certificate for anything else.
 4. If you suspect your private key was lost, disclosed or used by someone else, ask the RA to
    revoke the certificate at once.
-5. A certificate can be renewed online during the 30 days before it expires; after that,
+5. A certificate can be renewed online during the {days} days before it expires; after that,
    apply again.
 6. The portal account is personal. Three consecutive wrong passwords lock it until the RA
    resets the password.
 7. The CA keeps records of applications, issuance, downloads, renewals and revocations as the
    law requires.
 """
+
+
+def text(renewal_window_days: int) -> str:
+    """The terms as served: the renewal window is the deployment's ``[policy]
+    renewal_window_days``, not a number written into the text."""
+    return TEMPLATE.replace("{days}", str(renewal_window_days))
+
+
+TEXT = text(30)  # the text with the default window

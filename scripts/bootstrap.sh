@@ -18,6 +18,9 @@ declare -A NEED=(
   [/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc]=fonts-noto-cjk
   [/usr/bin/systemd-analyze]=systemd
   [/usr/bin/python3]=python3
+  [/usr/bin/espeak-ng]=espeak-ng
+  [/usr/bin/node]=nodejs
+  [/usr/bin/npm]=npm
 )
 # The runtime virtualenv the service users run (scripts/runtime.py) needs Debian's venv module.
 if [[ $(id -u) -eq 0 ]] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -67,11 +70,17 @@ fi
 # or when it is missing. Needs Node >= 18 and npm then; `npm ci` installs the locked versions.
 want=$(cd web && LC_ALL=C cat package-lock.json build.mjs src/*.js | sha256sum | cut -d' ' -f1)
 have=$(cat web/bundle.sha256 2>/dev/null || true)
-if [[ "$want" != "$have" || ! -s gateway/portal/static/portal.js || ! -s gateway/portal/static/portal-legacy.js ]]; then
+if [[ "$want" != "$have" || ! -s gateway/portal/static/portal.js || ! -s gateway/portal/static/portal-legacy.js
+      || ! -s gateway/operator/static/operator.js ]]; then
   if ! command -v npm >/dev/null 2>&1; then
     echo "bootstrap: web/ changed but npm is missing; install nodejs + npm to rebuild portal.js" >&2
     exit 1
   fi
   echo "bootstrap: building the portal bundle (web/)"
   (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && node build.mjs >/dev/null)
+fi
+# The browser tests inject axe-core (a devDependency in web/, never bundled) into every page.
+if [[ ! -s web/node_modules/axe-core/axe.min.js ]]; then
+  echo "bootstrap: installing web/ dev dependencies (axe-core for the browser tests)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -8,6 +8,7 @@ import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const staticDir = new URL("../gateway/portal/static/", import.meta.url).pathname;
+const operatorDir = new URL("../gateway/operator/static/", import.meta.url).pathname;
 const here = new URL(".", import.meta.url).pathname;
 const common = {
   bundle: true,
@@ -19,10 +20,12 @@ const common = {
   metafile: true,
 };
 // portal.js: every page; portal-legacy.js: node-forge for the legacy 3DES PKCS#12 format,
-// loaded by pki.js only when that format is used (global CaPortalLegacyP12)
+// loaded by pki.js only when that format is used (global CaPortalLegacyP12); operator.js: the
+// operator page with uPlot (its stylesheet is copied next to it as uplot.css)
 const bundles = [
   { entry: "src/main.js", out: "portal.js" },
   { entry: "src/p12legacy.js", out: "portal-legacy.js", globalName: "CaPortalLegacyP12" },
+  { entry: "src/operator.js", out: "operator.js", dir: operatorDir },
 ];
 // a dual-licensed package is used under the licence named here
 const ELECTED = { "node-forge": "BSD-3-Clause" };
@@ -38,7 +41,7 @@ function packagesOf(metafile) {
 
 // third-party licences (all permissive: BSD-3-Clause, MIT, 0BSD) ship next to the bundles
 function notices(packages) {
-  let text = "Third-party code bundled into portal.js and portal-legacy.js\n\n";
+  let text = "Third-party code bundled into portal.js, portal-legacy.js and operator.js\n\n";
   for (const name of [...packages].sort()) {
     const dir = join(here, "node_modules", name);
     const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
@@ -53,7 +56,7 @@ function notices(packages) {
 
 const all = new Set();
 for (const b of bundles) {
-  const outfile = join(staticDir, b.out);
+  const outfile = join(b.dir || staticDir, b.out);
   const result = await build({ ...common, entryPoints: [join(here, b.entry)], outfile,
     globalName: b.globalName });
   const packages = packagesOf(result.metafile);
@@ -64,6 +67,8 @@ for (const b of bundles) {
   console.log(`built ${outfile}`);
 }
 writeFileSync(join(staticDir, "portal.js.LICENSES.txt"), notices(all));
+writeFileSync(join(operatorDir, "uplot.css"),
+  readFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), "utf8"));
 
 // the stamp scripts/bootstrap.sh compares, the same as
 //   cd web && LC_ALL=C cat package-lock.json build.mjs src/*.js | sha256sum

@@ -170,6 +170,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (Ok(200, models.Captcha),),
         errors={404: ("captcha_disabled",)},
     ),
+    ("GET", "/api/v1/captcha/audio"): Operation(
+        "the captcha's audio alternative: spoken digits, a single-use challenge of its own",
+        "public",
+        (Ok(200, models.CaptchaAudio),),
+        query=models.CaptchaAudioQuery,
+        errors={404: ("captcha_disabled",), 503: ("speech_unavailable",)},
+    ),
     # -- subscriber
     ("POST", "/api/v1/session"): Operation(
         "subscriber login; sets the session cookie",
@@ -177,6 +184,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (Ok(200, models.LoginResult),),
         body=models.Login,
         errors={400: ("invalid_captcha",), 401: ("invalid_credentials",), 423: ("account_locked",)},
+    ),
+    ("GET", "/api/v1/session"): Operation(
+        "the session's CSRF token again, for any tab of the browser holding the cookie",
+        "subscriber",
+        (Ok(200, models.LoginResult),),
+        auth="subscriber-any",
     ),
     ("DELETE", "/api/v1/session"): Operation(
         "logout", "subscriber", (Ok(204, description="logged out"),), auth="subscriber-any"
@@ -258,6 +271,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=models.OfficerLogin,
         errors={401: ("invalid_credentials",), 423: ("account_locked",)},
     ),
+    ("GET", "/api/v1/ra/session"): Operation(
+        "the officer session's CSRF token and login, for any tab of the browser",
+        "ra",
+        (Ok(200, models.OfficerSession),),
+        auth="officer",
+    ),
     ("DELETE", "/api/v1/ra/session"): Operation(
         "RA officer logout", "ra", (Ok(204, description="logged out"),), auth="officer"
     ),
@@ -301,7 +320,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors={409: ("already_revoked",)},
     ),
     ("GET", "/api/v1/ra/audit"): Operation(
-        "audit events in id order",
+        "audit events in id order (order=desc: newest first, paged with before_id)",
         "ra",
         (Ok(200, models.AuditEvents),),
         auth="officer",

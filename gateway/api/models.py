@@ -153,6 +153,17 @@ class Captcha(Response):
     image: Annotated[str, Meta(pattern=r"^data:image/png;base64,")]
 
 
+class CaptchaAudio(Response):
+    """The audio alternative of the captcha (an extension of API.md): spoken digits."""
+
+    captcha_id: str
+    audio: Annotated[str, Meta(pattern=r"^data:audio/wav;base64,")]
+
+
+class CaptchaAudioQuery(msgspec.Struct):
+    lang: Annotated[Literal["zh-TW", "en"], Meta(description="language of the voice")] = "zh-TW"
+
+
 # -- subscriber ----------------------------------------------------------------------------------
 
 
@@ -210,6 +221,9 @@ class Certificate(Response):
     downloaded: bool
     renewable: bool
     certificate: str
+    # extensions of API.md: when and why it was revoked (null unless revoked)
+    revoked_at: DateTime | None = None
+    revocation_reason: str | None = None
 
 
 class Certificates(Response):
@@ -239,6 +253,13 @@ class OfficerLogin(Request):
 
 class OfficerLoginResult(Response):
     csrf_token: str
+
+
+class OfficerSession(Response):
+    """``GET /api/v1/ra/session`` (an extension of API.md): for any tab of the browser."""
+
+    csrf_token: str
+    login: str
 
 
 class NewSubject(Request):
@@ -342,3 +363,8 @@ class SearchQuery(msgspec.Struct):
 class AuditQuery(msgspec.Struct):
     after_id: Annotated[int, Meta(ge=0, le=2**62, description="events after this id")] = 0
     limit: Annotated[int, Meta(ge=1, le=1000, description="at most this many events")] = 100
+    # extensions of API.md: newest first, paged with before_id (0: from the newest)
+    order: Annotated[Literal["asc", "desc"], Meta(description="asc (API.md) or desc")] = "asc"
+    before_id: Annotated[
+        int, Meta(ge=0, le=2**62, description="with order=desc: events before this id")
+    ] = 0

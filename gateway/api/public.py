@@ -16,8 +16,8 @@ from urllib.parse import unquote
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from gateway import keys
-from gateway.api import models
+from gateway import keys, speech
+from gateway.api import decode, models
 from gateway.api.common import json_response, rfc3339
 from gateway.api.openapi import spec
 from gateway.errors import ApiError, Kind
@@ -78,6 +78,23 @@ async def captcha(request: web.Request) -> web.Response:
         raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
     challenge = await service.create(keys.runtime(request).db)
     return json_response(models.Captcha(captcha_id=challenge.id, image=challenge.data_url),
+                         headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/api/v1/captcha/audio")
+async def captcha_audio(request: web.Request) -> web.Response:
+    """The audio alternative (an extension of API.md): ``{"captcha_id", "audio":
+    "data:audio/wav;base64,..."}``, spoken digits in the page's language (``lang`` zh-TW or en),
+    a challenge of its own, answered and consumed like the image one at login."""
+    service = keys.runtime(request).captcha
+    if service is None:
+        raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
+    query = decode.query(request, models.CaptchaAudioQuery)
+    try:
+        challenge = await service.create_audio(keys.runtime(request).db, query.lang)
+    except speech.SpeechUnavailable as exc:
+        raise ApiError(Kind.SPEECH_UNAVAILABLE, "the audio captcha is not available") from exc
+    return json_response(models.CaptchaAudio(captcha_id=challenge.id, audio=challenge.data_url),
                          headers={"Cache-Control": "no-store"})
 
 

@@ -20,6 +20,7 @@ from gateway import keys
 from gateway.api import common, decode, models
 from gateway.api.common import json_response
 from gateway.services.registration import Slip
+from gateway.services.sessions import csrf_for
 
 routes = web.RouteTableDef()
 _TEMPLATES = jinja2.Environment(
@@ -42,6 +43,15 @@ async def login(request: web.Request) -> web.Response:
     return response
 
 
+@routes.get("/api/v1/ra/session")
+async def current_session(request: web.Request) -> web.Response:
+    """The officer session's CSRF token and login, for any tab of the browser holding it."""
+    auth = await common.officer(request)
+    token = common.session_token(request, common.OFFICER_COOKIE) or ""
+    body = models.OfficerSession(csrf_token=csrf_for(token), login=auth.officer.login)
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
 @routes.delete("/api/v1/ra/session")
 async def logout(request: web.Request) -> web.Response:
     auth = await common.officer(request)
@@ -49,12 +59,6 @@ async def logout(request: web.Request) -> web.Response:
     response = web.Response(status=204)
     common.clear_session_cookie(request, response, common.OFFICER_COOKIE)
     return response
-
-
-def check_identity(new: NewSubscriber) -> None:
-    """The one hook for the identity checks the models cannot express (national ID and
-    company number checksums, ISO 3166 membership): raise ``ApiError(Kind.INVALID_FIELD, ...,
-    field=...)``. The declared model has checked types, lengths and patterns already."""
 
 
 def _new_subscriber(body: models.NewSubscriber) -> NewSubscriber:
@@ -96,7 +100,6 @@ def _slip_response(request: web.Request, slip: Slip, *, status: int, reset: bool
 async def register(request: web.Request) -> web.Response:
     auth = await common.officer(request)
     new = _new_subscriber(await decode.body(request, models.NewSubscriber))
-    check_identity(new)
     slip = await keys.runtime(request).registration.register(
         new, officer_id=auth.officer.id, officer_login=auth.officer.login
     )
@@ -149,8 +152,12 @@ async def password_reset(request: web.Request) -> web.Response:
 async def audit_log(request: web.Request) -> web.Response:
     await common.officer(request)
     query = decode.query(request, models.AuditQuery)
-    events = await keys.runtime(request).registration.audit_events(after_id=query.after_id,
-                                                                   limit=query.limit)
+    registration = keys.runtime(request).registration
+    if query.order == "desc":  # an extension of API.md: newest first, paged with before_id
+        events = await registration.audit_events_newest_first(before_id=query.before_id,
+                                                              limit=query.limit)
+    else:
+        events = await registration.audit_events(after_id=query.after_id, limit=query.limit)
     return json_response(models.AuditEvents(events=[
         models.AuditEvent(id=e.id, at=common.rfc3339(e.at), actor=e.actor, action=e.action,
                           target=e.target, details=e.details)

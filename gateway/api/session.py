@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway import keys, terms
 from gateway.api import common, decode, models
 from gateway.api.common import json_response
+from gateway.services.sessions import csrf_for
 
 routes = web.RouteTableDef()
 
@@ -29,6 +30,17 @@ async def login(request: web.Request) -> web.Response:
         must_change_password=result.must_change_password))
     common.set_session_cookie(request, response, common.SUBSCRIBER_COOKIE, result.session.token)
     return response
+
+
+@routes.get("/api/v1/session")
+async def current_session(request: web.Request) -> web.Response:
+    """The session's CSRF token again, for a tab that did not see the login answer (a second or
+    restored tab: the token lives in one tab's sessionStorage). 401 without a live session."""
+    auth = await common.subscriber(request, during_forced_change=True)
+    token = common.session_token(request, common.SUBSCRIBER_COOKIE) or ""
+    return json_response(models.LoginResult(csrf_token=csrf_for(token),
+                                            must_change_password=auth.account.must_change_password),
+                         headers={"Cache-Control": "no-store"})
 
 
 @routes.delete("/api/v1/session")
@@ -63,4 +75,5 @@ async def me(request: web.Request) -> web.Response:
 @routes.get("/api/v1/terms")
 async def get_terms(request: web.Request) -> web.Response:
     await common.subscriber(request, during_forced_change=True)
-    return json_response(models.Terms(version=terms.VERSION, text=terms.TEXT))
+    days = request.app[keys.CONFIG].renewal_window_days
+    return json_response(models.Terms(version=terms.VERSION, text=terms.text(days)))

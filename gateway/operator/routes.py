@@ -29,7 +29,7 @@ SAMPLER = web.AppKey("operator_sampler", Sampler)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 SIGNER_TIMEOUT = 1.0
-_FILES = {"operator.js": "text/javascript", "operator.css": "text/css"}
+_FILES = {"operator.js": "text/javascript", "operator.css": "text/css", "uplot.css": "text/css"}
 
 
 def _static(name: str, content_type: str) -> web.Response:

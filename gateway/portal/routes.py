@@ -21,7 +21,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 LANG_COOKIE = "lang"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+       "media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "form-action 'self'")
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                           trim_blocks=True, lstrip_blocks=True)
@@ -119,6 +120,12 @@ async def ra_page(request: web.Request) -> web.Response:
     return _render(request, template, page=f"ra-{name}", area="ra", title_key=title)
 
 
+async def favicon(request: web.Request) -> web.Response:
+    """Browsers ask for /favicon.ico on every site; answer with the portal's icon, not a 404."""
+    return web.Response(body=(STATIC / "favicon.ico").read_bytes(), content_type="image/x-icon",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 async def portal_redirect(request: web.Request) -> web.Response:
     raise web.HTTPFound("/portal/")
 
@@ -137,6 +144,7 @@ def setup_portal(app: web.Application) -> None:
     app.middlewares.insert(0, security_headers)  # outermost: error bodies get it too
     r = app.router
     r.add_get("/", login_page)
+    r.add_get("/favicon.ico", favicon)
     r.add_get("/portal", portal_redirect)
     r.add_get("/portal/", subscriber_page)
     r.add_get("/portal/{page:[a-z]+}", subscriber_page)

@@ -43,4 +43,7 @@ def certificate_object(row: CertificateRow, now: datetime, window_days: int) -> 
         "downloaded": row.downloaded_at is not None,
         "renewable": renewable,
         "certificate": ssl.DER_cert_to_PEM_cert(row.der) if row.der else None,
+        # extensions of API.md: when and why it was revoked (null unless revoked)
+        "revoked_at": rfc3339(row.revoked_at),
+        "revocation_reason": row.revocation_reason if row.revoked_at is not None else None,
     }

@@ -10,6 +10,7 @@ from db import audit
 from db.queries import certificates as cert_q
 from db.queries import sessions as session_q
 from db.queries import subscribers as sub_q
+from gateway import identity
 from gateway.errors import ApiError, Kind
 from gateway.keys import Clock
 from gateway.services.passwords import Passwords, generate_account_name
@@ -34,6 +35,7 @@ class RegistrationService:
 
     async def register(self, new: sub_q.NewSubscriber, *, officer_id: int,
                        officer_login: str) -> Slip:
+        new = identity.checked(new)  # real ID numbers, country codes, e-mail: invalid_field
         password = self.passwords.generate()
         password_hash = await self.passwords.hash(password)
         now = self.clock()
@@ -105,3 +107,8 @@ class RegistrationService:
     async def audit_events(self, *, after_id: int, limit: int) -> list[audit.AuditEvent]:
         async with self.pool.acquire() as conn:
             return await audit.list_events(conn, after_id=after_id, limit=limit)
+
+    async def audit_events_newest_first(self, *, before_id: int, limit: int
+                                        ) -> list[audit.AuditEvent]:
+        async with self.pool.acquire() as conn:
+            return await audit.list_events_newest_first(conn, before_id=before_id, limit=limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -18,10 +19,23 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
+def csrf_for(token: str) -> str:
+    """The CSRF token of the session whose cookie is ``token``.
+
+    Derived, not drawn, so that any tab of the browser holding the cookie can ask for it again
+    (``GET /api/v1/session``) while the database keeps only hashes: the session id is stored as
+    SHA-256(token), and this is a different, domain-separated function of the same 256-bit
+    secret, so neither the database nor another site (which cannot read the answer of a
+    same-origin GET) learns it without the cookie.
+    """
+    mac = hmac.new(b"ca-portal csrf v1", token.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
 @dataclass(frozen=True)
 class NewSession:
     token: str  # goes into the cookie, never stored
-    csrf_token: str  # given to the client once, stored hashed
+    csrf_token: str  # csrf_for(token); stored hashed
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,8 @@ class SessionStore:
         """A fresh id on every login; the session the client came with (if any) ends."""
         if replaces:
             await q.delete(conn, digest(replaces))
-        new = NewSession(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
+        token = secrets.token_urlsafe(32)
+        new = NewSession(token, csrf_for(token))
         await q.insert(
             conn, id_hash=digest(new.token), kind=kind, account_id=account_id,
             officer_id=officer_id, csrf_hash=digest(new.csrf_token), now=now,

@@ -155,7 +155,7 @@ def test_ra_registers_a_subscriber(officer: Browser, flow: dict[str, Any]) -> No
     p.wait_for_url("**/ra/subscriber?id=*")
     p.wait_for_selector("body[data-ready='1']")
     flow["ra_subscriber_url"] = p.url
-    assert p.inner_text("#s-state") == "正常" and p.inner_text("#s-must") == "有"
+    assert p.inner_text("#s-state") == "正常" and p.inner_text("#s-must") == "是"
     officer.shot("ra-subscriber")
 
 
@@ -289,8 +289,13 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
                             "-passin", "pass:wrong"], capture_output=True, timeout=30,
                            check=False)
     assert wrong.returncode != 0
-    key, cert, _ = pkcs12.load_key_and_certificates(path.read_bytes(), P12_PASSWORD.encode())
+    key, cert, chain = pkcs12.load_key_and_certificates(path.read_bytes(),
+                                                        P12_PASSWORD.encode())
     assert key is not None and cert is not None
+    # the CA chain travels with it: issuing CA, then the root
+    assert len(chain) == 2 and chain[0].subject == cert.issuer
+    assert chain[1].subject == chain[1].issuer == chain[0].issuer
+    assert info.stdout.count("BEGIN CERTIFICATE") == 3
     spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
     assert cert.subject.rfc4514_string().startswith("CN=A123456789-63-WANG")
@@ -328,8 +333,9 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
                             "-passin", "pass:wrong"], capture_output=True, timeout=30,
                            check=False)
     assert wrong.returncode != 0
-    lkey, lcert, _ = pkcs12.load_key_and_certificates(legacy.read_bytes(), P12_PASSWORD.encode())
-    assert lkey is not None and lcert == cert
+    lkey, lcert, lchain = pkcs12.load_key_and_certificates(legacy.read_bytes(),
+                                                           P12_PASSWORD.encode())
+    assert lkey is not None and lcert == cert and lchain == chain
     assert lkey.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
     assert lkey.private_numbers() == key.private_numbers()  # the same key as the AES file
 
@@ -455,10 +461,17 @@ def test_ra_revokes_and_the_portal_shows_it(officer: Browser, alice: Browser,
     assert "已廢止" in p.inner_text("#revoke-table")
 
     p = officer.go("/ra/audit")
-    actions = p.locator("#audit-table tbody").inner_text()
+    rows = p.locator("#audit-table tbody tr")
+    actions = {rows.nth(i).get_attribute("data-action") for i in range(rows.count())}
     for action in ("subscriber_registered", "login_failed", "password_changed",
                    "certificate_issued", "certificate_revoked"):
         assert action in actions
+    text = p.locator("#audit-table tbody").inner_text()
+    for name in ("註冊用戶", "登入失敗", "變更密碼", "簽發憑證", "廢止憑證"):  # in Chinese
+        assert name in text
+    assert "certificate_revoked" not in text and "{" not in text  # no codes, no raw JSON
+    ids = [int(rows.nth(i).locator("td").first.inner_text()) for i in range(rows.count())]
+    assert ids == sorted(ids, reverse=True)  # newest first
     officer.shot("ra-audit")
 
 
@@ -535,7 +548,7 @@ def test_locked_account_and_ra_reset(officer: Browser, alice: Browser, flow: dic
     p.click("#reset-password")
     p.wait_for_selector("#slip:not([hidden])")
     assert "密碼重設單" in p.inner_text("#slip-title")
-    assert p.inner_text("#s-must") == "有" and p.inner_text("#s-state") == "正常"
+    assert p.inner_text("#s-must") == "是" and p.inner_text("#s-state") == "正常"
     officer.shot("ra-password-reset-slip")
     new_initial = p.inner_text("#slip-password").strip()
     p = alice.go("/")

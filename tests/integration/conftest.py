@@ -42,6 +42,7 @@ from db.queries import officers
 from gateway.app import make_app
 from gateway.config import GatewayConfig
 from signer.errors import ErrorKind, SignerError
+from tests.support.identities import national_id
 
 OFFICER_LOGIN = "ra-test"
 OFFICER_PASSWORD = "officer-password-123"
@@ -139,13 +140,14 @@ class Client:
 
 def subscriber_body(**over: Any) -> dict[str, Any]:
     tag = secrets.token_hex(4).upper()
+    id_number = national_id()  # a real check digit: the gateway refuses made-up numbers
     body: dict[str, Any] = {
-        "id_number": f"A1{tag}",
+        "id_number": id_number,
         "name": "王小明",
         "email": f"user{tag.lower()}@example.tw",
         "phone": "02-1234-5678",
         "address": "台北市中正區重慶南路一段 122 號",
-        "subject": {"cn": f"A1{tag}-63-WANG", "ou": ["Citizens"], "o": "Example", "c": "TW"},
+        "subject": {"cn": f"{id_number}-63-WANG", "ou": ["Citizens"], "o": "Example", "c": "TW"},
         "usages": ["signing", "encryption"],
     }
     body.update(over)

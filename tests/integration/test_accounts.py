@@ -256,3 +256,39 @@ async def test_requests_in_flight_share_one_session_check(
     assert hashes[idle_client] not in seen  # an idle session is deleted when it is presented
     assert seen[hashes[clients[0]]] == now  # touched: older than the touch interval
     assert (await idle_client.call("GET", "/api/v1/me")).status == 401
+
+
+async def test_any_tab_gets_the_csrf_token(officer: Client, new_client: Any) -> None:
+    """A second tab holds the cookie but not the login answer: GET /api/v1/session gives it the
+    session's token, which then works for changes; logging out there ends the session for all."""
+    first, slip, pw = await active_subscriber(new_client, officer)
+    tab = new_client()  # the same cookie, nothing else
+    tab.set_cookie("ca_session", first.cookie("ca_session") or "")
+    r = await tab.call("POST", "/api/v1/password", {"old_password": pw, "new_password": "tab-2-pw"})
+    assert (r.status, r.json["error"]) == (403, "csrf_failed")
+    r = await tab.call("GET", "/api/v1/session")
+    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    assert r.json == {"csrf_token": first.csrf, "must_change_password": False}
+    tab.csrf = r.json["csrf_token"]
+    r = await tab.call("POST", "/api/v1/password", {"old_password": pw, "new_password": "tab-2-pw"})
+    assert r.status == 204
+    # another session of the same account has another token
+    other = new_client()
+    assert (await other.login(slip["account"], "tab-2-pw")).status == 200
+    assert other.csrf != first.csrf
+    assert (await tab.call("DELETE", "/api/v1/session")).status == 204
+    for c in (first, tab):
+        assert (await c.call("GET", "/api/v1/session")).status == 401
+        assert (await c.call("GET", "/api/v1/me")).status == 401
+    assert (await other.call("GET", "/api/v1/me")).status == 200
+    assert (await new_client().call("GET", "/api/v1/session")).status == 401
+
+
+async def test_any_tab_gets_the_officer_csrf_token(officer: Client, new_client: Any) -> None:
+    tab = new_client()
+    tab.set_cookie("ca_ra_session", officer.cookie("ca_ra_session") or "")
+    r = await tab.call("GET", "/api/v1/ra/session")
+    assert r.status == 200 and r.json["csrf_token"] == officer.csrf and r.json["login"]
+    # the subscriber endpoint knows nothing of officer sessions, and the other way round
+    assert (await tab.call("GET", "/api/v1/session")).status == 401
+    assert (await new_client().call("GET", "/api/v1/ra/session")).status == 401

@@ -79,3 +79,37 @@ async def test_captcha_failures_do_not_count_toward_the_lock(
     r = await c.login(slip["account"], slip["initial_password"], captcha_id=cid,
                       captcha_answer="K7XRT")
     assert r.status == 200
+
+
+async def test_audio_captcha(officer: Client, new_client: Any,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audio alternative: spoken digits (espeak-ng), its own single-use challenge."""
+    import io
+    import wave
+
+    from gateway import speech
+
+    slip = await register(officer)
+    c = new_client()
+    monkeypatch.setattr(captcha, "new_audio_answer", lambda: "347902")
+    r = await c.call("GET", "/api/v1/captcha/audio?lang=zh-TW")
+    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    assert r.json["audio"].startswith("data:audio/wav;base64,")
+    wav = base64.b64decode(r.json["audio"].split(",", 1)[1])
+    with wave.open(io.BytesIO(wav)) as w:
+        assert w.getnframes() / w.getframerate() > 3  # six digits, slowly
+    # what was spoken is these digits in Mandarin (espeak-ng is deterministic)
+    assert wav == speech.digits_wav("347902", "zh-TW") != speech.digits_wav("347902", "en")
+    assert wav != speech.digits_wav("347903", "zh-TW")
+    cid = r.json["captcha_id"]
+    r = await c.login(slip["account"], slip["initial_password"], captcha_id=cid,
+                      captcha_answer="347902")
+    assert r.status == 200
+    r = await c.login(slip["account"], slip["initial_password"], captcha_id=cid,
+                      captcha_answer="347902")
+    assert (r.status, r.json["error"]) == (400, "invalid_captcha")  # single use
+    r = await c.call("GET", "/api/v1/captcha/audio?lang=fr")
+    assert (r.status, r.json["error"], r.json["field"]) == (400, "invalid_field", "lang")
+    # english digits too
+    r = await c.call("GET", "/api/v1/captcha/audio?lang=en")
+    assert r.status == 200 and r.json["captcha_id"] != cid

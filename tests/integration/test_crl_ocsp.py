@@ -82,6 +82,7 @@ async def test_verify_ocsp_revoke_crl(new_client: Any, officer: Any, base_url: s
                            {"reason": "keyCompromise"})
     assert r.status == 200, r.text
     assert r.json["status"] == "revoked" and r.json["renewable"] is False
+    assert r.json["revocation_reason"] == "keyCompromise" and r.json["revoked_at"].endswith("Z")
     # OCSP at once
     out = await _openssl_ocsp(base_url, f)
     assert f"{f['leaf']}: revoked" in out and "keyCompromise" in out, out
@@ -102,6 +103,8 @@ async def test_verify_ocsp_revoke_crl(new_client: Any, officer: Any, base_url: s
     # the subscriber sees it revoked; a new application of that usage is allowed again
     mine = (await c.call("GET", f"/api/v1/certificates/{obj['id']}")).json
     assert mine["status"] == "revoked"
+    assert (mine["revoked_at"], mine["revocation_reason"]) == (r.json["revoked_at"],
+                                                             "keyCompromise")
     assert (await apply(c, "signing", csr_pem(new_key("p256")))).status == 201
     async with db_pool.acquire() as conn:
         ev = await conn.fetchrow("SELECT actor, details FROM audit_events "

@@ -59,3 +59,14 @@ async def test_captcha_disabled(new_client: Any) -> None:
 async def test_request_id_is_propagated(new_client: Any) -> None:
     r = await new_client().call("GET", "/healthz", headers={"X-Request-Id": "abc-123-def"})
     assert r.headers["X-Request-Id"] == "abc-123-def"
+
+
+async def test_favicon(new_client: Any) -> None:
+    r = await new_client().call("GET", "/favicon.ico")
+    assert r.status == 200 and r.headers["Content-Type"] == "image/x-icon"
+    assert r.body[:4] == b"\x00\x00\x01\x00"  # an ICO file
+
+
+async def test_captcha_audio_disabled(new_client: Any) -> None:
+    r = await new_client().call("GET", "/api/v1/captcha/audio")
+    assert (r.status, r.json["error"]) == (404, "captcha_disabled")

@@ -81,6 +81,31 @@ async def test_invalid_fields(officer: Client, change: dict[str, Any]) -> None:
     assert (r.status, r.json["error"]) == (400, "invalid_field"), change
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"id_number": "hello"}, "id_number"),
+    ({"id_number": "A123456788"}, "id_number"),  # check digit wrong
+    ({"id_number": "C123456789x"}, "id_number"),
+    ({"id_number": "22099132"}, "id_number"),  # company number, check wrong
+    ({"subject": {"cn": "X-63-Y", "c": "XX"}}, "subject.c"),
+    ({"email": "wang@localhost"}, "email"),
+    ({"email": "a..b@example.tw"}, "email"),
+])
+async def test_impossible_identities_refused(officer: Client, change: dict[str, Any],
+                                             field: str) -> None:
+    r = await officer.call("POST", "/api/v1/ra/subscribers", subscriber_body(**change))
+    assert (r.status, r.json["error"], r.json.get("field")) == (400, "invalid_field", field)
+
+
+@pytest.mark.parametrize("id_number", ["a123456789", "22099131", "10000073", "A800000014",
+                                       "AA00000009"])
+async def test_real_identities_accepted(officer: Client, id_number: str) -> None:
+    body = subscriber_body(id_number=id_number, subject={"cn": f"{id_number}-63-X", "c": "jp"})
+    slip = await register(officer, **body)
+    r = await officer.call("GET", f"/api/v1/ra/subscribers/{slip['subscriber_id']}")
+    # stored in canonical case
+    assert (r.json["id_number"], r.json["subject"]["c"]) == (id_number.upper(), "JP")
+
+
 async def test_search(officer: Client) -> None:
     body = subscriber_body(name="Chen Yi-Ru", email="yiru.chen@Example.TW")
     slip = await register(officer, **body)
@@ -173,3 +198,17 @@ async def test_audit_endpoint(officer: Client) -> None:
     for bad in ("limit=0", "limit=1001", "limit=x", "after_id=-1"):
         r = await officer.call("GET", f"/api/v1/ra/audit?{bad}")
         assert (r.status, r.json["error"]) == (400, "invalid_field"), bad
+
+
+async def test_audit_newest_first(officer: Client) -> None:
+    for _ in range(3):
+        await register(officer)
+    r = await officer.call("GET", "/api/v1/ra/audit?limit=1000")
+    ids = [e["id"] for e in r.json["events"]]
+    r = await officer.call("GET", "/api/v1/ra/audit?order=desc&limit=2")
+    newest = [e["id"] for e in r.json["events"]]
+    assert newest == sorted(ids, reverse=True)[:2]
+    r = await officer.call("GET", f"/api/v1/ra/audit?order=desc&limit=1000&before_id={newest[-1]}")
+    assert [e["id"] for e in r.json["events"]] == sorted(ids, reverse=True)[2:]
+    r = await officer.call("GET", "/api/v1/ra/audit?order=sideways")
+    assert (r.status, r.json["error"], r.json["field"]) == (400, "invalid_field", "order")

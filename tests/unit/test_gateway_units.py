@@ -102,3 +102,50 @@ def test_gateway_never_imports_pkcs11() -> None:
             "('signer.protocol', 'signer.client', 'signer.errors', 'signer.checkpoints'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_captcha_alphabet_and_image() -> None:
+    """No glyph that reads as another; drawn at the size shown; dark ink on white."""
+    import io
+
+    from PIL import Image
+
+    from gateway import captcha
+
+    for pair in captcha.CONFUSABLE:
+        assert not set(pair) & set(captcha.ALPHABET), pair
+    assert all(set(captcha.new_answer()) <= set(captcha.ALPHABET) for _ in range(100))
+    service = captcha.CaptchaService(ttl_seconds=60, clock=lambda: None, pepper=None)  # type: ignore[arg-type]
+    for _ in range(5):
+        image = Image.open(io.BytesIO(service._png("ACDEF"))).convert("L")
+        assert image.size == (captcha.WIDTH, captcha.HEIGHT)
+        values = sorted(image.tobytes())  # mode L: one byte per pixel
+        ink = values[len(values) // 100]  # the darkest 1 %: the strokes
+
+        def lum(v: int) -> float:
+            c = v / 255
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        assert (lum(values[-1]) + 0.05) / (lum(ink) + 0.05) >= 7, ink
+
+
+def test_every_error_code_has_both_texts() -> None:
+    """Each code of the gateway's closed set has its own zh-TW and English message, handed to
+    the browser code, and the Chinese one is Chinese."""
+    import re
+
+    from gateway.errors import Kind
+    from gateway.portal import i18n
+
+    for kind in Kind:
+        key = f"err_{kind.value}"
+        assert key in i18n.ZH and key in i18n.EN and key in i18n.JS_KEYS, key
+        assert re.search(r"[\u4e00-\u9fff]", i18n.ZH[key]), key
+        assert i18n.ZH[key] != i18n.EN[key]
+
+
+def test_terms_name_the_configured_renewal_window() -> None:
+    from gateway import terms
+
+    text = terms.text(14)
+    assert "14 日內可線上展期" in text and "during the 14 days" in text and "30" not in text

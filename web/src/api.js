@@ -1,7 +1,10 @@
-// The JSON API of API.md. The CSRF token from the login answer lives in sessionStorage.
+// The JSON API of API.md. The CSRF token lives in this tab's sessionStorage; a tab that has
+// none (a second or restored tab) asks GET /api/v1/session (or /api/v1/ra/session) for the
+// session's token, and a change refused with csrf_failed is retried once with a fresh token.
 import { t } from "./ui.js";
 
 const KEYS = { subscriber: "ca.csrf", ra: "ca.ra.csrf" };
+const SESSION = { subscriber: "/api/v1/session", ra: "/api/v1/ra/session" };
 
 export class ApiError extends Error {
   constructor(status, code, message, body) {
@@ -17,11 +20,7 @@ export function setToken(area, token) {
   else sessionStorage.removeItem(KEYS[area]);
 }
 
-export async function call(area, method, path, body, { accept } = {}) {
-  const headers = { Accept: accept || "application/json" };
-  const token = sessionStorage.getItem(KEYS[area]);
-  if (token && method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = token;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+async function send(method, path, body, headers) {
   let r;
   try {
     r = await fetch(path, {
@@ -42,10 +41,48 @@ export async function call(area, method, path, body, { accept } = {}) {
   return r.text();
 }
 
-// The message to show for an API error: our own text for known codes, else the server's.
+// The session's CSRF token from the server (any tab holding the cookie may ask)
+async function refreshToken(area) {
+  const r = await send("GET", SESSION[area], undefined, { Accept: "application/json" });
+  setToken(area, r.csrf_token);
+  return r.csrf_token;
+}
+
+export async function call(area, method, path, body, { accept } = {}) {
+  const headers = { Accept: accept || "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method === "GET" || method === "HEAD") return send(method, path, body, headers);
+  const isLogin = method === "POST" && path === SESSION[area];
+  let token = sessionStorage.getItem(KEYS[area]);
+  if (!token && !isLogin) token = await refreshToken(area).catch(() => null);
+  if (token) headers["X-CSRF-Token"] = token;
+  try {
+    return await send(method, path, body, headers);
+  } catch (err) {
+    if (isLogin || !(err instanceof ApiError) || err.code !== "csrf_failed") throw err;
+    headers["X-CSRF-Token"] = await refreshToken(area);  // another tab logged in again
+    return send(method, path, body, headers);
+  }
+}
+
+// Ends the server session. true when it is over (also when it had already ended); false when
+// the server could not be told, so the page must say the session may still be alive.
+export async function logout(area) {
+  try {
+    await call(area, "DELETE", SESSION[area]);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 401) return false;
+  }
+  setToken(area, null);
+  return true;
+}
+
+// The message to show for an API error, always in the page's language: our own text for every
+// code of API.md, the generic text + the code for one we do not know; never the server's
+// (English) message.
 export function describe(err) {
   const known = `err_${err.code}`;
   const text = t(known);
   if (text !== known) return text;
-  return t("err_generic") + (err.message || err.code);
+  return t("err_generic") + (err.code || err.status);
 }

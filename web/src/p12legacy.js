@@ -65,7 +65,8 @@ function encryptedDataInfo(safeContents, password) {
 }
 
 // PKCS#8 DER of an RSA key (from WebCrypto) + certificate DER -> PKCS#12 DER (Uint8Array)
-export function exportPkcs12Legacy(pkcs8Der, certDer, password, friendlyName, localKeyId) {
+export function exportPkcs12Legacy(pkcs8Der, certDer, password, friendlyName, localKeyId,
+  chainDers = []) {
   // throws for anything but an RSA key: forge has no EC private keys
   const key = pki.privateKeyFromAsn1(asn1.fromDer(raw(pkcs8Der)));
   const keyInfo = pki.wrapRsaPrivateKey(pki.privateKeyToAsn1(key));
@@ -75,7 +76,10 @@ export function exportPkcs12Legacy(pkcs8Der, certDer, password, friendlyName, lo
   const keyBag = seq([oid("pkcs8ShroudedKeyBag"), explicit0([shrouded]), attrs()]);
   const certBag = seq([oid("certBag"), explicit0([seq([oid("x509Certificate"),
     explicit0([octets(raw(certDer))])])]), attrs()]);
-  const authSafe = seq([dataInfo(seq([keyBag])), encryptedDataInfo(seq([certBag]), password)]);
+  // the CA chain: certificate bags without attributes
+  const caBags = chainDers.map((der) => seq([oid("certBag"), explicit0([seq([oid("x509Certificate"),
+    explicit0([octets(raw(der))])])])]));
+  const authSafe = seq([dataInfo(seq([keyBag])), encryptedDataInfo(seq([certBag, ...caBags]), password)]);
   const authSafeDer = asn1.toDer(authSafe).getBytes();
 
   const macSalt = randomBytes(SALT_BYTES);

@@ -111,8 +111,11 @@ function loadLegacy() {
 export const legacyExportable = (privateKey) => privateKey.algorithm.name === "RSASSA-PKCS1-v1_5";
 
 // format "aes256" (default): PBES2/AES-256-CBC/PBKDF2-SHA256 + HMAC-SHA256 (PKI.js);
-// "3des": pbeWithSHAAnd3-KeyTripleDES-CBC + HMAC-SHA1 (node-forge, RSA keys only)
-export async function exportPkcs12(privateKey, certPem, password, friendlyName, format = "aes256") {
+// "3des": pbeWithSHAAnd3-KeyTripleDES-CBC + HMAC-SHA1 (node-forge, RSA keys only).
+// chainPems: the CA certificates (issuing, root), stored as further certificate bags without
+// a localKeyId, so importers take them as CA certificates and not as the key's own.
+export async function exportPkcs12(privateKey, certPem, password, friendlyName, format = "aes256",
+  chainPems = []) {
   const pass = utf8(password);
   const pkcs8 = await subtle().exportKey("pkcs8", privateKey);
   const localId = new Uint8Array(await subtle().digest("SHA-1", unpem(certPem)));
@@ -120,7 +123,7 @@ export async function exportPkcs12(privateKey, certPem, password, friendlyName, 
     if (!legacyExportable(privateKey)) throw new Error("legacy_rsa_only");
     const lib = await loadLegacy();
     return lib.exportPkcs12Legacy(new Uint8Array(pkcs8), unpem(certPem), password, friendlyName,
-      localId);
+      localId, chainPems.map((p) => unpem(p)));
   }
   const cert = parseCertificate(certPem);
   const attrs = () => [
@@ -145,7 +148,10 @@ export async function exportPkcs12(privateKey, certPem, password, friendlyName, 
               bagId: "1.2.840.113549.1.12.10.1.3",
               bagValue: new pkijs.CertBag({ parsedValue: cert }),
               bagAttributes: attrs(),
-            })] }) },
+            }), ...chainPems.map((p) => new pkijs.SafeBag({
+              bagId: "1.2.840.113549.1.12.10.1.3",
+              bagValue: new pkijs.CertBag({ parsedValue: parseCertificate(p) }),
+            }))] }) },
           ],
         },
       }),

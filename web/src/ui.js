@@ -71,3 +71,60 @@ export function dnParts(text) {
 }
 
 export const dnCell = (text) => el("td", { class: "dn" }, dnParts(text));
+
+// ---- fields in error: aria-invalid + a message tied to the field by aria-describedby ----------
+export function markField(input, text) {
+  if (!input) return;
+  const id = `${input.id}-error`;
+  let note = document.getElementById(id);
+  if (!note) {
+    note = el("p", { class: "field-error", id });
+    input.insertAdjacentElement("afterend", note);
+  }
+  note.textContent = text;
+  input.setAttribute("aria-invalid", "true");
+  const described = new Set((input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
+  described.add(id);
+  input.setAttribute("aria-describedby", [...described].join(" "));
+}
+
+export function clearFields(root = document) {
+  for (const input of $$("[aria-invalid=true]", root)) {
+    input.removeAttribute("aria-invalid");
+    const id = `${input.id}-error`;
+    const rest = (input.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && x !== id);
+    if (rest.length) input.setAttribute("aria-describedby", rest.join(" "));
+    else input.removeAttribute("aria-describedby");
+  }
+  for (const note of $$(".field-error", root)) note.remove();
+}
+
+// The field's visible label (in the page's language), for "欄位內容不正確：<label>"
+export function labelOf(input) {
+  const label = input && input.id ? $(`label[for="${input.id}"]`) : null;
+  return label ? label.textContent.replace(/\s*\*\s*$/, "").trim() : "";
+}
+
+// Marks ``input`` and shows the page message for an invalid field.
+export function fieldError(input, text) {
+  const message = text || t("err_invalid_field_named", { field: labelOf(input) });
+  markField(input, message);
+  show("error", message);
+  if (input) input.focus();
+}
+
+// ---- the menu collapses behind a button on narrow screens ------------------------------------
+export function setupMenu() {
+  const button = $("#menu-toggle");
+  const nav = $("nav.menu");
+  if (!button || !nav) return;
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    nav.classList.toggle("open", open);
+  });
+}
+
+// "簽章憑證、加密憑證" in Chinese, "Signing certificate, Encryption certificate" in English
+export const joinList = (items) => items.join(page.lang === "en" ? ", " : "、");
