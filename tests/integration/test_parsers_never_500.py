@@ -38,13 +38,13 @@ UNLOADABLE_KEYS = ["ec-prime239v1.pem", "ec-secp112r1.pem", "sm2.pem", "unknown-
 
 
 @pytest.fixture(scope="module")
-def gateway_config(database_url: str, ca_config: Path) -> GatewayConfig:
+def gateway_config(app_url: str, ca_config: Path) -> GatewayConfig:
     # certificates inside their renewal window at once (see test_renewal.py)
     return dataclasses.replace(
         GatewayConfig(
             captcha=False,
-            database_url=database_url,
-            migrate_on_start=True,
+            database_url=app_url,  # the application role; the owner migrated (conftest)
+            migrate_on_start=False,
             manifest_path=manifest_path(load(ca_config, environ={})),
         ),
         certificate_validity_days=20,

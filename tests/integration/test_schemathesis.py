@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,7 @@ from signer.client import SignerClient
 from tests.integration import lifecycle
 from tests.integration.conftest import OFFICER_LOGIN, OFFICER_PASSWORD, subscriber_body
 from tests.integration.lifecycle import csr_pem, new_key
+from tests.support.identities import national_id
 from tests.support.signer_proc import socket_of
 
 ca_config = lifecycle.ca_config
@@ -70,9 +72,10 @@ FUZZ = settings(
 class GatewayThread:
     """The gateway app on 127.0.0.1:<free port>, in a thread with its own event loop."""
 
-    def __init__(self, config: GatewayConfig, signer_socket: Path) -> None:
+    def __init__(self, config: GatewayConfig, signer_socket: Path, owner_dsn: str) -> None:
         self.config = config
         self.signer_socket = signer_socket
+        self.owner_dsn = owner_dsn  # migrations and the test officer: the owner's work
         self.url = ""
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,10 +106,14 @@ class GatewayThread:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        owner = await create_pool(self.owner_dsn, min_size=1, max_size=1)
+        try:
+            await migrate_pool(owner)
+            async with owner.acquire() as conn:
+                await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
+        finally:
+            await owner.close()
         pool = await create_pool(self.config.database_url, min_size=1, max_size=8)
-        await migrate_pool(pool)
-        async with pool.acquire() as conn:
-            await officers.insert(conn, OFFICER_LOGIN, PasswordHasher().hash(OFFICER_PASSWORD))
         client = SignerClient([f"unix:{self.signer_socket}"], timeout=5)
         runner = web.AppRunner(make_app(self.config, db_pool=pool, signer_client=client))
         await runner.setup()
@@ -123,16 +130,17 @@ class GatewayThread:
 
 
 @pytest.fixture(scope="module")
-def gateway(database_url: str, ca_config: Path, signer_process: Any) -> Iterator[str]:
+def gateway(app_url: str, owner_url: str, ca_config: Path, signer_process: Any
+            ) -> Iterator[str]:
     config = dataclasses.replace(
         GatewayConfig(
             captcha=False,
-            database_url=database_url,
-            migrate_on_start=True,
+            database_url=app_url,  # the application role; the owner migrated (conftest)
+            migrate_on_start=False,
             manifest_path=manifest_path(load(ca_config, environ={})),
         )
     )
-    with GatewayThread(config, socket_of(ca_config)) as running:
+    with GatewayThread(config, socket_of(ca_config), owner_url) as running:
         yield running.url
 
 
@@ -237,12 +245,24 @@ def _mode(case: Any) -> GenerationMode:
 
 
 def _supply_valid_inputs(case: Any) -> None:
-    """Random strings are never a valid CSR: positive applications get a fresh key's CSR and
-    the current terms version (the rest of the body stays as generated)."""
-    if (case.method.upper(), case.path) != ("POST", "/api/v1/certificates"):
+    """Random strings are never a valid CSR, and a random ID number rarely has a valid check
+    digit: positive applications get a fresh key's CSR and the current terms version, positive
+    registrations a valid national ID, e-mail and country (the rest of each body stays as
+    generated)."""
+    if _mode(case) is not GenerationMode.POSITIVE or not isinstance(case.body, dict):
         return
-    if _mode(case) is GenerationMode.POSITIVE and isinstance(case.body, dict):
+    where = (case.method.upper(), case.path)
+    if where == ("POST", "/api/v1/certificates"):
         case.body = {**case.body, "csr": csr_pem(new_key("p256")), "terms_version": terms.VERSION}
+    elif where == ("POST", "/api/v1/ra/subscribers"):
+        subject = case.body.get("subject")
+        subject = {**subject, "c": "TW"} if isinstance(subject, dict) else subject
+        case.body = {
+            **case.body,
+            "id_number": national_id(),
+            "email": f"st{secrets.token_hex(4)}@example.tw",
+            "subject": subject,
+        }
 
 
 SESSIONS: dict[str, Login] = {}

@@ -91,7 +91,9 @@ def test_sessions_csrf_and_auth_errors(doc: dict[str, Any]) -> None:
             assert "csrf_failed" in _codes(op, 403), (method, path)
         if path.startswith("/api/v1/ra/"):
             assert "officerSession" in requirement
-        exempt = path in ("/api/v1/me", "/api/v1/terms", "/api/v1/password") or (method == "DELETE")
+        exempt = path in ("/api/v1/me", "/api/v1/terms", "/api/v1/password") or (
+            (method, path) in (("DELETE", "/api/v1/session"), ("GET", "/api/v1/session"))
+        )
         if "subscriberSession" in requirement and not exempt:
             assert "password_change_required" in _codes(op, 403), (method, path)
     assert with_session >= 17
