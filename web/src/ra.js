@@ -2,6 +2,7 @@
 // revoke), audit log.
 import { ApiError, call, describe, setToken } from "./api.js";
 import { $, busy, clear, date, el, show, statusCell, t } from "./ui.js";
+import { factorsPage, verifyPage } from "./ra_factors.js";
 
 const api = (method, path, body) => call("ra", method, path, body);
 const REASONS = ["unspecified", "keyCompromise", "affiliationChanged", "superseded",
@@ -9,6 +10,10 @@ const REASONS = ["unspecified", "keyCompromise", "affiliationChanged", "supersed
 
 function fail(err) {
   if (err instanceof ApiError && err.status === 401) { location.assign("/ra/"); return; }
+  if (err instanceof ApiError && err.code === "second_factor_required") {
+    location.assign("/ra/verify");
+    return;
+  }
   if (err instanceof ApiError && err.code === "duplicate") return show("error", t("ra_dup"));
   if (err instanceof ApiError && err.code === "invalid_field") {
     return show("error", t("ra_invalid") + (err.body.field || "") + " " + (err.message || ""));
@@ -35,7 +40,9 @@ async function loginPage() {
       const r = await api("POST", "/api/v1/ra/session",
         { login: $("#ra-login").value.trim(), password: $("#ra-password").value });
       setToken("ra", r.csrf_token);
-      location.assign("/ra/register");
+      // the second factor, when due, is the next step (ra_factors.js)
+      const next = { verify: "/ra/verify", enrol: "/ra/factors" }[r.second_factor];
+      location.assign(next || "/ra/register");
     } catch (err) {
       $("#ra-password").value = "";
       show("error", describe(err));
@@ -161,7 +168,8 @@ async function auditPage() {
 }
 
 const PAGES = { "ra-login": loginPage, "ra-register": registerPage, "ra-subscribers": searchPage,
-  "ra-subscriber": subscriberPage, "ra-audit": auditPage };
+  "ra-subscriber": subscriberPage, "ra-audit": auditPage, "ra-factors": factorsPage,
+  "ra-verify": verifyPage };
 
 export async function start(name) {
   const logout = $("#logout");
