@@ -335,3 +335,19 @@ def test_a_counter_that_does_not_grow_is_refused(
     assert {"bad_assertion", "bad_challenge", "malformed_assertion"} <= {
         r["reason"] for r in failed
     }
+
+
+def test_the_operator_page_sends_the_second_factor_to_ra_verify_and_back(
+    page: Any, officer: str
+) -> None:
+    page.click("#logout")
+    _ready(page, "**/ra/")
+    page.goto("/operator/")
+    page.wait_for_selector("#login:not([hidden])", timeout=20000)
+    page.fill("#login input[name=login]", officer)
+    page.fill("#login input[name=password]", PASSWORD)
+    page.click("#login button[type=submit]")
+    _ready(page, "**/ra/verify?next=/operator/")
+    page.click("#f-webauthn-login")
+    page.wait_for_url("**/operator/", timeout=20000)
+    page.wait_for_selector("#board:not([hidden])", timeout=20000)

@@ -62,9 +62,13 @@ function fail(err) {
   show("error", t("f_webauthn_error") + (err && err.name ? ` (${err.name})` : ""));
 }
 
+// where a completed login goes: the RA home, or back to the operator page that sent us here
+const NEXT = new Set(["/operator/"]);
+
 function done(r) {
   setToken("ra", r.csrf_token);
-  location.assign(HOME);
+  const next = new URLSearchParams(location.search).get("next");
+  location.assign(NEXT.has(next) ? next : HOME);
 }
 
 export async function verifyPage() {

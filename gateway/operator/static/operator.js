@@ -119,7 +119,19 @@ document.addEventListener("DOMContentLoaded", () => {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ login: form.login.value, password: form.password.value }),
     });
-    if (r.ok) { form.password.value = ""; $("login-error").textContent = ""; start(); return; }
+    if (r.ok) {
+      form.password.value = "";
+      $("login-error").textContent = "";
+      const body = await r.json();
+      if (body.second_factor) { // the RA pages complete the login, then come back here
+        sessionStorage.setItem("ca.ra.csrf", body.csrf_token);
+        location.assign(body.second_factor === "verify" ? "/ra/verify?next=/operator/"
+          : "/ra/factors");
+        return;
+      }
+      start();
+      return;
+    }
     let msg = `HTTP ${r.status}`;
     try { msg = (await r.json()).message || msg; } catch (e) { /* not JSON */ }
     $("login-error").textContent = msg;
