@@ -194,6 +194,7 @@ class OfficerFactors:
                 now=now,
             )
             verified = None
+            duplicate = False
             if challenge is not None:
                 try:
                     verified = webauthn.verify_registration_response(
@@ -217,10 +218,11 @@ class OfficerFactors:
                             now=now,
                         )
                 except asyncpg.UniqueViolationError:
-                    raise ApiError(
-                        Kind.DUPLICATE, "this authenticator is enrolled already"
-                    ) from None
-                return await self._enrolled(conn, auth, factor, now)
+                    duplicate = True  # raised after the commit: the challenge stays used up
+                else:
+                    return await self._enrolled(conn, auth, factor, now)
+        if duplicate:
+            raise ApiError(Kind.DUPLICATE, "this authenticator is enrolled already")
         if challenge is None:  # committed: the challenge is used up
             raise ApiError(Kind.BAD_CHALLENGE, "unknown, used or expired challenge")
         raise ApiError(Kind.FACTOR_REJECTED, "the authenticator's answer was not accepted")

@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 
 from db import admin
 from db.queries import officers
+from gateway import keys
 from gateway.services.officer_factors import CHALLENGE_TTL
 from tests.integration.conftest import Client, FakeClock
 
@@ -316,3 +317,21 @@ async def test_pending_session_can_log_out(
     d, _ = await _login(new_client, login)
     assert (await d.call("DELETE", "/api/v1/ra/session")).status == 204
     assert (await d.call("GET", "/api/v1/ra/factors")).status == 401
+
+
+async def test_challenges_stay_bounded_and_expire(
+    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock, server: Any
+) -> None:
+    """One outstanding challenge per session and purpose; expired ones are purged."""
+    login = await _new_officer(db_pool)
+    c, _ = await _login(new_client, login)
+    for _ in range(5):
+        assert (await c.call("POST", "/api/v1/ra/factors/totp/secret")).status == 200
+    count = "SELECT count(*) FROM officer_factor_challenges WHERE officer_id = $1"
+    async with db_pool.acquire() as conn:
+        officer_id = await conn.fetchval("SELECT id FROM ra_officers WHERE login = $1", login)
+        assert await conn.fetchval(count, officer_id) == 1
+    clock.advance(CHALLENGE_TTL.total_seconds() + 1)
+    assert await server.app[keys.RUNTIME].officer_factors.purge_expired(clock()) >= 1
+    async with db_pool.acquire() as conn:
+        assert await conn.fetchval(count, officer_id) == 0
