@@ -5,7 +5,9 @@ The officer enrols the key on /ra/factors, logs out, and logs in again: the pass
 /ra/verify, the key completes the login. Then, driving the same ceremony from page code: a
 tampered signature, a missing or empty assertion and an assertion for another challenge are
 refused; a challenge is single use (re-posting an assertion, whether its first use failed or
-succeeded, is refused); a signature counter that does not grow is refused.
+succeeded, is refused); a signature counter that does not grow is refused. The operator page
+sends a pending officer through /ra/verify and back. A second gateway with
+``officer_second_factor = "required"`` has a new officer enrol a TOTP app in the browser.
 
 The gateway runs with ``public_url = http://localhost:<port>`` (WebAuthn binds credentials to
 a host name; an IP address cannot be a relying party id) and the browser uses that URL.
@@ -18,10 +20,12 @@ import concurrent.futures
 import secrets
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import pyotp
 import pytest
 
 from tests.e2e.conftest import BIN, _gateway
@@ -351,3 +355,63 @@ def test_the_operator_page_sends_the_second_factor_to_ra_verify_and_back(
     page.click("#f-webauthn-login")
     page.wait_for_url("**/operator/", timeout=20000)
     page.wait_for_selector("#board:not([hidden])", timeout=20000)
+
+
+@pytest.fixture(scope="module")
+def required_gateway(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A second gateway on the same database with ``officer_second_factor = "required"``."""
+    port = _free_port()
+    env = {
+        **stack["env"],
+        "CA_GATEWAY_PUBLIC_URL": f"http://localhost:{port}",
+        "CA_GATEWAY_OFFICER_SECOND_FACTOR": "required",
+    }
+    with _gateway(stack["config"], env, port, stack["tmp"] / "gateway-2fa-required.log"):
+        yield {"base": f"http://localhost:{port}", "env": env}
+
+
+def test_required_policy_enrols_a_totp_app_in_the_browser(
+    required_gateway: dict[str, Any], browser: Any
+) -> None:
+    """No factor yet: the login lands on the enrolment page, the TOTP enrolment completes the
+    login; the next login asks for a code."""
+    login = f"ra-totp-{secrets.token_hex(3)}"
+    subprocess.run(
+        [str(BIN / "ca-admin"), "create-officer", login],
+        input=PASSWORD + "\n",
+        text=True,
+        env=required_gateway["env"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    ctx = browser.new_context(base_url=required_gateway["base"], locale="en")
+    try:
+        pg = ctx.new_page()
+        _password_login(pg, login)
+        _ready(pg, "**/ra/factors")
+        assert pg.is_visible("#f-enrol-required")
+        pg.click("#f-add-totp")
+        pg.wait_for_selector("#f-totp-enrol:not([hidden])")
+        secret = pg.inner_text("#f-totp-secret").replace(" ", "")
+        pg.fill("#f-totp-enrol-code", pyotp.TOTP(secret).now())
+        pg.click("#f-totp-enrol-submit")
+        _ready(pg, "**/ra/register")
+        pg.goto("/ra/factors")
+        pg.wait_for_selector("#f-table tbody tr[data-kind='totp']")
+        assert not pg.is_visible("#f-enrol-required")
+        pg.click("#logout")
+        _ready(pg, "**/ra/")
+        _password_login(pg, login)
+        _ready(pg, "**/ra/verify")
+        assert pg.is_visible("#f-totp-form") and not pg.is_visible("#f-webauthn-box")
+        pg.fill("#f-totp-code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+        pg.click("#f-totp-submit")
+        pg.wait_for_selector("#msg.error")
+        assert pg.url.endswith("/ra/verify")
+        # the next period's code (inside the window; the enrolment used this period's)
+        pg.fill("#f-totp-code", pyotp.TOTP(secret).at(time.time() + 30))
+        pg.click("#f-totp-submit")
+        _ready(pg, "**/ra/register")
+    finally:
+        ctx.close()
