@@ -1,8 +1,10 @@
 """``ca-admin``: database chores against the same configuration as the gateway.
 
 Verbs: ``migrate``, ``create-officer LOGIN`` (password on stdin), ``unlock-officer LOGIN``,
-``audit verify`` (the hash chain, then every signed checkpoint in the database and in the
-signer's checkpoint file), and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded cluster.
+``officer-factors LOGIN`` / ``remove-officer-factors LOGIN [--id N]`` (second-factor
+recovery), ``audit verify`` (the hash chain, then every signed checkpoint in the database and in
+the signer's checkpoint file), and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded
+cluster.
 
 Only ``db-start`` (or any verb with ``--start-db``) starts the embedded cluster: a verb that finds
 the database down says so and exits 1, so a stopped database is never restarted behind the
@@ -26,7 +28,8 @@ from db import audit, checkpoints, roles
 from db.embedded import Cluster, EmbeddedError, ensure_running
 from db.migrate import MigrationError, migrate
 from db.pool import connect
-from db.queries import officers
+from db.queries import officer_factors, officers
+from db.queries import sessions as session_q
 from hsm_config import audit_key, journal
 from hsm_config.config import ConfigError, load, read_secret
 from signer.checkpoints import read_ledger
@@ -178,6 +181,59 @@ def _checkpoint_sources(args: argparse.Namespace) -> tuple[Path | None, Path | N
     return key, ledger
 
 
+async def _officer(conn: asyncpg.Connection, login: str) -> officers.Officer:
+    officer = await officers.by_login(conn, login)
+    if officer is None:
+        raise AdminError(f"no officer {login!r}")
+    return officer
+
+
+def cmd_officer_factors(args: argparse.Namespace) -> int:
+    """List an officer's second factors (ids for ``remove-officer-factors --id``)."""
+
+    async def work(conn: asyncpg.Connection) -> int:
+        officer = await _officer(conn, args.login)
+        factors = await officer_factors.for_officer(conn, officer.id)
+        for f in factors:
+            used = f.last_used_at.isoformat() if f.last_used_at else "never"
+            print(
+                f"{f.id}\t{f.kind}\t{f.name}\tenrolled {f.created_at.isoformat()}\tlast used {used}"
+            )
+        if not factors:
+            print(f"RA officer {args.login} has no second factor")
+        return 0
+
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
+
+
+def cmd_remove_officer_factors(args: argparse.Namespace) -> int:
+    """Recovery for a lost or compromised authenticator: remove the officer's factors (or the
+    one ``--id``), end the officer's sessions, audit it (``officer_factor_removed``). Under
+    ``officer_second_factor = "required"`` the officer's next login then only enrols."""
+
+    async def work(conn: asyncpg.Connection) -> int:
+        async with conn.transaction():
+            officer = await _officer(conn, args.login)
+            removed = await officer_factors.delete_for_officer(conn, officer.id, args.id)
+            if not removed:
+                raise AdminError(f"officer {args.login!r} has no such second factor")
+            ended = await session_q.delete_for_officer(conn, officer.id)
+            await audit.append(
+                conn,
+                actor=ACTOR,
+                action="officer_factor_removed",
+                target=args.login,
+                details={
+                    "factors": [{"id": f.id, "kind": f.kind, "name": f.name} for f in removed],
+                    "sessions_ended": ended,
+                },
+            )
+        print(f"removed {len(removed)} second factor(s) of RA officer {args.login}")
+        return 0
+
+    return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.action == "import-journal":
         return cmd_import_journal(args)
@@ -300,6 +356,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "create-officer": cmd_create_officer,
     "unlock-officer": cmd_unlock_officer,
+    "officer-factors": cmd_officer_factors,
+    "remove-officer-factors": cmd_remove_officer_factors,
     "audit": cmd_audit,
     "db-start": cmd_db_start,
     "db-stop": cmd_db_stop,
@@ -322,6 +380,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sp = sub.add_parser(verb, help=text)
         sp.add_argument("login")
+    sp = sub.add_parser("officer-factors", help="list an RA officer's second factors")
+    sp.add_argument("login")
+    sp = sub.add_parser(
+        "remove-officer-factors",
+        help="remove an RA officer's second factors (all, or --id N); audited",
+    )
+    sp.add_argument("login")
+    sp.add_argument("--id", type=int, default=None, help="only this factor (officer-factors)")
     ap = sub.add_parser("audit", help="audit log tools")
     ap.add_argument("action", choices=["verify", "import-journal"])
     ap.add_argument("path", nargs="?", help="journal file (import-journal; default from [ca] dir)")

@@ -17,7 +17,7 @@ from db.migrate import MigrationError, migrate_pool, pending
 from db.pool import create_pool
 from db.queries import captcha as captcha_q
 from gateway import keys
-from gateway.api import certificates, public, ra, ra_certificates, session
+from gateway.api import certificates, public, ra, ra_certificates, ra_factors, session
 from gateway.captcha import CaptchaService
 from gateway.config import GatewayConfig, database_password, database_url
 from gateway.metrics import GatewayMetrics
@@ -26,6 +26,7 @@ from gateway.operator.routes import setup_operator
 from gateway.portal.routes import setup_portal
 from gateway.services import audit_checkpoint, lifecycle, ocsp_presign
 from gateway.services.accounts import AccountService
+from gateway.services.officer_factors import OfficerFactors
 from gateway.services.passwords import Passwords
 from gateway.services.registration import RegistrationService
 from gateway.services.sessions import SessionStore
@@ -127,6 +128,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         officer_max_failures=config.officer_max_failures,
     )
     rt.registration = RegistrationService(pool=rt.db, clock=clock, passwords=passwords)
+    rt.officer_factors = OfficerFactors(
+        pool=rt.db, clock=clock, sessions=sessions, policy=config.officer_second_factor,  # type: ignore[arg-type]
+        public_url=config.public_url, officer_max_failures=config.officer_max_failures,
+    )
 
     async def housekeeping() -> None:
         while True:
@@ -134,6 +139,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             try:
                 now = clock()
                 await sessions.purge_expired(rt.db, now)
+                await rt.officer_factors.purge_expired(now)
                 await captcha_q.delete_expired(rt.db, now)  # type: ignore[arg-type]
             except Exception as exc:  # keep going; the next round retries
                 log.warning("housekeeping failed: %s", exc)
@@ -173,6 +179,7 @@ def make_app(
     app.add_routes(session.routes)
     app.add_routes(ra.routes)
     app.add_routes(ra_certificates.routes)
+    app.add_routes(ra_factors.routes)
     app.add_routes(certificates.routes)
     setup_portal(app)  # pages, /static/, CSP and security headers
     setup_operator(app)  # /operator/: live charts from this gateway's metrics

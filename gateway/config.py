@@ -23,7 +23,9 @@ GATEWAY_KEYS = {
     "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
     "pending_sweep_seconds",
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
+    "officer_second_factor",
 }
+OFFICER_SECOND_FACTOR = ("optional", "required")
 DATABASE_KEYS = {
     "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
     "owner", "owner_password_file", "owner_password_env", "acquire_timeout",
@@ -75,6 +77,8 @@ class GatewayConfig:
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
     smtp_from: str = "ca@localhost"
+    # "optional": officers with an enrolled factor must use it; "required": every officer
+    officer_second_factor: str = "optional"
 
     @property
     def https(self) -> bool:
@@ -195,6 +199,10 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     if log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError("[gateway] log_level: debug, info, warning or error")
 
+    second_factor = _str(gw, "officer_second_factor", "optional", "gateway").strip().lower()
+    if second_factor not in OFFICER_SECOND_FACTOR:
+        raise ConfigError("[gateway] officer_second_factor: \"optional\" or \"required\"")
+
     url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
     password_file = _str(db, "password_file", "", "database")
     if not password_file and not url and not db.get("password_env"):
@@ -237,6 +245,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,
         smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",
+        officer_second_factor=second_factor,
     )
 
 

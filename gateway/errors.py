@@ -39,6 +39,12 @@ class Kind(StrEnum):
     ALREADY_REVOKED = "already_revoked"
     # portal
     SPEECH_UNAVAILABLE = "speech_unavailable"  # the audio captcha cannot be spoken
+    # RA officers' second factor (docs/API-extensions.md)
+    SECOND_FACTOR_REQUIRED = "second_factor_required"
+    SECOND_FACTOR_FAILED = "second_factor_failed"
+    SECOND_FACTOR_NOT_DUE = "second_factor_not_due"
+    FACTOR_REJECTED = "factor_rejected"
+    NOT_ENROLLED = "not_enrolled"
 
 
 HTTP_STATUS: dict[Kind, int] = {
@@ -72,6 +78,11 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.ALREADY_REVOKED: 409,
     Kind.SIGNER_UNAVAILABLE: 503,
     Kind.SPEECH_UNAVAILABLE: 503,
+    Kind.SECOND_FACTOR_REQUIRED: 403,
+    Kind.SECOND_FACTOR_FAILED: 401,
+    Kind.SECOND_FACTOR_NOT_DUE: 409,
+    Kind.FACTOR_REJECTED: 400,
+    Kind.NOT_ENROLLED: 409,
 }
 assert set(HTTP_STATUS) == set(Kind)
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.captcha import CaptchaService
     from gateway.services.accounts import AccountService
     from gateway.services.lifecycle import Lifecycle
+    from gateway.services.officer_factors import OfficerFactors
     from gateway.services.registration import RegistrationService
 
 
@@ -38,6 +39,7 @@ class Runtime:
     accounts: AccountService
     registration: RegistrationService
     lifecycle: Lifecycle  # issuance, renewal, revocation, CRL, OCSP, notices
+    officer_factors: OfficerFactors  # RA officers' second factor
 
 
 CONFIG = web.AppKey("config", GatewayConfig)

@@ -34,7 +34,7 @@ WITH req AS (
     SELECT DISTINCT r.id_hash, r.kind FROM unnest($1::bytea[], $2::text[]) AS r(id_hash, kind)
 ), s AS (
     SELECT se.id_hash, se.kind, se.account_id, se.officer_id, se.csrf_hash, se.created_at,
-           se.last_seen_at,
+           se.last_seen_at, se.officer_factor,
            (se.last_seen_at >= $3::timestamptz - $4::interval
             AND se.created_at >= $3::timestamptz - $5::interval) AS live
     FROM req JOIN sessions se ON se.id_hash = req.id_hash AND se.kind = req.kind

@@ -92,9 +92,12 @@ async def subscriber(request: web.Request, *, during_forced_change: bool = False
     return auth
 
 
-async def officer(request: web.Request) -> OfficerAuth:
+async def officer(request: web.Request, *, second_factor_pending: bool = False
+                  ) -> OfficerAuth:
+    """Session first (a session whose second factor is due only with
+    ``second_factor_pending``), then CSRF."""
     auth = await keys.runtime(request).accounts.authenticate_officer(
-        session_token(request, OFFICER_COOKIE)
+        session_token(request, OFFICER_COOKIE), second_factor_pending=second_factor_pending
     )
     _check_csrf(request, auth)
     return auth

@@ -16,7 +16,9 @@ import msgspec
 
 from gateway.api import models
 
-Auth = Literal["none", "subscriber", "subscriber-any", "officer"]
+# subscriber-any: also while the password must be changed; officer-any: also while the
+# officer's second factor is due (sessions marked by gateway.services.officer_factors)
+Auth = Literal["none", "subscriber", "subscriber-any", "officer", "officer-any"]
 JSON = "application/json"
 PEM = "application/x-pem-file"
 DER = "application/pkix-cert"
@@ -72,6 +74,8 @@ class Operation:
                 add(403, "csrf_failed")
         if self.auth == "subscriber":
             add(403, "password_change_required")
+        if self.auth == "officer":
+            add(403, "second_factor_required")
         if self.body is not None or self.query is not None:
             add(400, "invalid_field")
         if self.body is not None:
@@ -278,7 +282,69 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth="officer",
     ),
     ("DELETE", "/api/v1/ra/session"): Operation(
-        "RA officer logout", "ra", (Ok(204, description="logged out"),), auth="officer"
+        "RA officer logout", "ra", (Ok(204, description="logged out"),), auth="officer-any"
+    ),
+    # -- RA officer second factor (docs/API-extensions.md)
+    ("POST", "/api/v1/ra/session/webauthn-options"): Operation(
+        "a WebAuthn login challenge for an officer whose second factor is due",
+        "ra",
+        (Ok(200, models.WebAuthnOptions),),
+        auth="officer-any",
+        errors={409: ("second_factor_not_due", "not_enrolled")},
+    ),
+    ("POST", "/api/v1/ra/session/second-factor"): Operation(
+        "complete the officer login with a WebAuthn assertion or a TOTP code; "
+        "replaces the session (new cookie)",
+        "ra",
+        (Ok(200, models.SecondFactorResult),),
+        auth="officer-any",
+        body=models.SecondFactor,
+        errors={
+            400: ("bad_challenge",),
+            401: ("second_factor_failed",),
+            409: ("second_factor_not_due",),
+            423: ("account_locked",),
+        },
+    ),
+    ("GET", "/api/v1/ra/factors"): Operation(
+        "the officer's enrolled second factors and what the session still needs",
+        "ra",
+        (Ok(200, models.Factors),),
+        auth="officer-any",
+    ),
+    ("POST", "/api/v1/ra/factors/webauthn/options"): Operation(
+        "a WebAuthn enrolment challenge (not while a second factor is due)",
+        "ra",
+        (Ok(200, models.WebAuthnOptions),),
+        auth="officer-any",
+        errors={403: ("second_factor_required",)},
+    ),
+    ("POST", "/api/v1/ra/factors/webauthn"): Operation(
+        "enrol a WebAuthn authenticator (attestation none)",
+        "ra",
+        (Ok(201, models.Enrolled),),
+        auth="officer-any",
+        body=models.WebAuthnEnrol,
+        errors={
+            400: ("bad_challenge", "factor_rejected"),
+            403: ("second_factor_required",),
+            409: ("duplicate",),
+        },
+    ),
+    ("POST", "/api/v1/ra/factors/totp/secret"): Operation(
+        "a new TOTP secret to enrol (not while a second factor is due)",
+        "ra",
+        (Ok(200, models.TotpSecret),),
+        auth="officer-any",
+        errors={403: ("second_factor_required",)},
+    ),
+    ("POST", "/api/v1/ra/factors/totp"): Operation(
+        "enrol the TOTP secret with a code made from it",
+        "ra",
+        (Ok(201, models.Enrolled),),
+        auth="officer-any",
+        body=models.TotpEnrol,
+        errors={400: ("bad_challenge", "factor_rejected"), 403: ("second_factor_required",)},
     ),
     ("POST", "/api/v1/ra/subscribers"): Operation(
         "register a subscriber: the password slip as JSON, or the printable zh-TW slip page "

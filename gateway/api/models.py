@@ -251,8 +251,19 @@ class OfficerLogin(Request):
     password: Password
 
 
+SecondFactorDue = Annotated[
+    Literal["verify", "enrol"] | None,
+    Meta(
+        description="null: logged in; verify: give the second factor "
+        "(POST /api/v1/ra/session/second-factor); enrol: enrol one first "
+        '([gateway] officer_second_factor = "required")'
+    ),
+]
+
+
 class OfficerLoginResult(Response):
     csrf_token: str
+    second_factor: SecondFactorDue = None
 
 
 class OfficerSession(Response):
@@ -343,6 +354,86 @@ class AuditEvent(Response):
 
 class AuditEvents(Response):
     events: list[AuditEvent]
+
+
+# -- RA officers' second factor (docs/API-extensions.md) -------------------------------------
+
+ChallengeId = Annotated[str, Meta(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+TotpCode = Annotated[str, Meta(pattern=r"^[0-9]{6}$", description="the 6-digit TOTP code")]
+FactorName = Annotated[
+    str,
+    Meta(max_length=64, pattern=_PRINTABLE, description="the officer's label; empty: a default"),
+]
+WebAuthnJson = Annotated[
+    dict[str, Any],
+    Meta(description="the PublicKeyCredential as JSON (its toJSON(): base64url binary fields)"),
+]
+
+
+class Factor(Response):
+    id: Id
+    kind: Literal["webauthn", "totp"]
+    name: str
+    created_at: DateTime
+    last_used_at: DateTime | None
+
+
+class Factors(Response):
+    factors: list[Factor]
+    policy: Literal["optional", "required"]
+    second_factor: SecondFactorDue
+
+
+class WebAuthnOptions(Response):
+    challenge_id: str
+    options: Annotated[
+        dict[str, Any],
+        Meta(
+            description="PublicKeyCredentialCreationOptions / RequestOptions in their JSON "
+            "form (binary fields base64url)"
+        ),
+    ]
+
+
+class WebAuthnEnrol(Request):
+    challenge_id: ChallengeId
+    credential: WebAuthnJson
+    name: FactorName = ""
+
+
+class TotpSecret(Response):
+    challenge_id: str
+    secret: Annotated[str, Meta(description="base32, for manual entry into the app")]
+    uri: Annotated[str, Meta(description="otpauth://totp/... provisioning URI")]
+
+
+class TotpEnrol(Request):
+    challenge_id: ChallengeId
+    code: TotpCode
+    name: FactorName = ""
+
+
+class Enrolled(Response):
+    factor: Factor
+    csrf_token: Annotated[
+        str | None,
+        Meta(
+            description="set when the enrolment completed an enrol-only login: the session "
+            "was replaced (new cookie) and this is its CSRF token"
+        ),
+    ]
+
+
+class SecondFactor(Request):
+    """WebAuthn: challenge_id + credential; TOTP: totp_code. Exactly one of the two."""
+
+    challenge_id: ChallengeId | None = None
+    credential: WebAuthnJson | None = None
+    totp_code: TotpCode | None = None
+
+
+class SecondFactorResult(Response):
+    csrf_token: str
 
 
 # -- query parameters (decoded from the query string, strings converted) ---------------------

@@ -115,7 +115,7 @@ def _operation(method: str, op: Operation) -> dict[str, Any]:
         responses[str(status)] = _error(status, codes)
     out["responses"] = responses
     if op.auth != "none":
-        scheme = OFFICER_SCHEME if op.auth == "officer" else SUBSCRIBER_SCHEME
+        scheme = OFFICER_SCHEME if op.auth in ("officer", "officer-any") else SUBSCRIBER_SCHEME
         requirement: dict[str, list[str]] = {scheme: []}
         if method != "GET":
             requirement[CSRF_SCHEME] = []

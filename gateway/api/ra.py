@@ -38,7 +38,10 @@ async def login(request: web.Request) -> web.Response:
         previous_token=common.session_token(request, common.OFFICER_COOKIE),
         client=common.client_address(request),
     )
-    response = json_response(models.OfficerLoginResult(csrf_token=new.csrf_token))
+    # the second factor is a separate step (gateway.api.ra_factors): mark what is still due
+    second_factor = await keys.runtime(request).officer_factors.gate(new)
+    response = json_response(models.OfficerLoginResult(csrf_token=new.csrf_token,
+                                                       second_factor=second_factor))
     common.set_session_cookie(request, response, common.OFFICER_COOKIE, new.token)
     return response
 
@@ -54,7 +57,7 @@ async def current_session(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/ra/session")
 async def logout(request: web.Request) -> web.Response:
-    auth = await common.officer(request)
+    auth = await common.officer(request, second_factor_pending=True)
     await keys.runtime(request).accounts.logout(auth)
     response = web.Response(status=204)
     common.clear_session_cookie(request, response, common.OFFICER_COOKIE)

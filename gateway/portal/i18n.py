@@ -611,6 +611,66 @@ EN: dict[str, str] = {
     "menu_toggle": "Menu",
 }
 
+# RA officers' second factor (ra_factors.html, ra_verify.html, web/src/ra_factors.js)
+ZH.update({
+    "ra_m_factors": "第二因素驗證",
+    "f_verify_title": "第二因素驗證",
+    "f_use_key": "請使用您已註冊的安全金鑰或通行金鑰完成登入。",
+    "f_webauthn_login": "使用安全金鑰登入",
+    "f_code": "驗證器 App 顯示的 6 位數字",
+    "f_kind": "類型",
+    "f_kind_webauthn": "安全金鑰 / 通行金鑰",
+    "f_kind_totp": "驗證器 App (TOTP)",
+    "f_name": "名稱",
+    "f_created": "註冊時間",
+    "f_last_used": "最後使用",
+    "f_none": "尚未註冊第二因素。",
+    "f_add_webauthn": "註冊安全金鑰 / 通行金鑰",
+    "f_add_totp": "註冊驗證器 App",
+    "f_totp_instructions": "請在驗證器 App 中手動輸入下列金鑰，再輸入 App 顯示的數字確認。",
+    "f_confirm": "確認",
+    "f_enrolled": "第二因素已註冊，之後每次登入都需要使用。",
+    "f_enrol_required": "本系統要求第二因素驗證：請先註冊安全金鑰或驗證器 App。",
+    "f_recovery": "遺失安全金鑰或手機時，請系統管理者以 ca-admin remove-officer-factors 移除。",
+    "f_no_webauthn": "此瀏覽器不支援 WebAuthn，請改用驗證器 App。",
+    "f_webauthn_error": "安全金鑰作業未完成或被取消。",
+    "err_second_factor_failed": "第二因素驗證失敗。連續五次失敗將鎖定帳號。",
+    "err_second_factor_required": "請先完成第二因素驗證。",
+    "f_retry": "驗證已過期或已使用，請再試一次。",
+    "err_factor_rejected": "驗證碼或安全金鑰的回應不正確，請重新開始註冊。",
+})
+EN.update({
+    "ra_m_factors": "Second factor",
+    "f_verify_title": "Second factor",
+    "f_use_key": "Use your enrolled security key or passkey to complete the login.",
+    "f_webauthn_login": "Log in with the security key",
+    "f_code": "The 6-digit code of your authenticator app",
+    "f_kind": "Kind",
+    "f_kind_webauthn": "Security key / passkey",
+    "f_kind_totp": "Authenticator app (TOTP)",
+    "f_name": "Name",
+    "f_created": "Enrolled",
+    "f_last_used": "Last used",
+    "f_none": "No second factor is enrolled.",
+    "f_add_webauthn": "Enrol a security key / passkey",
+    "f_add_totp": "Enrol an authenticator app",
+    "f_totp_instructions": "Enter this key into your authenticator app, then the code it shows.",
+    "f_confirm": "Confirm",
+    "f_enrolled": "Second factor enrolled; every login needs it from now on.",
+    "f_enrol_required": "A second factor is required: enrol a security key or an "
+    "authenticator app first.",
+    "f_recovery": "Lost the key or the phone? An administrator removes it with "
+    "ca-admin remove-officer-factors.",
+    "f_no_webauthn": "This browser has no WebAuthn; use an authenticator app instead.",
+    "f_webauthn_error": "The security key step was not completed or was cancelled.",
+    "err_second_factor_failed": "The second factor was not accepted. Five failures in a row "
+    "lock the account.",
+    "err_second_factor_required": "Complete the login with your second factor first.",
+    "f_retry": "This check expired or was used; please try again.",
+    "err_factor_rejected": "The code or the key's answer was not right; start the enrolment "
+    "again.",
+})
+
 MESSAGES = {"zh-TW": ZH, "en": EN}
 assert set(ZH) == set(EN), set(ZH) ^ set(EN)
 
@@ -630,6 +690,7 @@ JS_KEYS += (
     "slip_title", "slip_reset_title",
     "terms_accept",
 )
+JS_KEYS += tuple(k for k in ZH if k.startswith("f_"))  # the second-factor pages
 
 
 def pick(requested: str | None, cookie: str | None) -> str:

@@ -43,9 +43,11 @@ RA_PAGES = {
     "subscribers": ("ra_search.html", "ra_m_search"),
     "subscriber": ("ra_subscriber.html", "ra_subscriber_title"),
     "audit": ("ra_audit.html", "ra_m_audit"),
+    "factors": ("ra_factors.html", "ra_m_factors"),  # second factor: enrolment
+    "verify": ("ra_verify.html", "f_verify_title"),  # second factor: the login step
 }
 MENU = ("apply", "renew", "download", "revoke", "info", "password", "import")
-RA_MENU = ("register", "subscribers", "audit")
+RA_MENU = ("register", "subscribers", "audit", "factors")
 
 
 def _version(name: str) -> str:

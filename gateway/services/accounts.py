@@ -55,6 +55,9 @@ class SubscriberAuth:
 class OfficerAuth:
     session: ActiveSession
     officer: officer_q.Officer
+    # None: a complete login; "verify" / "enrol": the second factor is still due
+    # (gateway.services.officer_factors)
+    second_factor: str | None = None
 
 
 class AccountService:
@@ -234,7 +237,10 @@ class AccountService:
             raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)
         raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
 
-    async def authenticate_officer(self, token: str | None) -> OfficerAuth:
+    async def authenticate_officer(self, token: str | None, *, second_factor_pending: bool = False
+                                   ) -> OfficerAuth:
+        """The officer of a complete session; with ``second_factor_pending`` also of a session
+        whose second factor is still due (only the factor endpoints and logout ask for that)."""
         found = await self._session(token, "officer")
         if found is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
@@ -243,4 +249,8 @@ class AccountService:
             raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
         officer = officer_q.Officer(row["o_id"], row["o_login"], row["o_password_hash"],
                                     row["o_failed_attempts"], row["o_locked_at"])
-        return OfficerAuth(session, officer)
+        state = row["officer_factor"]
+        if state is not None and not second_factor_pending:
+            raise ApiError(Kind.SECOND_FACTOR_REQUIRED,
+                           "complete the login with your second factor first")
+        return OfficerAuth(session, officer, state)

@@ -35,6 +35,17 @@ def test_env_overrides() -> None:
     assert cfg.public_url == "http://127.0.0.1:8081"
 
 
+def test_officer_second_factor(tmp_path: Path) -> None:
+    assert gateway_config(load(EXAMPLE, environ={}), environ={}).officer_second_factor == (
+        "optional")
+    env = {"CA_GATEWAY_OFFICER_SECOND_FACTOR": "required"}
+    cfg = gateway_config(load(EXAMPLE, environ=env), environ={})
+    assert cfg.officer_second_factor == "required"
+    p = _write(tmp_path, '[gateway]\nofficer_second_factor = "sometimes"\n')
+    with pytest.raises(ConfigError, match="officer_second_factor"):
+        gateway_config(load(p, environ={}), environ={})
+
+
 def test_env_override_of_a_key_the_file_leaves_out(tmp_path: Path) -> None:
     """Such an override has no value to take its type from: integer settings still read it."""
     p = _write(tmp_path, "[gateway]\n")

@@ -180,7 +180,19 @@ function main() {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ login: form.login.value, password: form.password.value }),
     }).catch(() => null);
-    if (r && r.ok) { form.password.value = ""; $("login-error").textContent = ""; start(); return; }
+    if (r && r.ok) {
+      form.password.value = "";
+      $("login-error").textContent = "";
+      const body = await r.json();
+      if (body.second_factor) { // the RA pages complete the login, then come back here
+        sessionStorage.setItem("ca.ra.csrf", body.csrf_token);
+        location.assign(body.second_factor === "verify" ? "/ra/verify?next=/operator/"
+          : "/ra/factors");
+        return;
+      }
+      start();
+      return;
+    }
     $("login-error").textContent = r ? T.login_failed : T.unreachable;
   });
   start();

@@ -3,6 +3,7 @@
 import { ApiError, call, describe, logout, setToken } from "./api.js";
 import { idNumberOk } from "./identity.js";
 import { $, busy, clear, clearFields, date, el, fieldError, joinList, setupMenu, show, statusCell, t } from "./ui.js";
+import { factorsPage, verifyPage } from "./ra_factors.js";
 
 const api = (method, path, body) => call("ra", method, path, body);
 const REASONS = ["unspecified", "keyCompromise", "affiliationChanged", "superseded",
@@ -14,6 +15,10 @@ const FIELDS = { id_number: "#r-id_number", name: "#r-name", email: "#r-email", 
 
 function fail(err) {
   if (err instanceof ApiError && err.status === 401) { location.assign("/ra/"); return; }
+  if (err instanceof ApiError && err.code === "second_factor_required") {
+    location.assign("/ra/verify");
+    return;
+  }
   if (err instanceof ApiError && err.code === "duplicate") return show("error", t("ra_dup"));
   if (err instanceof ApiError && err.code === "invalid_field") {
     const input = FIELDS[err.body.field] ? $(FIELDS[err.body.field]) : null;
@@ -47,7 +52,9 @@ async function loginPage() {
     try {
       const r = await api("POST", "/api/v1/ra/session", { login, password });
       setToken("ra", r.csrf_token);
-      location.assign("/ra/register");
+      // the second factor, when due, is the next step (ra_factors.js)
+      const next = { verify: "/ra/verify", enrol: "/ra/factors" }[r.second_factor];
+      location.assign(next || "/ra/register");
     } catch (err) {
       $("#ra-password").value = "";
       show("error", describe(err));
@@ -209,7 +216,8 @@ async function auditPage() {
 }
 
 const PAGES = { "ra-login": loginPage, "ra-register": registerPage, "ra-subscribers": searchPage,
-  "ra-subscriber": subscriberPage, "ra-audit": auditPage };
+  "ra-subscriber": subscriberPage, "ra-audit": auditPage, "ra-factors": factorsPage,
+  "ra-verify": verifyPage };
 
 export async function start(name) {
   setupMenu();
