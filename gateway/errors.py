@@ -24,6 +24,10 @@ class Kind(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_READY = "not_ready"
     INTERNAL = "internal"
+    # abuse resistance (docs/API-extensions.md)
+    RATE_LIMITED = "rate_limited"  # 429 + Retry-After: over a configured limit, not evaluated
+    BUSY = "busy"  # 503 + Retry-After: the password hashing queue is full
+    FORBIDDEN = "forbidden"  # 403: the officer lacks the right (e.g. to unlock officers)
     # certificate lifecycle
     BAD_CSR = "bad_csr"
     WEAK_KEY = "weak_key"
@@ -67,6 +71,9 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.NOT_RENEWABLE: 409,
     Kind.ALREADY_REVOKED: 409,
     Kind.SIGNER_UNAVAILABLE: 503,
+    Kind.RATE_LIMITED: 429,
+    Kind.BUSY: 503,
+    Kind.FORBIDDEN: 403,
 }
 assert set(HTTP_STATUS) == set(Kind)
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from gateway.captcha import CaptchaService
     from gateway.services.accounts import AccountService
     from gateway.services.lifecycle import Lifecycle
+    from gateway.services.officers import OfficerService
+    from gateway.services.ratelimit import RateLimiter
     from gateway.services.registration import RegistrationService
 
 
@@ -37,6 +39,8 @@ class Runtime:
     captcha: CaptchaService | None  # None: captcha switched off
     accounts: AccountService
     registration: RegistrationService
+    ratelimits: RateLimiter  # [ratelimit]: shared token buckets in PostgreSQL
+    officers: OfficerService  # officer list and unlock by an officer with the right
     lifecycle: Lifecycle  # issuance, renewal, revocation, CRL, OCSP, notices
 
 

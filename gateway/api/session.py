@@ -50,7 +50,8 @@ async def change_password(request: web.Request) -> web.Response:
     old = text_field(data, "old_password", max_len=MAX_PASSWORD, allow_control=True)
     new = text_field(data, "new_password", max_len=MAX_PASSWORD, allow_control=True,
                      min_len=0)
-    await keys.runtime(request).accounts.change_password(auth, old=old, new=new)
+    await keys.runtime(request).accounts.change_password(
+        auth, old=old, new=new, client=common.client_address(request))
     return web.Response(status=204)
 
 
