@@ -99,6 +99,15 @@ class AccountService:
 
     # -- subscribers ----------------------------------------------------------------------
 
+    def _check_capacity(self) -> None:
+        """``busy`` before anything else when the hashing queue is full: under a flood the
+        refusal costs no database round trip."""
+        try:
+            self.passwords.executor.check()
+        except ApiError:
+            self.metrics.password_busy.inc()
+            raise
+
     async def _verify(self, password_hash: str | None, password: str) -> bool:
         """Argon2 with no connection held; ``busy`` (counted) when the queue is full."""
         try:
@@ -112,6 +121,7 @@ class AccountService:
         self, *, account: str, password: str, captcha_id: str, captcha_answer: str,
         previous_token: str | None, client: str,
     ) -> LoginResult:
+        self._check_capacity()
         await self.limits.subscriber_login(client=client, account=account)
         if self.captcha is not None and not await self.captcha.check(
             self.pool, captcha_id, captcha_answer
@@ -178,6 +188,7 @@ class AccountService:
     async def change_password(self, auth: SubscriberAuth, *, old: str, new: str,
                               client: str = "") -> None:
         # old-password guesses with a stolen session are limited, never counted to the lock
+        self._check_capacity()
         await self.limits.password_change(client=client, account_id=auth.account.id)
         self.passwords.check_policy(new, old)
         ok = await self._verify(auth.account.password_hash, old)
@@ -214,6 +225,7 @@ class AccountService:
     async def officer_login(
         self, *, login: str, password: str, previous_token: str | None, client: str
     ) -> NewSession:
+        self._check_capacity()
         await self.limits.officer_login(client=client, login=login)
         now = self.clock()
         async with self.pool.acquire() as conn:

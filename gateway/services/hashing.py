@@ -8,6 +8,11 @@ cores. Here at most ``workers`` (about the number of cores) run at once and at m
 wait; a verification beyond that is refused at once with 503 ``busy`` and ``Retry-After``, so
 an attacker can take the login capacity but never the rest of the site (sessions, listing
 certificates) nor the database pool: no connection is held while a hash is computed.
+
+The hashing threads also run at a lower CPU priority (``nice`` +10 on Linux, per thread; the
+threads libargon2 starts for its lanes inherit it): with every core busy hashing, the event
+loop, which answers every other request, still gets the CPU first. Without that, a login
+flood on two cores starves the loop and every page waits behind the flood's requests.
 """
 
 from __future__ import annotations
@@ -23,6 +28,15 @@ from gateway.errors import ApiError, Kind
 
 T = TypeVar("T")
 BUSY_RETRY_AFTER = 1  # seconds; a queue slot frees every few tens of milliseconds
+NICE = 10  # added to the hashing threads' nice value
+
+
+def _lower_priority() -> None:
+    """Thread initializer: on Linux, nice applies to the calling thread only."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass
 
 
 def default_workers() -> int:
@@ -40,7 +54,9 @@ class HashingExecutor:
         self.queue = queue
         self.refused = 0  # verifications answered ``busy``
         self.completed = 0
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="argon2", initializer=_lower_priority
+        )
         self._lock = threading.Lock()
         self._in_flight = 0  # running + waiting; decremented when the thread is done
         self._on_change = on_change
@@ -49,9 +65,28 @@ class HashingExecutor:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def full(self) -> bool:
+        return self._in_flight >= self.workers + self.queue
+
+    def busy_error(self) -> ApiError:
+        return ApiError(
+            Kind.BUSY,
+            "the server is busy; try again shortly",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+
+    def check(self) -> None:
+        """Refuse at once when bounded work would be refused: a login checks this before it
+        costs anything (a rate-limit or account round trip to the database)."""
+        if self.full:
+            with self._lock:
+                self.refused += 1
+            raise self.busy_error()
+
     def _admit(self, bounded: bool) -> bool:
         with self._lock:
-            if bounded and self._in_flight >= self.workers + self.queue:
+            if bounded and self.full:
                 self.refused += 1
                 return False
             self._in_flight += 1
