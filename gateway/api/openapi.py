@@ -70,6 +70,15 @@ def _retry_later() -> dict[str, Any]:
     return out
 
 
+def _retry(code: str) -> dict[str, Any]:
+    """429 ``rate_limited`` / 503 ``busy`` (docs/API-extensions.md): retry after Retry-After."""
+    out = _err(code)
+    out["headers"] = {"Retry-After": {"schema": I, "description": "seconds"}}
+    return out
+
+
+# logins and password changes: over a [ratelimit] limit, or the Argon2 queue full
+ABUSE = {"429": _retry("rate_limited"), "503": _retry("busy")}
 AUTH_ERRORS = {"401": _err("unauthenticated"), "403": _err("csrf_failed")}
 SUB_ERRORS = {"401": _err("unauthenticated"),
               "403": _err("csrf_failed", "password_change_required")}
@@ -122,13 +131,14 @@ def _paths() -> dict[str, Any]:
             params=[_path_param("request", "base64 OCSP request")])},
         "/api/v1/openapi.json": {"get": _op("this document", {"200": _ok(_obj({}))})},
         "/api/v1/captcha": {"get": _op("a new single-use captcha", {
-            "200": _ok(_obj({"captcha_id": S, "image": S})), "404": _err("captcha_disabled")})},
+            "200": _ok(_obj({"captcha_id": S, "image": S})), "404": _err("captcha_disabled"),
+            "429": _retry("rate_limited")})},
         "/api/v1/session": {
             "post": _op("subscriber login", {
                 "200": _ok(_obj({"csrf_token": S, "must_change_password": B})),
                 "400": _err("bad_request", "invalid_field", "invalid_captcha"),
                 "401": _err("invalid_credentials"), "423": _err("account_locked"),
-                "413": _err("too_large")},
+                "413": _err("too_large"), **ABUSE},
                 body=_obj({"account": S, "password": S, "captcha_id": S,
                            "captcha_answer": S}, ["account", "password"]),
                 tag="subscriber"),
@@ -137,7 +147,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/password": {"post": _op("change the portal password", {
             "204": _ok(None), "400": _err("bad_request", "invalid_field", "password_policy"),
-            "401": _err("unauthenticated", "invalid_credentials"), "403": _err("csrf_failed")},
+            "401": _err("unauthenticated", "invalid_credentials"), "403": _err("csrf_failed"),
+            **ABUSE},
             body=_obj({"old_password": S, "new_password": S},
                       ["old_password", "new_password"]),
             auth="subscriber", tag="subscriber")},
@@ -183,7 +194,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/ra/session": {
             "post": _op("RA officer login", {
                 "200": _ok(_obj({"csrf_token": S})), "401": _err("invalid_credentials"),
-                "423": _err("account_locked"), "400": _err("bad_request", "invalid_field")},
+                "423": _err("account_locked"), "400": _err("bad_request", "invalid_field"),
+                **ABUSE},
                 body=_obj({"login": S, "password": S}, ["login", "password"]), tag="ra"),
             "delete": _op("RA logout", {"204": _ok(None), **AUTH_ERRORS}, auth="officer",
                           tag="ra"),
@@ -221,6 +233,14 @@ def _paths() -> dict[str, Any]:
                                            "cessationOfOperation", "privilegeWithdrawn"]}},
                       ["reason"]),
             auth="officer", params=[_path_param("serial", "lower-case hex serial")], tag="ra")},
+        "/api/v1/ra/officers": {"get": _op("RA officers and their lock state", {
+            "200": _ok(_obj({"officers": {"type": "array", "items": _ref("Officer")}})),
+            **AUTH_ERRORS}, auth="officer", tag="ra")},
+        "/api/v1/ra/officers/{login}/unlock": {"post": _op(
+            "unlock an officer locked by failed logins (needs the unlock right; audited)", {
+                "200": _ok(_ref("Officer")), "404": _err("not_found"),
+                "401": _err("unauthenticated"), "403": _err("csrf_failed", "forbidden")},
+            auth="officer", params=[_path_param("login", "officer login")], tag="ra")},
         "/api/v1/ra/audit": {"get": _op("audit events", {"200": _ok(_obj({"events": {
             "type": "array", "items": _obj({"id": I, "at": DT, "actor": S, "action": S,
                                             "target": S, "details": _obj({})})}})),
@@ -254,6 +274,8 @@ def spec(public_url: str) -> dict[str, Any]:
                                          "expiring", "valid"]},
                      "subject": S, "issuer": S, "not_before": DT, "not_after": DT,
                      "downloaded": B, "renewable": B, "certificate": S}),
+                "Officer": _obj({"login": S, "locked": B, "failed_attempts": I,
+                                 "can_unlock": B}),
                 "Subscriber": _obj(
                     {"subscriber_id": I, "account": S, "id_number": S, "name": S, "email": S,
                      "phone": S, "address": S,

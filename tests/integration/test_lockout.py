@@ -238,3 +238,17 @@ async def test_every_officer_locked_ca_admin_recovers(
     assert (await c.officer_login("ra-test", OFFICER_PASSWORD)).status == 200
     for login in logins:  # leave the module's officers usable
         assert await _admin(monkeypatch, database_url, "unlock-officer", login) == 0
+
+
+async def test_openapi_describes_the_extensions(new_client: Any) -> None:
+    doc = (await new_client().call("GET", "/api/v1/openapi.json")).json
+    paths = doc["paths"]
+    assert "get" in paths["/api/v1/ra/officers"]
+    unlock = paths["/api/v1/ra/officers/{login}/unlock"]["post"]
+    assert "forbidden" in unlock["responses"]["403"]["description"]
+    for path in ("/api/v1/session", "/api/v1/ra/session", "/api/v1/password"):
+        responses = paths[path]["post"]["responses"]
+        assert "rate_limited" in responses["429"]["description"], path
+        assert "busy" in responses["503"]["description"], path
+        assert "Retry-After" in responses["429"]["headers"], path
+    assert "rate_limited" in paths["/api/v1/captcha"]["get"]["responses"]["429"]["description"]
