@@ -4,9 +4,10 @@ Nothing here tells an unknown account from a known one: both run one Argon2 veri
 both count failures (unknown names in ``unknown_login_failures`` / ``unknown_officer_failures``),
 both lock on the same attempt and get the same errors.
 
-A login is: rate limits (429, not evaluated) → captcha → load the row (and release the
-connection) → Argon2 in the bounded hashing executor (503 ``busy`` when full) → record the
-outcome in one short transaction. No connection or row lock is held while Argon2 runs, so a
+A login is: hashing queue full? (503 ``busy``, nothing else done) → rate limits (429, not
+evaluated) → captcha → load the row (and release the connection) → Argon2 in the bounded
+hashing executor (``busy`` when it filled meanwhile) → record the outcome in one short
+transaction. No connection or row lock is held while Argon2 runs, so a
 flood of logins cannot take the database pool; the outcome is recorded by atomic statements
 (``db.queries.lockout``) so concurrent failures on one account still lock on the Nth.
 """

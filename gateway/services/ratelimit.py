@@ -117,7 +117,8 @@ class RateLimiter:
             return
         for lv in denied:
             self.metrics.rate_limited.labels(lv.scope).inc()
-        wait = max(1, math.ceil(max(lv.retry_after for lv in denied)))
+        # whole seconds, rounded up; 20.000000000000004 s of float arithmetic is 20
+        wait = max(1, math.ceil(max(lv.retry_after for lv in denied) - 1e-6))
         raise ApiError(
             Kind.RATE_LIMITED,
             "too many attempts; try again later",
