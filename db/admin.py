@@ -1,10 +1,11 @@
 """``ca-admin``: database chores against the same configuration as the gateway.
 
-Verbs: ``migrate``, ``create-officer LOGIN`` (password on stdin), ``unlock-officer LOGIN``,
-``officer-factors LOGIN`` / ``remove-officer-factors LOGIN [--id N]`` (second-factor
-recovery), ``audit verify`` (the hash chain, then every signed checkpoint in the database and in
-the signer's checkpoint file), and ``db-start`` / ``db-stop`` / ``db-url`` for the embedded
-cluster.
+Verbs: ``migrate``, ``create-officer LOGIN [--can-unlock]`` (password on stdin),
+``unlock-officer LOGIN``, ``grant-unlock LOGIN`` / ``revoke-unlock LOGIN`` (the right to unlock
+other officers from the RA pages), ``officer-factors LOGIN`` / ``remove-officer-factors LOGIN
+[--id N]`` (second-factor recovery), ``audit verify`` (the hash chain, then every signed
+checkpoint in the database and in the signer's checkpoint file), and ``db-start`` / ``db-stop``
+/ ``db-url`` for the embedded cluster.
 
 Only ``db-start`` (or any verb with ``--start-db``) starts the embedded cluster: a verb that finds
 the database down says so and exits 1, so a stopped database is never restarted behind the
@@ -133,13 +134,15 @@ def cmd_create_officer(args: argparse.Namespace) -> int:
         await migrate(conn)
         try:
             async with conn.transaction():
-                officer_id = await officers.insert(conn, args.login, password_hash)
+                officer_id = await officers.insert(
+                    conn, args.login, password_hash, can_unlock=args.can_unlock
+                )
                 await audit.append(
                     conn,
                     actor=ACTOR,
                     action="officer_created",
                     target=args.login,
-                    details={"officer_id": officer_id},
+                    details={"officer_id": officer_id, "can_unlock": args.can_unlock},
                 )
         except asyncpg.UniqueViolationError as exc:
             raise AdminError(f"officer {args.login!r} exists already") from exc
@@ -232,6 +235,37 @@ def cmd_remove_officer_factors(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_conn(_dsn(args.config, args.start_db), work))
+
+
+def _set_can_unlock(args: argparse.Namespace, allowed: bool) -> int:
+    """Give or take the right to unlock other officers; only this tool (the database owner's
+    side) can, never the gateway."""
+
+    action = "officer_unlock_right_granted" if allowed else "officer_unlock_right_revoked"
+
+    async def work(conn: asyncpg.Connection) -> int:
+        await migrate(conn)
+        async with conn.transaction():
+            if not await officers.set_can_unlock(conn, args.login, allowed):
+                raise AdminError(f"no officer {args.login!r}")
+            await audit.append(
+                conn,
+                actor=ACTOR,
+                action=action,
+                target=args.login,
+            )
+        print(f"RA officer {args.login} {'may' if allowed else 'may no longer'} unlock officers")
+        return 0
+
+    return asyncio.run(_with_conn(_dsn(args.config), work))
+
+
+def cmd_grant_unlock(args: argparse.Namespace) -> int:
+    return _set_can_unlock(args, True)
+
+
+def cmd_revoke_unlock(args: argparse.Namespace) -> int:
+    return _set_can_unlock(args, False)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -358,6 +392,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "unlock-officer": cmd_unlock_officer,
     "officer-factors": cmd_officer_factors,
     "remove-officer-factors": cmd_remove_officer_factors,
+    "grant-unlock": cmd_grant_unlock,
+    "revoke-unlock": cmd_revoke_unlock,
     "audit": cmd_audit,
     "db-start": cmd_db_start,
     "db-stop": cmd_db_stop,
@@ -377,9 +413,17 @@ def _parser() -> argparse.ArgumentParser:
     for verb, text in (
         ("create-officer", "create an RA officer (password on stdin)"),
         ("unlock-officer", "unlock an RA officer locked by failed logins"),
+        ("grant-unlock", "let an RA officer unlock other officers from the RA pages"),
+        ("revoke-unlock", "take that right away again"),
     ):
         sp = sub.add_parser(verb, help=text)
         sp.add_argument("login")
+        if verb == "create-officer":
+            sp.add_argument(
+                "--can-unlock",
+                action="store_true",
+                help="the officer may unlock other officers locked by failed logins",
+            )
     sp = sub.add_parser("officer-factors", help="list an RA officer's second factors")
     sp.add_argument("login")
     sp = sub.add_parser(

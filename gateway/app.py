@@ -15,9 +15,16 @@ from prometheus_client import CollectorRegistry
 
 from db.migrate import MigrationError, migrate_pool, pending
 from db.pool import create_pool
-from db.queries import captcha as captcha_q
 from gateway import keys
-from gateway.api import certificates, public, ra, ra_certificates, ra_factors, session
+from gateway.api import (
+    certificates,
+    public,
+    ra,
+    ra_certificates,
+    ra_factors,
+    ra_officers,
+    session,
+)
 from gateway.captcha import CaptchaService
 from gateway.config import GatewayConfig, database_password, database_url
 from gateway.metrics import GatewayMetrics
@@ -25,14 +32,17 @@ from gateway.middlewares import errors, observe, strict_transport_security
 from gateway.operator.routes import setup_operator
 from gateway.portal.routes import setup_portal
 from gateway.services import audit_checkpoint, lifecycle, ocsp_presign
+from gateway.services import housekeeping as purge
 from gateway.services.accounts import AccountService
+from gateway.services.hashing import HashingExecutor, default_workers
 from gateway.services.officer_factors import OfficerFactors
+from gateway.services.officers import OfficerService
 from gateway.services.passwords import Passwords
+from gateway.services.ratelimit import RateLimiter
 from gateway.services.registration import RegistrationService
 from gateway.services.sessions import SessionStore
 
 log = logging.getLogger("gateway")
-HOUSEKEEPING_INTERVAL = 60.0
 
 
 def utcnow() -> datetime:
@@ -113,8 +123,12 @@ def _signer(client: keys.SignerHealth | None):
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     config, clock, rt = app[keys.CONFIG], app[keys.CLOCK], app[keys.RUNTIME]
+    metrics = app[keys.METRICS]
+    hashing = HashingExecutor(workers=config.password_workers or default_workers(),
+                              queue=config.password_queue,
+                              on_change=metrics.password_in_flight.set)
     passwords = await asyncio.to_thread(
-        Passwords, minimum=config.password_min, maximum=config.password_max
+        Passwords, minimum=config.password_min, maximum=config.password_max, executor=hashing
     )
     sessions = SessionStore(idle_seconds=config.session_idle_timeout,
                             absolute_seconds=config.session_absolute_timeout)
@@ -122,25 +136,29 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         CaptchaService(ttl_seconds=config.captcha_ttl, clock=clock, pepper=config.session_key)
         if config.captcha else None
     )
+    rt.ratelimits = RateLimiter(pool=rt.db, clock=clock, limits=config.ratelimit,
+                                metrics=metrics)
     rt.accounts = AccountService(
         pool=rt.db, clock=clock, passwords=passwords, sessions=sessions, captcha=rt.captcha,
-        metrics=app[keys.METRICS], max_failures=config.login_max_failures,
-        officer_max_failures=config.officer_max_failures,
+        metrics=metrics, max_failures=config.login_max_failures,
+        officer_max_failures=config.officer_max_failures, limits=rt.ratelimits,
     )
     rt.registration = RegistrationService(pool=rt.db, clock=clock, passwords=passwords)
     rt.officer_factors = OfficerFactors(
         pool=rt.db, clock=clock, sessions=sessions, policy=config.officer_second_factor,  # type: ignore[arg-type]
         public_url=config.public_url, officer_max_failures=config.officer_max_failures,
     )
+    rt.officers = OfficerService(pool=rt.db, clock=clock)
+    bounds = purge.Bounds.from_config(config)
 
     async def housekeeping() -> None:
         while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            await asyncio.sleep(config.housekeeping_seconds)
             try:
                 now = clock()
                 await sessions.purge_expired(rt.db, now)
                 await rt.officer_factors.purge_expired(now)
-                await captcha_q.delete_expired(rt.db, now)  # type: ignore[arg-type]
+                await purge.purge(rt.db, now, bounds)
             except Exception as exc:  # keep going; the next round retries
                 log.warning("housekeeping failed: %s", exc)
 
@@ -151,6 +169,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        hashing.close()
 
 
 def make_app(
@@ -180,6 +199,7 @@ def make_app(
     app.add_routes(ra.routes)
     app.add_routes(ra_certificates.routes)
     app.add_routes(ra_factors.routes)
+    app.add_routes(ra_officers.routes)
     app.add_routes(certificates.routes)
     setup_portal(app)  # pages, /static/, CSP and security headers
     setup_operator(app)  # /operator/: live charts from this gateway's metrics

@@ -1,4 +1,5 @@
-"""The gateway's part of the configuration file: [gateway], [database], [policy], [smtp].
+"""The gateway's part of the configuration file: [gateway], [database], [policy], [smtp],
+[ratelimit].
 
 Parsed strictly (unknown keys are errors) into one frozen object, so a typo in a security
 setting stops the start instead of being ignored.
@@ -6,6 +7,8 @@ setting stops the start instead of being ignored.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ GATEWAY_KEYS = {
     "pending_sweep_seconds",
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
     "officer_second_factor",
+    "password_workers", "password_queue", "housekeeping_seconds", "captcha_max_rows",
 }
 OFFICER_SECOND_FACTOR = ("optional", "required")
 DATABASE_KEYS = {
@@ -33,10 +37,46 @@ DATABASE_KEYS = {
 POLICY_KEYS = {
     "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
     "login_max_failures", "officer_max_failures", "crl_next_update_hours",
+    "unknown_login_retention_hours", "unknown_login_max_rows",
 }
 SMTP_KEYS = {"host", "port", "from"}
+LIMIT_KEYS = (
+    "login_per_address", "login_per_account", "officer_login_per_address",
+    "officer_login_per_account", "password_per_address", "password_per_account",
+    "captcha_per_address",
+)
+RATELIMIT_KEYS = {"window_seconds", "proxy_header", "trusted_proxies", *LIMIT_KEYS}
 MAX_VALIDITY_DAYS = 1095  # the signer profiles' ceiling
 MAX_BODY = 64 * 1024  # fixed by API.md
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """``[ratelimit]``: token buckets in PostgreSQL, shared by every gateway. Each limit is
+    the number of attempts one source address (IPv6: its /64) or one account may make per
+    ``window_seconds``, refilled evenly; ``0`` switches that limit off. They come before the
+    lock, never instead of it: an attempt over a limit is not evaluated at all."""
+
+    window_seconds: int = 60
+    login_per_address: int = 60  # subscriber logins
+    login_per_account: int = 10
+    officer_login_per_address: int = 30
+    officer_login_per_account: int = 10
+    password_per_address: int = 30  # password changes (guesses of the old password)
+    password_per_account: int = 10
+    captcha_per_address: int = 120  # GET /api/v1/captcha (renders an image, stores a row)
+    # the client address from this header (e.g. "X-Forwarded-For"), only when the peer is one
+    # of ``trusted_proxies`` (addresses or networks); empty: the peer address, always
+    proxy_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+
+    @classmethod
+    def off(cls) -> RateLimits:
+        """Every limit switched off (tests of other things, benchmarks)."""
+        return cls(**dict.fromkeys(LIMIT_KEYS, 0))
+
+    def limit(self, name: str) -> int:
+        return int(getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -79,6 +119,13 @@ class GatewayConfig:
     smtp_from: str = "ca@localhost"
     # "optional": officers with an enrolled factor must use it; "required": every officer
     officer_second_factor: str = "optional"
+    ratelimit: RateLimits = dataclasses.field(default_factory=RateLimits)
+    password_workers: int = 0  # Argon2 threads; 0: one per core
+    password_queue: int = 16  # verifications waiting beyond those; more: 503 busy
+    housekeeping_seconds: int = 60  # purge of expired sessions, captchas, counters, buckets
+    captcha_max_rows: int = 100_000  # stored captchas kept at most (newest first)
+    unknown_login_retention_hours: int = 24  # failure counters of names that do not exist
+    unknown_login_max_rows: int = 100_000  # ... kept at most, per table (subscriber, officer)
 
     @property
     def https(self) -> bool:
@@ -148,6 +195,28 @@ def _signer_tls(cfg: RawConfig, gw: dict[str, Any], signers: list[str]) -> Clien
     except ValueError as exc:
         raise ConfigError(f"[gateway] signer_tls_*: {exc}") from exc
     return tls
+
+
+def _ratelimits(sec: dict[str, Any]) -> RateLimits:
+    check_keys(sec, RATELIMIT_KEYS, "ratelimit")
+    defaults = RateLimits()
+    limits = {k: _int(sec, k, defaults.limit(k), "ratelimit") for k in LIMIT_KEYS}
+    header = _str(sec, "proxy_header", "", "ratelimit").strip()
+    raw = sec.get("trusted_proxies", [])
+    if isinstance(raw, str):
+        raw = [p.strip() for p in raw.split(",") if p.strip()]
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise ConfigError("[ratelimit] trusted_proxies: expected a list of addresses/networks")
+    for p in raw:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"[ratelimit] trusted_proxies: {p!r} is no address") from exc
+    if header and not raw:
+        raise ConfigError("[ratelimit] proxy_header needs trusted_proxies (the proxies whose "
+                          "header is believed); anyone could set it otherwise")
+    return RateLimits(window_seconds=_int(sec, "window_seconds", 60, "ratelimit", minimum=1),
+                      proxy_header=header, trusted_proxies=tuple(raw), **limits)
 
 
 def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> GatewayConfig:
@@ -246,6 +315,15 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         smtp_port=smtp_port,
         smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",
         officer_second_factor=second_factor,
+        ratelimit=_ratelimits(cfg.section("ratelimit")),
+        password_workers=_int(gw, "password_workers", 0, "gateway"),
+        password_queue=_int(gw, "password_queue", 16, "gateway"),
+        housekeeping_seconds=_int(gw, "housekeeping_seconds", 60, "gateway", minimum=1),
+        captcha_max_rows=_int(gw, "captcha_max_rows", 100_000, "gateway", minimum=1),
+        unknown_login_retention_hours=_int(pol, "unknown_login_retention_hours", 24, "policy",
+                                           minimum=1),
+        unknown_login_max_rows=_int(pol, "unknown_login_max_rows", 100_000, "policy",
+                                    minimum=1),
     )
 
 

@@ -25,6 +25,10 @@ class Kind(StrEnum):
     NOT_READY = "not_ready"
     DATABASE_UNAVAILABLE = "database_unavailable"
     INTERNAL = "internal"
+    # abuse resistance (docs/API-extensions.md)
+    RATE_LIMITED = "rate_limited"  # 429 + Retry-After: over a configured limit, not evaluated
+    BUSY = "busy"  # 503 + Retry-After: the password hashing queue is full
+    FORBIDDEN = "forbidden"  # 403: the officer lacks the right (e.g. to unlock officers)
     # certificate lifecycle
     BAD_CSR = "bad_csr"
     WEAK_KEY = "weak_key"
@@ -83,6 +87,9 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.SECOND_FACTOR_NOT_DUE: 409,
     Kind.FACTOR_REJECTED: 400,
     Kind.NOT_ENROLLED: 409,
+    Kind.RATE_LIMITED: 429,
+    Kind.BUSY: 503,
+    Kind.FORBIDDEN: 403,
 }
 assert set(HTTP_STATUS) == set(Kind)
 

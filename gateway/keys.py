@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from gateway.services.accounts import AccountService
     from gateway.services.lifecycle import Lifecycle
     from gateway.services.officer_factors import OfficerFactors
+    from gateway.services.officers import OfficerService
+    from gateway.services.ratelimit import RateLimiter
     from gateway.services.registration import RegistrationService
 
 
@@ -38,6 +40,8 @@ class Runtime:
     captcha: CaptchaService | None  # None: captcha switched off
     accounts: AccountService
     registration: RegistrationService
+    ratelimits: RateLimiter  # [ratelimit]: shared token buckets in PostgreSQL
+    officers: OfficerService  # officer list and unlock by an officer with the right
     lifecycle: Lifecycle  # issuance, renewal, revocation, CRL, OCSP, notices
     officer_factors: OfficerFactors  # RA officers' second factor
 

@@ -45,6 +45,21 @@ class GatewayMetrics:
             "ca_gateway_captcha_failures_total",
             "Captcha answers refused (wrong, unknown, used or expired)", registry=registry,
         )
+        self.rate_limited = Counter(
+            "ca_gateway_rate_limited_total",
+            "Attempts refused with 429 rate_limited (not evaluated), by the limit that was "
+            "exhausted ([ratelimit] key)", ["limit"], registry=registry,
+        )
+        self.password_busy = Counter(
+            "ca_gateway_password_busy_total",
+            "Password verifications refused with 503 busy: the Argon2 queue was full",
+            registry=registry,
+        )
+        self.password_in_flight = Gauge(
+            "ca_gateway_password_hashing_in_flight",
+            "Argon2 computations running or waiting in the bounded hashing executor",
+            registry=registry,
+        )
         # issuance (emitted by the lifecycle services)
         self.issuance_latency = Histogram(
             "ca_gateway_issuance_duration_seconds",

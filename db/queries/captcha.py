@@ -36,3 +36,18 @@ async def take(conn: asyncpg.Connection, id: str) -> Challenge | None:
 async def delete_expired(conn: asyncpg.Connection, now: datetime) -> int:
     status = await conn.execute("DELETE FROM captcha_challenges WHERE expires_at < $1", now)
     return int(status.split()[-1])
+
+
+async def trim(conn: asyncpg.Connection | asyncpg.Pool, *, keep: int) -> int:
+    """Delete all but the ``keep`` newest challenges: the table stays bounded under a flood
+    from many addresses (each address is rate limited; their number is not)."""
+    status = await conn.execute(
+        """DELETE FROM captcha_challenges WHERE id IN (
+               SELECT id FROM captcha_challenges ORDER BY expires_at DESC, id OFFSET $1)""",
+        keep,
+    )
+    return int(status.split()[-1])
+
+
+async def count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval("SELECT count(*) FROM captcha_challenges")

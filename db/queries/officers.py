@@ -17,6 +17,7 @@ class Officer:
     password_hash: str
     failed_attempts: int
     locked_at: datetime | None
+    can_unlock: bool = False  # may unlock other officers (migration 010)
 
     @property
     def locked(self) -> bool:
@@ -24,14 +25,30 @@ class Officer:
 
 
 def _officer(r: asyncpg.Record) -> Officer:
-    return Officer(r["id"], r["login"], r["password_hash"], r["failed_attempts"], r["locked_at"])
+    return Officer(r["id"], r["login"], r["password_hash"], r["failed_attempts"], r["locked_at"],
+                   bool(r["can_unlock"]))
 
 
-async def insert(conn: asyncpg.Connection, login: str, password_hash: str) -> int:
+async def insert(conn: asyncpg.Connection, login: str, password_hash: str, *,
+                 can_unlock: bool = False) -> int:
+    # a login that failed before it existed starts clean
+    await lockout.forget_unknown(conn, "unknown_officer_failures", login)
     return await conn.fetchval(
-        "INSERT INTO ra_officers (login, password_hash) VALUES ($1, $2) RETURNING id",
-        login, password_hash,
+        """INSERT INTO ra_officers (login, password_hash, can_unlock) VALUES ($1, $2, $3)
+           RETURNING id""",
+        login, password_hash, can_unlock,
     )
+
+
+async def all_officers(conn: asyncpg.Connection | asyncpg.Pool) -> list[Officer]:
+    return [_officer(r) for r in await conn.fetch("SELECT * FROM ra_officers ORDER BY login")]
+
+
+async def set_can_unlock(conn: asyncpg.Connection, login: str, allowed: bool) -> bool:
+    """Give or take the right to unlock other officers (ca-admin only). False: no officer."""
+    status = await conn.execute("UPDATE ra_officers SET can_unlock = $2 WHERE login = $1",
+                                login, allowed)
+    return status.endswith(" 1")
 
 
 async def by_login(
@@ -49,13 +66,21 @@ async def by_id(conn: asyncpg.Connection, officer_id: int) -> Officer | None:
 
 async def record_failure(
     conn: asyncpg.Connection, officer_id: int, *, lock_at: int, now: datetime
-) -> tuple[int, bool]:
-    """Count a failed login; lock at ``lock_at`` failures. Returns (failures, locked_now)."""
+) -> lockout.Failure:
+    """Count a failed login (atomically); lock at ``lock_at`` failures."""
     return await lockout.record_failure(conn, "ra_officers", officer_id, lock_at=lock_at, now=now)
 
 
-async def record_success(conn: asyncpg.Connection, officer_id: int) -> None:
-    await lockout.record_success(conn, "ra_officers", officer_id)
+async def record_success(conn: asyncpg.Connection, officer_id: int, *, password_hash: str
+                         ) -> bool:
+    """Reset the count, unless the officer was locked or the password changed meanwhile."""
+    return await lockout.record_success(conn, "ra_officers", officer_id,
+                                        password_hash=password_hash)
+
+
+async def record_unknown_failure(conn: asyncpg.Connection, login: str, *, now: datetime) -> int:
+    """Failures of a login that does not exist: it locks like a real one (same answers)."""
+    return await lockout.record_unknown_failure(conn, "unknown_officer_failures", login, now=now)
 
 
 async def unlock(conn: asyncpg.Connection, login: str) -> bool:

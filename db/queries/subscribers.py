@@ -104,7 +104,7 @@ async def insert_account(
     conn: asyncpg.Connection, *, subscriber_id: int, account: str, password_hash: str
 ) -> int:
     # a name that failed logins before it existed starts clean
-    await conn.execute("DELETE FROM unknown_login_failures WHERE account = $1", account)
+    await lockout.forget_unknown(conn, "unknown_login_failures", account)
     return await conn.fetchval(
         """INSERT INTO accounts (subscriber_id, account, password_hash)
            VALUES ($1, $2, $3) RETURNING id""",
@@ -175,25 +175,20 @@ async def search(conn: asyncpg.Connection, q: str, *, limit: int = 200) -> list[
 
 async def record_failure(
     conn: asyncpg.Connection, account_id: int, *, lock_at: int, now: datetime
-) -> tuple[int, bool]:
-    """Count a failed login; lock at ``lock_at`` failures. Returns (failures, locked_now)."""
+) -> lockout.Failure:
+    """Count a failed login (atomically); lock at ``lock_at`` failures."""
     return await lockout.record_failure(conn, "accounts", account_id, lock_at=lock_at, now=now)
 
 
-async def record_success(conn: asyncpg.Connection, account_id: int) -> None:
-    await lockout.record_success(conn, "accounts", account_id)
+async def record_success(conn: asyncpg.Connection, account_id: int, *, password_hash: str
+                         ) -> bool:
+    """Reset the count, unless the account was locked or its password changed meanwhile."""
+    return await lockout.record_success(conn, "accounts", account_id,
+                                        password_hash=password_hash)
 
 
 async def record_unknown_failure(conn: asyncpg.Connection, account: str, *, now: datetime) -> int:
-    return await conn.fetchval(
-        """INSERT INTO unknown_login_failures (account, failed_attempts, last_failed_at)
-           VALUES ($1, 1, $2)
-           ON CONFLICT (account) DO UPDATE
-              SET failed_attempts = unknown_login_failures.failed_attempts + 1,
-                  last_failed_at = EXCLUDED.last_failed_at
-           RETURNING failed_attempts""",
-        account, now,
-    )
+    return await lockout.record_unknown_failure(conn, "unknown_login_failures", account, now=now)
 
 
 async def set_password(

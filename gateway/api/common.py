@@ -15,6 +15,7 @@ from gateway.api import models
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import OfficerAuth, SubscriberAuth
 from gateway.services.certificates import certificate_object
+from gateway.services.ratelimit import source_address
 
 SUBSCRIBER_COOKIE = "ca_session"
 OFFICER_COOKIE = "ca_ra_session"
@@ -43,7 +44,9 @@ def rfc3339(at: datetime) -> str:
 
 
 def client_address(request: web.Request) -> str:
-    return request.remote or ""
+    """The client's address for rate limits and the audit log: the peer, or what a trusted
+    proxy says in ``[ratelimit] proxy_header`` (off by default)."""
+    return source_address(request.remote, request.headers, request.app[keys.CONFIG].ratelimit)
 
 
 def session_cookie_name(base: str, *, https: bool) -> str:

@@ -107,6 +107,12 @@ ISSUER = Param(
 )
 SLIP_HTML = {"text/html": TEXT}
 CSR_CODES = ("bad_csr", "weak_key", "pop_failed", "terms_not_accepted")
+# logins and password changes: over a [ratelimit] limit, or the Argon2 queue full (both with
+# Retry-After; docs/API-extensions.md)
+ABUSE: dict[int, tuple[str, ...]] = {429: ("rate_limited",), 503: ("busy",)}
+OFFICER_LOGIN = Param(
+    "login", "path", {"type": "string", "pattern": models.OFFICER_LOGIN_PATTERN}, "officer login"
+)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     # -- public
@@ -172,7 +178,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "a new single-use captcha",
         "public",
         (Ok(200, models.Captcha),),
-        errors={404: ("captcha_disabled",)},
+        errors={404: ("captcha_disabled",), 429: ("rate_limited",)},
     ),
     ("GET", "/api/v1/captcha/audio"): Operation(
         "the captcha's audio alternative: spoken digits, a single-use challenge of its own",
@@ -187,7 +193,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "subscriber",
         (Ok(200, models.LoginResult),),
         body=models.Login,
-        errors={400: ("invalid_captcha",), 401: ("invalid_credentials",), 423: ("account_locked",)},
+        errors={
+            400: ("invalid_captcha",),
+            401: ("invalid_credentials",),
+            423: ("account_locked",),
+            **ABUSE,
+        },
     ),
     ("GET", "/api/v1/session"): Operation(
         "the session's CSRF token again, for any tab of the browser holding the cookie",
@@ -204,7 +215,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (Ok(204, description="changed"),),
         auth="subscriber-any",
         body=models.PasswordChange,
-        errors={400: ("password_policy",), 401: ("invalid_credentials",)},
+        errors={400: ("password_policy",), 401: ("invalid_credentials",), **ABUSE},
     ),
     ("GET", "/api/v1/me"): Operation(
         "own registration data", "subscriber", (Ok(200, models.Me),), auth="subscriber-any"
@@ -273,7 +284,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "ra",
         (Ok(200, models.OfficerLoginResult),),
         body=models.OfficerLogin,
-        errors={401: ("invalid_credentials",), 423: ("account_locked",)},
+        errors={401: ("invalid_credentials",), 423: ("account_locked",), **ABUSE},
     ),
     ("GET", "/api/v1/ra/session"): Operation(
         "the officer session's CSRF token and login, for any tab of the browser",
@@ -384,6 +395,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=models.Revocation,
         params=(SERIAL,),
         errors={409: ("already_revoked",)},
+    ),
+    ("GET", "/api/v1/ra/officers"): Operation(
+        "the RA officers, with their lock state and unlock right",
+        "ra",
+        (Ok(200, models.Officers),),
+        auth="officer",
+    ),
+    ("POST", "/api/v1/ra/officers/{login}/unlock"): Operation(
+        "unlock an officer locked by failed logins (needs the unlock right; audited)",
+        "ra",
+        (Ok(200, models.OfficerEntry),),
+        auth="officer",
+        params=(OFFICER_LOGIN,),
+        errors={403: ("forbidden",)},
     ),
     ("GET", "/api/v1/ra/audit"): Operation(
         "audit events in id order (order=desc: newest first, paged with before_id)",

@@ -266,6 +266,22 @@ class OfficerLoginResult(Response):
     second_factor: SecondFactorDue = None
 
 
+OFFICER_LOGIN_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"  # the ra_officers.login CHECK
+
+
+class OfficerEntry(Response):
+    """An RA officer as other officers see it (docs/API-extensions.md)."""
+
+    login: Annotated[str, Meta(pattern=OFFICER_LOGIN_PATTERN)]
+    locked: bool
+    failed_attempts: int
+    can_unlock: bool
+
+
+class Officers(Response):
+    officers: list[OfficerEntry]
+
+
 class OfficerSession(Response):
     """``GET /api/v1/ra/session`` (an extension of API.md): for any tab of the browser."""
 

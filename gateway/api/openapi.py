@@ -25,7 +25,7 @@ SUBSCRIBER_SCHEME = "subscriberSession"
 OFFICER_SCHEME = "officerSession"
 CSRF_SCHEME = "csrfToken"
 # codes answered with a Retry-After header
-RETRY_LATER = frozenset({"signer_unavailable", "database_unavailable"})
+RETRY_LATER = frozenset({"signer_unavailable", "database_unavailable", "rate_limited", "busy"})
 
 
 def published_routes(app: web.Application) -> list[tuple[str, str]]:

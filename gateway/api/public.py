@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 
 from gateway import keys, speech
 from gateway.api import decode, models
-from gateway.api.common import json_response, rfc3339
+from gateway.api.common import client_address, json_response, rfc3339
 from gateway.api.openapi import spec
 from gateway.errors import ApiError, Kind
 from gateway.services.lifecycle import lifecycle
@@ -76,6 +76,7 @@ async def captcha(request: web.Request) -> web.Response:
     service = keys.runtime(request).captcha
     if service is None:
         raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
+    await keys.runtime(request).ratelimits.captcha(client=client_address(request))
     challenge = await service.create(keys.runtime(request).db)
     return json_response(models.Captcha(captcha_id=challenge.id, image=challenge.data_url),
                          headers={"Cache-Control": "no-store"})

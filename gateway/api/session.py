@@ -56,8 +56,8 @@ async def logout(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     auth = await common.subscriber(request, during_forced_change=True)
     body = await decode.body(request, models.PasswordChange)
-    await keys.runtime(request).accounts.change_password(auth, old=body.old_password,
-                                                         new=body.new_password)
+    await keys.runtime(request).accounts.change_password(
+        auth, old=body.old_password, new=body.new_password, client=common.client_address(request))
     return web.Response(status=204)
 
 

@@ -41,6 +41,8 @@ ZH: dict[str, str] = {
     "err_account_locked": "帳號已鎖定（連續三次密碼錯誤）。請填寫密碼重新設定申請單，"
                           "攜帶身分證明文件至註冊窗口 (RA) 辦理，領取新的密碼單後再登入。",
     "err_network": "無法連線到伺服器，請稍後再試。",
+    "err_rate_limited": "嘗試次數過多，請稍候再試。",
+    "err_busy": "系統忙碌中，請稍後再試。",
     "err_generic": "作業失敗：",
     "err_session": "登入已逾時，請重新登入。",
     # home
@@ -339,6 +341,8 @@ EN: dict[str, str] = {
                           "password reset form and bring your ID to the registration authority "
                           "(RA); log in with the new password slip it gives you.",
     "err_network": "The server cannot be reached; try again later.",
+    "err_rate_limited": "Too many attempts; wait a moment and try again.",
+    "err_busy": "The server is busy; try again shortly.",
     "err_generic": "The operation failed: ",
     "err_session": "Your session ended; please log in again.",
     "home_title": "Welcome to the certificate operations portal",

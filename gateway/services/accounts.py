@@ -1,8 +1,15 @@
 """Logins (subscribers and RA officers), lockout, password changes, session checks.
 
 Nothing here tells an unknown account from a known one: both run one Argon2 verification,
-both count failures (unknown names in ``unknown_login_failures``), both lock on the same
-attempt and get the same errors.
+both count failures (unknown names in ``unknown_login_failures`` / ``unknown_officer_failures``),
+both lock on the same attempt and get the same errors.
+
+A login is: hashing queue full? (503 ``busy``, nothing else done) → rate limits (429, not
+evaluated) → captcha → load the row (and release the connection) → Argon2 in the bounded
+hashing executor (``busy`` when it filled meanwhile) → record the outcome in one short
+transaction. No connection or row lock is held while Argon2 runs, so a
+flood of logins cannot take the database pool; the outcome is recorded by atomic statements
+(``db.queries.lockout``) so concurrent failures on one account still lock on the Nth.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from gateway.errors import ApiError, Kind
 from gateway.keys import Clock
 from gateway.metrics import GatewayMetrics
 from gateway.services.passwords import Passwords
+from gateway.services.ratelimit import RateLimiter
 from gateway.services.sessions import ActiveSession, NewSession, SessionStore
 
 # sessions checked per statement: the authenticated requests in flight share one round trip
@@ -64,7 +72,7 @@ class AccountService:
     def __init__(
         self, *, pool: asyncpg.Pool, clock: Clock, passwords: Passwords, sessions: SessionStore,
         captcha: CaptchaService | None, metrics: GatewayMetrics, max_failures: int,
-        officer_max_failures: int,
+        officer_max_failures: int, limits: RateLimiter,
     ) -> None:
         self.pool = pool
         self.clock = clock
@@ -74,6 +82,7 @@ class AccountService:
         self.metrics = metrics
         self.max_failures = max_failures
         self.officer_max_failures = officer_max_failures
+        self.limits = limits
         self._sessions: Batcher[tuple[bytes, session_q.Kind], Found | None] = Batcher(
             self._flush_sessions, max_items=AUTH_BATCH_MAX, name="session batch")
 
@@ -94,22 +103,45 @@ class AccountService:
 
     # -- subscribers ----------------------------------------------------------------------
 
+    def _check_capacity(self) -> None:
+        """``busy`` before anything else when the hashing queue is full: under a flood the
+        refusal costs no database round trip."""
+        try:
+            self.passwords.executor.check()
+        except ApiError:
+            self.metrics.password_busy.inc()
+            raise
+
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        """Argon2 with no connection held; ``busy`` (counted) when the queue is full."""
+        try:
+            return await self.passwords.verify(password_hash, password)
+        except ApiError as exc:
+            if exc.kind is Kind.BUSY:
+                self.metrics.password_busy.inc()
+            raise
+
     async def login(
         self, *, account: str, password: str, captcha_id: str, captcha_answer: str,
         previous_token: str | None, client: str,
     ) -> LoginResult:
+        self._check_capacity()
+        await self.limits.subscriber_login(client=client, account=account)
         if self.captcha is not None and not await self.captcha.check(
             self.pool, captcha_id, captcha_answer
         ):
             self.metrics.captcha_failures.inc()
             raise ApiError(Kind.INVALID_CAPTCHA, "the captcha answer is wrong, used or expired")
         now = self.clock()
+        async with self.pool.acquire() as conn:
+            acc = await sub_q.account_by_name(conn, account)
+        usable = acc is not None and not acc.locked
+        ok = await self._verify(acc.password_hash if usable else None, password)
+
         async with self.pool.acquire() as conn, conn.transaction():
-            acc = await sub_q.account_by_name(conn, account, for_update=True)
-            usable = acc is not None and not acc.locked
-            ok = await self.passwords.verify(acc.password_hash if usable else None, password)
-            if acc is not None and usable and ok:
-                await sub_q.record_success(conn, acc.id)
+            if (acc is not None and usable and ok
+                    and await sub_q.record_success(conn, acc.id,
+                                                   password_hash=acc.password_hash)):
                 new = await self.sessions.create(
                     conn, kind="subscriber", now=now, account_id=acc.id,
                     replaces=previous_token,
@@ -119,6 +151,7 @@ class AccountService:
                 self.metrics.logins.labels("subscriber").inc()
                 return LoginResult(new, acc.must_change_password)
 
+            # a wrong password, or a right one for an account locked (or reset) meanwhile
             self.metrics.login_failures.labels("subscriber").inc()
             locked_now = False
             if acc is None:
@@ -126,11 +159,9 @@ class AccountService:
                 locked = failures >= self.max_failures
                 reason = "unknown_account"
             else:
-                failures, locked_now = await sub_q.record_failure(
-                    conn, acc.id, lock_at=self.max_failures, now=now
-                )
-                locked = acc.locked or locked_now
-                reason = "locked" if acc.locked else "wrong_password"
+                f = await sub_q.record_failure(conn, acc.id, lock_at=self.max_failures, now=now)
+                failures, locked, locked_now = f.failures, f.locked, f.locked_now
+                reason = "locked" if locked and not locked_now else "wrong_password"
                 if locked_now:
                     await session_q.delete_for_account(conn, acc.id)
             await audit.append(
@@ -162,9 +193,13 @@ class AccountService:
     async def logout(self, auth: SubscriberAuth | OfficerAuth) -> None:
         await self.sessions.end(self.pool, auth.session.id_hash)
 
-    async def change_password(self, auth: SubscriberAuth, *, old: str, new: str) -> None:
+    async def change_password(self, auth: SubscriberAuth, *, old: str, new: str,
+                              client: str = "") -> None:
+        # old-password guesses with a stolen session are limited, never counted to the lock
+        self._check_capacity()
+        await self.limits.password_change(client=client, account_id=auth.account.id)
         self.passwords.check_policy(new, old)
-        ok = await self.passwords.verify(auth.account.password_hash, old)
+        ok = await self._verify(auth.account.password_hash, old)
         if not ok:  # not counted toward the lock: the caller already holds a session
             raise ApiError(Kind.INVALID_CREDENTIALS, "the old password is not correct")
         new_hash = await self.passwords.hash(new)
@@ -198,13 +233,18 @@ class AccountService:
     async def officer_login(
         self, *, login: str, password: str, previous_token: str | None, client: str
     ) -> NewSession:
+        self._check_capacity()
+        await self.limits.officer_login(client=client, login=login)
         now = self.clock()
+        async with self.pool.acquire() as conn:
+            officer = await officer_q.by_login(conn, login)
+        usable = officer is not None and not officer.locked
+        ok = await self._verify(officer.password_hash if usable else None, password)
+
         async with self.pool.acquire() as conn, conn.transaction():
-            officer = await officer_q.by_login(conn, login, for_update=True)
-            usable = officer is not None and not officer.locked
-            ok = await self.passwords.verify(officer.password_hash if usable else None, password)
-            if officer is not None and usable and ok:
-                await officer_q.record_success(conn, officer.id)
+            if (officer is not None and usable and ok
+                    and await officer_q.record_success(conn, officer.id,
+                                                       password_hash=officer.password_hash)):
                 new = await self.sessions.create(conn, kind="officer", now=now,
                                                  officer_id=officer.id, replaces=previous_token)
                 await audit.append(conn, actor=officer.login, action="officer_login_succeeded",
@@ -212,22 +252,23 @@ class AccountService:
                 self.metrics.logins.labels("officer").inc()
                 return new
             self.metrics.login_failures.labels("officer").inc()
-            locked = False
-            failures = 0
             locked_now = False
-            if officer is not None:
-                failures, locked_now = await officer_q.record_failure(
+            if officer is None:
+                # unknown logins lock on the same attempt: the answers never tell which exist
+                failures = await officer_q.record_unknown_failure(conn, login, now=now)
+                locked = failures >= self.officer_max_failures
+                reason = "unknown"
+            else:
+                f = await officer_q.record_failure(
                     conn, officer.id, lock_at=self.officer_max_failures, now=now
                 )
-                locked = officer.locked or locked_now
+                failures, locked, locked_now = f.failures, f.locked, f.locked_now
+                reason = "locked" if locked and not locked_now else "wrong_password"
                 if locked_now:
                     await session_q.delete_for_officer(conn, officer.id)
             await audit.append(
                 conn, actor=audit.ANONYMOUS, action="officer_login_failed", target=login,
-                details={"failures": failures, "client": client,
-                         "reason": "unknown" if officer is None else
-                         ("locked" if officer.locked else "wrong_password")},
-                at=now,
+                details={"failures": failures, "client": client, "reason": reason}, at=now,
             )
             if locked_now:
                 self.metrics.account_locks.labels("officer").inc()

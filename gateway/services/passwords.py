@@ -1,14 +1,17 @@
-"""Argon2id hashing (off the event loop), the password policy and generated secrets."""
+"""Argon2id hashing (off the event loop, in the bounded ``HashingExecutor``), the password
+policy and generated secrets."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.errors import ApiError, Kind
+from gateway.services.hashing import HashingExecutor, default_workers
+
+DEFAULT_QUEUE = 16
 
 # unambiguous: no 0/O/o, 1/l/I, no look-alikes
 PASSWORD_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105
@@ -17,18 +20,24 @@ ACCOUNT_REST = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
 class Passwords:
-    def __init__(self, *, minimum: int, maximum: int, hasher: PasswordHasher | None = None):
+    def __init__(self, *, minimum: int, maximum: int, hasher: PasswordHasher | None = None,
+                 executor: HashingExecutor | None = None):
         self.minimum = minimum
         self.maximum = maximum
         self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+        self.executor = executor or HashingExecutor(workers=default_workers(),
+                                                    queue=DEFAULT_QUEUE)
         # verified against when the account does not exist, so timing looks the same
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        """Hash a new password (registration, reset, change): waits for a hashing thread,
+        never refused, since only an authenticated caller gets here."""
+        return await self.executor.run(lambda: self._hasher.hash(password), bounded=False)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """Constant work whether or not there is a real hash to check."""
+        """Constant work whether or not there is a real hash to check. Raises ``busy`` at once
+        when the hashing queue is full; the caller must hold no database connection."""
         target = password_hash or self._dummy
 
         def run() -> bool:
@@ -37,7 +46,7 @@ class Passwords:
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
 
-        ok = await asyncio.to_thread(run)
+        ok = await self.executor.run(run)
         return ok and password_hash is not None
 
     def check_policy(self, new: str, old: str | None = None) -> None:

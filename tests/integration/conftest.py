@@ -40,7 +40,7 @@ from db.migrate import migrate
 from db.pool import connect, create_pool
 from db.queries import officers
 from gateway.app import make_app
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, RateLimits
 from signer.errors import ErrorKind, SignerError
 from tests.support.identities import national_id
 
@@ -245,10 +245,13 @@ def signer() -> StubSigner:
 
 @pytest.fixture(scope="module")
 def gateway_config(app_url: str, request: pytest.FixtureRequest) -> GatewayConfig:
-    """Captcha off unless the module sets ``GATEWAY_OVERRIDES = {"captcha": True, ...}``."""
+    """Captcha and rate limits off unless the module sets ``GATEWAY_OVERRIDES = {"captcha":
+    True, "ratelimit": RateLimits(...), ...}``: every test client is 127.0.0.1 on a clock that
+    only moves when told, so the address limits would otherwise trip across unrelated tests."""
     overrides = getattr(request.module, "GATEWAY_OVERRIDES", {})
     return dataclasses.replace(
-        GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False),
+        GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False,
+                      ratelimit=RateLimits.off()),
         **overrides,
     )
 

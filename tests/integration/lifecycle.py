@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from gateway import terms
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, RateLimits
 from hsm_config.config import load
 from hsm_config.manifest import manifest_path
 from signer.client import SignerClient
@@ -65,7 +65,8 @@ def gateway_config(app_url: str, ca_config: Path, request: pytest.FixtureRequest
     overrides = getattr(request.module, "GATEWAY_OVERRIDES", {})
     return dataclasses.replace(
         GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False,
-                      manifest_path=manifest_path(load(ca_config, environ={}))),
+                      manifest_path=manifest_path(load(ca_config, environ={})),
+                      ratelimit=RateLimits.off()),  # one 127.0.0.1 on a still clock
         **overrides,
     )
 

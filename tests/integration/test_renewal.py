@@ -72,12 +72,12 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 def gateway_config(database_url: str, ca_config: Path, smtp: tuple[Inbox, int]) -> Any:
     import dataclasses
 
-    from gateway.config import GatewayConfig
+    from gateway.config import GatewayConfig, RateLimits
     from hsm_config.config import load
     from hsm_config.manifest import manifest_path
 
     return dataclasses.replace(
-        GatewayConfig(captcha=False, database_url=database_url),
+        GatewayConfig(captcha=False, database_url=database_url, ratelimit=RateLimits.off()),
         manifest_path=manifest_path(load(ca_config, environ={})),
         certificate_validity_days=20, renewal_window_days=30,
         smtp_host="127.0.0.1", smtp_port=smtp[1], smtp_from="ca@example.tw",
