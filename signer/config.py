@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -130,7 +130,7 @@ class SignerConfig:
     state_dir: Path = Path("signer-state")  # the current OCSP responder certificates
     ocsp_responder_validity_days: int = 7
     # what the signer signs at most, whatever the gateway asks (signer/issuance/bounds.py)
-    bounds: Bounds = Bounds()
+    bounds: Bounds = field(default_factory=Bounds)
 
     @property
     def online_issuers(self) -> list[IssuerSpec]:
@@ -187,6 +187,8 @@ def _allowed_clients(sec: dict[str, object]) -> ClientPins:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: expected a list of strings")
     return ClientPins.parse(value, where)
+
+
 def _ids(sec: dict[str, object], key: str, resolve: Callable[[str | int], int]) -> frozenset[int]:
     """A list of users or groups by name or number; an environment override is comma-separated."""
     value = sec.get(key, [])
@@ -308,5 +310,6 @@ def _bounds(cfg: RawConfig, sec: dict[str, object]) -> Bounds:
             f"[policy] crl_next_update_hours ({gateway_crl_hours}) is above [signer] "
             f"crl_max_validity_hours ({crl_hours}): the signer would refuse every CRL"
         )
-    return Bounds(ocsp_max_validity=ocsp_hours * HOUR, crl_max_validity=crl_hours * HOUR,
-                  max_clock_skew=skew)
+    return Bounds(
+        ocsp_max_validity=ocsp_hours * HOUR, crl_max_validity=crl_hours * HOUR, max_clock_skew=skew
+    )

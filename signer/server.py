@@ -274,8 +274,7 @@ class SignerServer:
             try:
                 req = CrlRequest.from_wire(item)
                 if req.issuer in self._online:
-                    await asyncio.to_thread(self.crl_numbers.reserve, req.issuer,
-                                            req.crl_number)
+                    await asyncio.to_thread(self.crl_numbers.reserve, req.issuer, req.crl_number)
             except SignerError as exc:
                 self.metrics.errors.labels(kind=exc.kind.value).inc()
                 log.warning("CRL refused: %s", exc.message)
@@ -284,7 +283,9 @@ class SignerServer:
             admitted.append(i)
         if admitted:
             signed = await self.pool.submit(
-                "crl", [frame.items[i] for i in admitted], frame.deadline,
+                "crl",
+                [frame.items[i] for i in admitted],
+                frame.deadline,
                 bulk=frame.priority == "bulk",
             )
             for i, result in zip(admitted, signed, strict=True):

@@ -39,8 +39,9 @@ class Bounds:
     crl_max_validity: int = DEFAULT_CRL_MAX_VALIDITY_HOURS * HOUR
     max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW_SECONDS
 
-    def _window(self, what: str, this_update: int, next_update: int, longest: int,
-                now: float) -> None:
+    def _window(
+        self, what: str, this_update: int, next_update: int, longest: int, now: float
+    ) -> None:
         if next_update <= this_update:
             raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
         if next_update - this_update > longest:
@@ -63,15 +64,17 @@ class Bounds:
                 f"{what} revocation time is {int(revoked_at - now)} s in the future",
             )
 
-    def check_ocsp(self, this_update: int, next_update: int, revoked_at: int | None,
-                   now: float) -> None:
+    def check_ocsp(
+        self, this_update: int, next_update: int, revoked_at: int | None, now: float
+    ) -> None:
         """Refuse an OCSP answer outside the bounds (called before it is built)."""
         self._window("OCSP", this_update, next_update, self.ocsp_max_validity, now)
         if revoked_at is not None:
             self._revoked("OCSP", revoked_at, now)
 
-    def check_crl(self, this_update: int, next_update: int, revoked_at: Iterable[int],
-                  now: float) -> None:
+    def check_crl(
+        self, this_update: int, next_update: int, revoked_at: Iterable[int], now: float
+    ) -> None:
         """Refuse a CRL outside the bounds (called before it is built)."""
         self._window("CRL", this_update, next_update, self.crl_max_validity, now)
         latest = max(revoked_at, default=None)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from hsm_config.config import ConfigError, load
-from signer.config import load_signer_config
 from signer.crl_numbers import CrlNumbers
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.bounds import Bounds
@@ -41,8 +40,9 @@ def kind(fn, *args) -> ErrorKind | None:  # type: ignore[no-untyped-def]
         (NOW, NOW + 3600, NOW + 601, ErrorKind.REVOCATION_IN_FUTURE),
     ],
 )
-def test_ocsp_bounds(this_update: int, next_update: int, revoked_at: int | None,
-                     expected: ErrorKind | None) -> None:
+def test_ocsp_bounds(
+    this_update: int, next_update: int, revoked_at: int | None, expected: ErrorKind | None
+) -> None:
     assert kind(B.check_ocsp, this_update, next_update, revoked_at, NOW) is expected
 
 
@@ -56,8 +56,9 @@ def test_ocsp_bounds(this_update: int, next_update: int, revoked_at: int | None,
         (NOW, NOW + 86400, [NOW - 5, NOW + 3600], ErrorKind.REVOCATION_IN_FUTURE),
     ],
 )
-def test_crl_bounds(this_update: int, next_update: int, entries: list[int],
-                    expected: ErrorKind | None) -> None:
+def test_crl_bounds(
+    this_update: int, next_update: int, entries: list[int], expected: ErrorKind | None
+) -> None:
     assert kind(B.check_crl, this_update, next_update, iter(entries), NOW) is expected
 
 
@@ -121,14 +122,22 @@ def _bounds(tmp_path: Path, text: str) -> Bounds:
 
 def test_config_keys(tmp_path: Path) -> None:
     assert _bounds(tmp_path, "[signer]\n") == Bounds(7 * 24 * 3600, 7 * 24 * 3600, 600)
-    assert _bounds(tmp_path, "[signer]\nocsp_max_validity_hours = 48\n"
-                   "crl_max_validity_hours = 36\nmax_clock_skew_seconds = 30\n") == \
-        Bounds(48 * 3600, 36 * 3600, 30)
-    for bad in ("ocsp_max_validity_hours = 0", "crl_max_validity_hours = -1",
-                "max_clock_skew_seconds = 100000", 'ocsp_max_validity_hours = "a week"'):
+    assert _bounds(
+        tmp_path,
+        "[signer]\nocsp_max_validity_hours = 48\n"
+        "crl_max_validity_hours = 36\nmax_clock_skew_seconds = 30\n",
+    ) == Bounds(48 * 3600, 36 * 3600, 30)
+    for bad in (
+        "ocsp_max_validity_hours = 0",
+        "crl_max_validity_hours = -1",
+        "max_clock_skew_seconds = 100000",
+        'ocsp_max_validity_hours = "a week"',
+    ):
         with pytest.raises(ConfigError):
             _bounds(tmp_path, f"[signer]\n{bad}\n")
     # the gateway's CRLs must fit the signer's bound, checked at start
     with pytest.raises(ConfigError, match="crl_next_update_hours"):
-        _bounds(tmp_path, "[signer]\ncrl_max_validity_hours = 12\n"
-                "[policy]\ncrl_next_update_hours = 24\n")
+        _bounds(
+            tmp_path,
+            "[signer]\ncrl_max_validity_hours = 12\n[policy]\ncrl_next_update_hours = 24\n",
+        )
