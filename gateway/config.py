@@ -22,6 +22,7 @@ GATEWAY_KEYS = {
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
     "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
+    "ocsp_fresh_per_second", "ocsp_fresh_burst",
 }
 DATABASE_KEYS = {
     "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
@@ -69,6 +70,10 @@ class GatewayConfig:
     notice_interval_seconds: int = 300
     audit_checkpoint_seconds: int = 300  # signed audit checkpoints; 0: off (and at shutdown)
     crl_next_update_hours: int = 24
+    # fresh OCSP signatures (nonces, nothing stored, new unknown serials) per second and
+    # saved up at most; 0: never sign on request (gateway/services/ocsp_budget.py)
+    ocsp_fresh_per_second: int = 50
+    ocsp_fresh_burst: int = 50
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
     smtp_from: str = "ca@localhost"
@@ -192,6 +197,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     if log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError("[gateway] log_level: debug, info, warning or error")
 
+    fresh = _int(gw, "ocsp_fresh_per_second", 50, "gateway")
     url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
     password_file = _str(db, "password_file", "", "database")
     if not password_file and not url and not db.get("password_env"):
@@ -229,6 +235,8 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         notice_interval_seconds=_int(gw, "notice_interval_seconds", 300, "gateway", minimum=1),
         audit_checkpoint_seconds=_int(gw, "audit_checkpoint_seconds", 300, "gateway"),
         crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
+        ocsp_fresh_per_second=fresh,
+        ocsp_fresh_burst=_int(gw, "ocsp_fresh_burst", fresh, "gateway"),
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,
         smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",
