@@ -12,7 +12,9 @@ Anonymous requests must not drive the token (``gateway/services/ocsp_budget.py``
 
 1. the database is asked once per request: the certificate's state and its stored pre-signed
    answer (``gateway/services/ocsp_presign.py``); without a nonce a stored answer that is still
-   valid and states the current status is served as it is;
+   valid and states the current status is served as it is. At most a quarter of the pool's
+   connections serve OCSP lookups at once (the rest wait in the gateway), so a flood cannot
+   take the connections logged-in users need;
 2. a serial never issued is answered from the cache of signed ``unknown`` answers (signed once
    per serial, without the nonce);
 3. anything else needs a fresh signature: one token from the gateway's budget, then the signer's
@@ -22,6 +24,7 @@ Anonymous requests must not drive the token (``gateway/services/ocsp_budget.py``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -45,6 +48,7 @@ SIGN_DEADLINE_SECONDS = 5.0
 MAX_REQUEST = 16 * 1024
 STORED_MARGIN_SECONDS = 60.0  # a stored answer this close to its nextUpdate is not served
 DEFAULT_FRESH_PER_SECOND = 50
+DEFAULT_DB_CONCURRENCY = 2  # lookups in flight at once: a flood never holds the whole pool
 
 
 def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
@@ -54,7 +58,8 @@ def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
 class OcspResponder:
     def __init__(self, *, pool: asyncpg.Pool, signer: Any, issuers: IssuerRegistry,
                  clock: Clock, metrics: Any = None, budget: TokenBucket | None = None,
-                 unknown: UnknownCache | None = None) -> None:
+                 unknown: UnknownCache | None = None,
+                 db_concurrency: int = DEFAULT_DB_CONCURRENCY) -> None:
         self.pool = pool
         self.signer: SignerOps = signer
         self.issuers = issuers
@@ -62,6 +67,9 @@ class OcspResponder:
         self.metrics = metrics
         self.budget = budget or TokenBucket(DEFAULT_FRESH_PER_SECOND, DEFAULT_FRESH_PER_SECOND)
         self.unknown = unknown or UnknownCache()
+        # OCSP is anonymous: its lookups queue here, not for the pool's connections, so the
+        # sessions and applications of logged-in users always find one free
+        self._db_slots = asyncio.Semaphore(max(1, db_concurrency))
 
     def _count(self, source: str | None = None, budget: str | None = None) -> None:
         if self.metrics is None:
@@ -100,7 +108,8 @@ class OcspResponder:
         if serial <= 0 or serial.bit_length() > 159:  # not a serial any CA can issue
             return unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         # 3. the certificate's state now, and its stored answer (one query)
-        row = await ocsp_q.lookup(self.pool, format(serial, "x"))
+        async with self._db_slots:
+            row = await ocsp_q.lookup(self.pool, format(serial, "x"))
         now = self.clock().astimezone(UTC)
         if row is None or row.issuer_id != issuer_id or row.cert_status != "issued":
             return await self._unknown(issuer.name, issuer_id, serial, now)
