@@ -244,8 +244,9 @@ def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerE
 
 def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
     issuer = reg.issuer(req.issuer)
-    reg.bounds.check_crl(req.this_update, req.next_update,
-                         (e.revoked_at for e in req.entries), reg.clock())
+    reg.bounds.check_crl(
+        req.this_update, req.next_update, (e.revoked_at for e in req.entries), reg.clock()
+    )
     revoked = []
     for entry in req.entries:
         b = (
@@ -337,14 +338,18 @@ class PreparedOcsp:
 def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     """Check one OCSP request and build its response, waiting for the token."""
     issuer = reg.issuer(req.issuer)
-    reg.bounds.check_ocsp(req.this_update, req.next_update,
-                          req.revoked_at if req.status == "revoked" else None, reg.clock())
     responder = reg.responder(issuer)
     if req.next_update > responder.not_after:
         # an answer must not outlive the certificate that vouches for its signature
         raise SignerError(
             ErrorKind.NO_RESPONDER, "next_update is after the responder certificate expires"
         )
+    reg.bounds.check_ocsp(
+        req.this_update,
+        req.next_update,
+        req.revoked_at if req.status == "revoked" else None,
+        reg.clock(),
+    )
     ctx = _ocsp_context(responder)
     revoked = req.status == "revoked"
     reason = None
