@@ -28,6 +28,7 @@ GATEWAY_KEYS = {
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
     "officer_second_factor",
     "password_workers", "password_queue", "housekeeping_seconds", "captcha_max_rows",
+    "ocsp_fresh_per_second", "ocsp_fresh_burst",
 }
 OFFICER_SECOND_FACTOR = ("optional", "required")
 DATABASE_KEYS = {
@@ -114,6 +115,10 @@ class GatewayConfig:
     audit_checkpoint_seconds: int = 300  # signed audit checkpoints; 0: off (and at shutdown)
     pending_sweep_seconds: int = 10  # how often pending rows past their deadline are resolved
     crl_next_update_hours: int = 24
+    # fresh OCSP signatures (nonces, nothing stored, new unknown serials) per second and
+    # saved up at most; 0: never sign on request (gateway/services/ocsp_budget.py)
+    ocsp_fresh_per_second: int = 50
+    ocsp_fresh_burst: int = 50
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
     smtp_from: str = "ca@localhost"
@@ -272,6 +277,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     if second_factor not in OFFICER_SECOND_FACTOR:
         raise ConfigError("[gateway] officer_second_factor: \"optional\" or \"required\"")
 
+    fresh = _int(gw, "ocsp_fresh_per_second", 50, "gateway")
     url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
     password_file = _str(db, "password_file", "", "database")
     if not password_file and not url and not db.get("password_env"):
@@ -311,6 +317,8 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         audit_checkpoint_seconds=_int(gw, "audit_checkpoint_seconds", 300, "gateway"),
         pending_sweep_seconds=_int(gw, "pending_sweep_seconds", 10, "gateway", minimum=1),
         crl_next_update_hours=_int(pol, "crl_next_update_hours", 24, "policy", minimum=1),
+        ocsp_fresh_per_second=fresh,
+        ocsp_fresh_burst=_int(gw, "ocsp_fresh_burst", fresh, "gateway"),
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,
         smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",

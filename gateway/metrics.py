@@ -93,9 +93,19 @@ class GatewayMetrics:
         )
         self.ocsp_responses = Counter(
             "ca_gateway_ocsp_responses_total",
-            "OCSP answers, by source (stored: pre-signed, signed: signed on request)",
+            "OCSP answers, by source (stored: pre-signed, signed: signed on request, cached: "
+            "the cached answer for a serial never issued)",
             ["source"], registry=registry,
         )
+        self.ocsp_budget = Counter(
+            "ca_gateway_ocsp_budget_total",
+            "OCSP requests that needed a fresh signature, by outcome (fresh: signed within the "
+            "budget; stored: over it, the stored answer served without the nonce; try_later: "
+            "over it and nothing stored)",
+            ["outcome"], registry=registry,
+        )
+        for outcome in ("fresh", "stored", "try_later"):
+            self.ocsp_budget.labels(outcome=outcome)
         self.ocsp_presigned = Counter(
             "ca_gateway_ocsp_presigned_total",
             "OCSP responses pre-signed and stored by the pre-signing job, by issuer",

@@ -42,6 +42,13 @@ SIGNER_ERRORS: dict[ErrorKind, Answer] = {
     ErrorKind.UNKNOWN_PROFILE: Answer(Kind.INTERNAL, False, _REFUSED),
     ErrorKind.UNKNOWN_ISSUER: Answer(Kind.INTERNAL, False, _REFUSED),
     ErrorKind.INTERNAL: Answer(Kind.INTERNAL, False, "the signing service failed"),
+    # the signer's bounds on CRLs and OCSP answers: the gateway asked for something it must
+    # not (or its clock or CRL numbers are off); retrying would repeat it
+    ErrorKind.NO_RESPONDER: Answer(Kind.SIGNER_UNAVAILABLE, True, _BUSY),
+    ErrorKind.VALIDITY_TOO_LONG: Answer(Kind.INTERNAL, False, _REFUSED),
+    ErrorKind.CLOCK_SKEW: Answer(Kind.INTERNAL, False, _REFUSED),
+    ErrorKind.REVOCATION_IN_FUTURE: Answer(Kind.INTERNAL, False, _REFUSED),
+    ErrorKind.CRL_NUMBER_NOT_INCREASING: Answer(Kind.INTERNAL, False, _REFUSED),
 }
 # a kind added to the signer later and not yet mapped: an error, never an invitation to retry
 UNMAPPED = Answer(Kind.INTERNAL, False, "the signing service failed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +20,13 @@ from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_
 from hsm_config.identities import resolve_gid, resolve_uid
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
 from signer.allocator import ALLOCATORS
+from signer.issuance.bounds import (
+    DEFAULT_CRL_MAX_VALIDITY_HOURS,
+    DEFAULT_MAX_CLOCK_SKEW_SECONDS,
+    DEFAULT_OCSP_MAX_VALIDITY_HOURS,
+    HOUR,
+    Bounds,
+)
 from signer.issuance.profile import Profile, parse_profiles
 from signer.tls import ClientPins, server_context
 
@@ -49,6 +56,9 @@ SIGNER_KEYS = {
     "audit_checkpoint_file",
     "state_dir",
     "ocsp_responder_validity_days",
+    "ocsp_max_validity_hours",
+    "crl_max_validity_hours",
+    "max_clock_skew_seconds",
 }
 
 
@@ -121,6 +131,8 @@ class SignerConfig:
     audit_checkpoint_file: Path | None = None
     state_dir: Path = Path("signer-state")  # the current OCSP responder certificates
     ocsp_responder_validity_days: int = 7
+    # what the signer signs at most, whatever the gateway asks (signer/issuance/bounds.py)
+    bounds: Bounds = field(default_factory=Bounds)
 
     @property
     def online_issuers(self) -> list[IssuerSpec]:
@@ -177,6 +189,8 @@ def _allowed_clients(sec: dict[str, object]) -> ClientPins:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: expected a list of strings")
     return ClientPins.parse(value, where)
+
+
 def _ids(sec: dict[str, object], key: str, resolve: Callable[[str | int], int]) -> frozenset[int]:
     """A list of users or groups by name or number; an environment override is comma-separated."""
     value = sec.get(key, [])
@@ -245,6 +259,7 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         raise ConfigError(f"{manifest_path(cfg)}: no issuers; run the key ceremony first")
     issuers = {e.name: IssuerSpec.from_entry(e) for e in entries}
     profiles = parse_profiles(cfg)
+    bounds = _bounds(cfg, sec)
     return SignerConfig(
         config_path=cfg.path,
         socket=cfg.resolve(str(socket)) if socket else None,
@@ -281,4 +296,23 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         # at least 4 days: renewed with a third left, a responder certificate then outlives
         # every answer it signs (pre-signed answers are valid for one day)
         ocsp_responder_validity_days=_int(sec, "ocsp_responder_validity_days", 7, 4, 366),
+        bounds=bounds,
+    )
+
+
+def _bounds(cfg: RawConfig, sec: dict[str, object]) -> Bounds:
+    """The OCSP/CRL limits, cross-checked with the gateway's own CRL validity in the same file
+    (``[policy] crl_next_update_hours``): a gateway whose every CRL the signer would refuse
+    stops the start here rather than at the first revocation."""
+    ocsp_hours = _int(sec, "ocsp_max_validity_hours", DEFAULT_OCSP_MAX_VALIDITY_HOURS, 1, 8784)
+    crl_hours = _int(sec, "crl_max_validity_hours", DEFAULT_CRL_MAX_VALIDITY_HOURS, 1, 8784)
+    skew = _int(sec, "max_clock_skew_seconds", DEFAULT_MAX_CLOCK_SKEW_SECONDS, 0, 86400)
+    gateway_crl_hours = as_int(cfg.section("policy").get("crl_next_update_hours", 24))
+    if gateway_crl_hours is not None and gateway_crl_hours > crl_hours:
+        raise ConfigError(
+            f"[policy] crl_next_update_hours ({gateway_crl_hours}) is above [signer] "
+            f"crl_max_validity_hours ({crl_hours}): the signer would refuse every CRL"
+        )
+    return Bounds(
+        ocsp_max_validity=ocsp_hours * HOUR, crl_max_validity=crl_hours * HOUR, max_clock_skew=skew
     )

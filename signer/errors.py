@@ -20,6 +20,12 @@ class ErrorKind(StrEnum):
     WORKER_FAILED = "worker_failed"  # a worker process died mid-batch
     SIGNATURE_CHECK_FAILED = "signature_check_failed"  # post-sign verification failed
     NO_RESPONDER = "no_responder"  # no OCSP responder certificate of the issuer is valid now
+    # bounds on what the signer signs, whatever the caller asks (signer/issuance/bounds.py,
+    # signer/crl_numbers.py)
+    VALIDITY_TOO_LONG = "validity_too_long"  # OCSP/CRL nextUpdate - thisUpdate over the limit
+    CLOCK_SKEW = "clock_skew"  # OCSP/CRL thisUpdate too far from the signer's clock
+    REVOCATION_IN_FUTURE = "revocation_in_future"  # a revocation time after the signer's clock
+    CRL_NUMBER_NOT_INCREASING = "crl_number_not_increasing"  # <= the last one signed (issuer)
     UNAVAILABLE = "unavailable"  # client side: no signer could be reached
     INTERNAL = "internal"
 

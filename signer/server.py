@@ -21,11 +21,20 @@ from cryptography import x509
 from hsm_config.config import ConfigError
 from signer.checkpoints import CheckpointLedger, SignedCheckpoint
 from signer.config import SignerConfig
+from signer.crl_numbers import CrlNumbers
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
 from signer.peers import PeerPolicy, bind_unix_socket, peer_of
 from signer.pool import WorkerPool
-from signer.protocol import HEADER, MAX_FRAME, VERSION, CheckpointRequest, Frame, error_dict
+from signer.protocol import (
+    HEADER,
+    MAX_FRAME,
+    VERSION,
+    CheckpointRequest,
+    CrlRequest,
+    Frame,
+    error_dict,
+)
 from signer.tls import fingerprint, server_context
 
 log = logging.getLogger("signer.server")
@@ -64,6 +73,11 @@ class SignerServer:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"[signer] audit_checkpoint_file: {exc}") from exc
         self._checkpoint_lock = asyncio.Lock()
+        try:  # likewise a damaged record of CRL numbers
+            self.crl_numbers = CrlNumbers(scfg.state_dir)
+        except ValueError as exc:
+            raise ConfigError(f"[signer] state_dir: {exc}") from exc
+        self._online = frozenset(i.name for i in scfg.online_issuers)
 
     async def start(self) -> None:
         if self.scfg.socket is not None:
@@ -211,7 +225,8 @@ class SignerServer:
                     err = SignerError(ErrorKind.BAD_REQUEST, f"bad operation {frame.op!r}")
                     writer.write(Frame(id=frame.id, error=error_dict(err)).encode())
                     continue
-                task = asyncio.create_task(self._answer(frame, writer))
+                answer = self._crl if frame.op == "crl" else self._answer
+                task = asyncio.create_task(answer(frame, writer))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -247,6 +262,38 @@ class SignerServer:
         self.metrics.request_seconds.labels(operation="checkpoint").observe(
             time.perf_counter() - t0
         )
+
+    async def _crl(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
+        """CRLs: each number is reserved against the last one signed for its issuer (the
+        daemon's record, ``signer/crl_numbers.py``) before a worker signs it; an equal or
+        lower one is refused. Issuers the signer has no key of are left to the worker."""
+        t0 = time.perf_counter()
+        results: list[Any] = [None] * len(frame.items)
+        admitted: list[int] = []
+        for i, item in enumerate(frame.items):
+            try:
+                req = CrlRequest.from_wire(item)
+                if req.issuer in self._online:
+                    await asyncio.to_thread(self.crl_numbers.reserve, req.issuer, req.crl_number)
+            except SignerError as exc:
+                self.metrics.errors.labels(kind=exc.kind.value).inc()
+                log.warning("CRL refused: %s", exc.message)
+                results[i] = error_dict(exc)
+                continue
+            admitted.append(i)
+        if admitted:
+            signed = await self.pool.submit(
+                "crl",
+                [frame.items[i] for i in admitted],
+                frame.deadline,
+                bulk=frame.priority == "bulk",
+            )
+            for i, result in zip(admitted, signed, strict=True):
+                results[i] = result
+        if writer.is_closing():
+            return
+        writer.write(Frame(id=frame.id, results=results).encode())
+        self.metrics.request_seconds.labels(operation="crl").observe(time.perf_counter() - t0)
 
     async def _answer(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
         t0 = time.perf_counter()

@@ -160,7 +160,7 @@ def open_registry(
             )
     responders = Responders(slots)
     responders.refresh(clock())
-    return build.Registry(issuers, scfg.profiles, clock, responders)
+    return build.Registry(issuers, scfg.profiles, clock, responders, scfg.bounds)
 
 
 def key_signatures(registry: build.Registry) -> dict[str, int]:

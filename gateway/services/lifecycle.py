@@ -17,6 +17,7 @@ from gateway.services.issuance import IssuanceService
 from gateway.services.issuers import IssuerRegistry
 from gateway.services.notices import NoticeService
 from gateway.services.ocsp import OcspResponder
+from gateway.services.ocsp_budget import TokenBucket
 from gateway.services.renewal import RenewalService
 from gateway.services.revocation import RevocationService
 
@@ -51,7 +52,11 @@ def build(app: web.Application) -> Lifecycle:
                                issuance=issuance),
         revocation=RevocationService(pool=rt.db, clock=clock, crl=crl, metrics=metrics),
         crl=crl,
-        ocsp=OcspResponder(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock),
+        ocsp=OcspResponder(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock,
+                           metrics=metrics,
+                           budget=TokenBucket(config.ocsp_fresh_per_second,
+                                              config.ocsp_fresh_burst),
+                           db_concurrency=max(1, config.pool_max // 4)),
         notices=NoticeService(pool=rt.db, clock=clock, window_days=config.renewal_window_days,
                               smtp_host=config.smtp_host, smtp_port=config.smtp_port,
                               sender=config.smtp_from, portal_url=config.public_url),

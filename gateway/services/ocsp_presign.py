@@ -7,8 +7,9 @@ upserts each batch's responses in one statement. The signer builds, signs and ve
 response; the job only stores what comes back.
 
 Revocation needs no hook: the responder serves a stored response only when its status (and
-revocation time) equals the certificate's current state, else it signs afresh (see
-``db.queries.ocsp.StoredResponse.fresh``). The job's next run replaces the stale row.
+revocation time) equals the certificate's current state, else it signs afresh within its budget
+(see ``db.queries.ocsp.StoredResponse.fresh`` and ``gateway/services/ocsp.py``). The job's next
+run replaces the stale row.
 
 Several gateways may run the periodic job; a PostgreSQL advisory lock lets one of them work.
 """
@@ -181,30 +182,6 @@ class OcspPresigner:
                 await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
 
 
-class StoredResponses:
-    """The responder's hook: a stored response for (issuer, serial) when it may be served."""
-
-    def __init__(self, pool: asyncpg.Pool, clock: Any, metrics: Any = None,
-                 margin_seconds: float = 60.0) -> None:
-        self.pool = pool
-        self.clock = clock
-        self.metrics = metrics
-        self.margin_seconds = margin_seconds  # never serve one about to expire
-
-    async def serve(self, issuer_id: int, serial: int, nonce: bytes | None = None
-                    ) -> bytes | None:
-        """None: the responder signs (no stored response, stale, revoked since, or the
-        request carries a nonce, which only a fresh signature can echo)."""
-        der = None
-        if nonce is None:
-            row = await q.lookup(self.pool, format(serial, "x"))
-            if row is not None and row.issuer_id == issuer_id:
-                der = row.fresh(self.clock(), self.margin_seconds)
-        if self.metrics is not None:
-            self.metrics.ocsp_responses.labels(source="stored" if der else "signed").inc()
-        return der
-
-
 PRESIGN_INTERVAL_SECONDS = 600.0
 PRESIGN_START_DELAY_SECONDS = 5.0  # let the gateway finish starting
 GAUGE_INTERVAL_SECONDS = 30.0
@@ -255,8 +232,8 @@ async def _crl_gauges(pool: asyncpg.Pool, issuers: Any, metrics: Any) -> None:
 
 
 async def ctx(app: Any) -> AsyncIterator[None]:
-    """cleanup_ctx (after the lifecycle's): the responder hook, the periodic job, CRL gauges,
-    and the database pool collector."""
+    """cleanup_ctx (after the lifecycle's): the periodic job, CRL gauges, and the database
+    pool collector. (The responder reads the stored answers itself: gateway/services/ocsp.py.)"""
     from gateway import keys
 
     rt, metrics, clock = app[keys.RUNTIME], app[keys.METRICS], app[keys.CLOCK]
@@ -264,7 +241,6 @@ async def ctx(app: Any) -> AsyncIterator[None]:
     lc = getattr(rt, "lifecycle", None)
     tasks: list[asyncio.Task[None]] = []
     if lc is not None:
-        lc.ocsp.presigned = StoredResponses(rt.db, clock, metrics)
         tasks.append(asyncio.create_task(_crl_gauges(rt.db, lc.issuers, metrics)))
         if hasattr(rt.signer, "sign_ocsp") and lc.issuers.issuers:
             presigner = OcspPresigner(pool=rt.db, signer=rt.signer, clock=clock,

@@ -23,6 +23,7 @@ from signer.hsm.errors import is_token_fault
 from signer.hsm.keys import Signed
 from signer.issuance import verify
 from signer.issuance.checks import check_crl, check_ocsp, check_subject, check_time
+from signer.issuance.bounds import Bounds
 from signer.issuance.issuer import Issuer
 from signer.issuance.profile import (
     Profile,
@@ -90,8 +91,10 @@ class Registry:
         profiles: Mapping[str, Profile],
         clock: Callable[[], float],
         responders: Responders | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self.issuers = dict(issuers)
+        self.bounds = bounds if bounds is not None else Bounds()
         self.profiles = dict(profiles)
         self.clock = clock
         self.responders = responders if responders is not None else Responders({})
@@ -265,8 +268,9 @@ def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerE
 def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
     check_crl(req)
     issuer = reg.issuer(req.issuer)
-    if req.next_update <= req.this_update:
-        raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
+    reg.bounds.check_crl(
+        req.this_update, req.next_update, (e.revoked_at for e in req.entries), reg.clock()
+    )
     revoked = []
     for entry in req.entries:
         b = (
@@ -359,14 +363,18 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     """Check one OCSP request and build its response, waiting for the token."""
     check_ocsp(req)
     issuer = reg.issuer(req.issuer)
-    if req.next_update <= req.this_update:
-        raise SignerError(ErrorKind.BAD_REQUEST, "next_update must be after this_update")
     responder = reg.responder(issuer)
     if req.next_update > responder.not_after:
         # an answer must not outlive the certificate that vouches for its signature
         raise SignerError(
             ErrorKind.NO_RESPONDER, "next_update is after the responder certificate expires"
         )
+    reg.bounds.check_ocsp(
+        req.this_update,
+        req.next_update,
+        req.revoked_at if req.status == "revoked" else None,
+        reg.clock(),
+    )
     ctx = _ocsp_context(responder)
     revoked = req.status == "revoked"
     reason = None
