@@ -22,8 +22,8 @@ from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import is_token_fault
 from signer.hsm.keys import Signed
 from signer.issuance import verify
-from signer.issuance.checks import check_crl, check_ocsp, check_subject, check_time
 from signer.issuance.bounds import Bounds
+from signer.issuance.checks import check_crl, check_ocsp, check_subject, check_time
 from signer.issuance.issuer import Issuer
 from signer.issuance.profile import (
     Profile,
