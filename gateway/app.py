@@ -19,6 +19,7 @@ from db.queries import captcha as captcha_q
 from gateway import keys
 from gateway.api import certificates, public, ra, ra_certificates, session
 from gateway.captcha import CaptchaService
+from gateway.cmp.routes import setup_cmp
 from gateway.config import GatewayConfig, database_password, database_url
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import errors, observe, strict_transport_security
@@ -173,6 +174,7 @@ def make_app(
     app.add_routes(ra.routes)
     app.add_routes(ra_certificates.routes)
     app.add_routes(certificates.routes)
+    setup_cmp(app)  # CMP (RFC 4210/9480, 6712): /.well-known/cmp; after the lifecycle ctx
     setup_portal(app)  # pages, /static/, CSP and security headers
     setup_operator(app)  # /operator/: live charts from this gateway's metrics
     if not config.captcha:

@@ -22,6 +22,7 @@ GATEWAY_KEYS = {
     "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
     "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
     "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
+    "cmp_max_skew_seconds", "cmp_replay_window_seconds", "cmp_secret_days",
 }
 DATABASE_KEYS = {
     "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
@@ -72,6 +73,9 @@ class GatewayConfig:
     smtp_host: str = ""  # empty: renewal notices are switched off
     smtp_port: int = 25
     smtp_from: str = "ca@localhost"
+    cmp_max_skew_seconds: int = 300  # CMP messageTime must be this close to the clock
+    cmp_replay_window_seconds: int = 900  # (transactionID, senderNonce) pairs remembered
+    cmp_secret_days: int = 14  # lifetime of a one-time CMP enrolment secret
 
     @property
     def https(self) -> bool:
@@ -196,6 +200,12 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     password_file = _str(db, "password_file", "", "database")
     if not password_file and not url and not db.get("password_env"):
         password_file = APP_PASSWORD_FILE  # the embedded cluster's (a var/ca.toml from before)
+    cmp_skew = _int(gw, "cmp_max_skew_seconds", 300, "gateway", minimum=1)
+    cmp_window = _int(gw, "cmp_replay_window_seconds", 900, "gateway", minimum=1)
+    if cmp_window < cmp_skew:
+        raise ConfigError("[gateway] cmp_replay_window_seconds must not be below "
+                          "cmp_max_skew_seconds (a replay must be refused until its "
+                          "messageTime is too old)")
     return GatewayConfig(
         host=_str(gw, "host", "127.0.0.1", "gateway"),
         port=port,
@@ -232,6 +242,9 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         smtp_host=_str(smtp, "host", "", "smtp").strip(),
         smtp_port=smtp_port,
         smtp_from=_str(smtp, "from", "ca@localhost", "smtp").strip() or "ca@localhost",
+        cmp_max_skew_seconds=cmp_skew,
+        cmp_replay_window_seconds=cmp_window,
+        cmp_secret_days=_int(gw, "cmp_secret_days", 14, "gateway", minimum=1),
     )
 
 

@@ -20,6 +20,7 @@ Auth = Literal["none", "subscriber", "subscriber-any", "officer"]
 JSON = "application/json"
 PEM = "application/x-pem-file"
 DER = "application/pkix-cert"
+CMP = "application/pkixcmp"
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 TEXT: dict[str, Any] = {"type": "string"}
 
@@ -153,6 +154,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (Ok(200, models.Captcha),),
         errors={404: ("captcha_disabled",)},
     ),
+    # -- CMP (RFC 4210/9480 over HTTP per RFC 6712): every answer is a PKIMessage, errors too
+    ("POST", "/.well-known/cmp"): Operation(
+        "CMP request (ir, cr, p10cr, kur, rr, certConf, genm) for a signing certificate; "
+        "the answer (ip, cp, kup, rp, pkiconf, genp or error) is a protected PKIMessage",
+        "cmp",
+        (Ok(200, media={CMP: BINARY}),),
+        body_media={CMP: BINARY},
+    ),
+    ("POST", "/.well-known/cmp/p/{profile}"): Operation(
+        "CMP request for the profile's usage (signing or encryption); unknown profiles get a "
+        "CMP error (badRequest)",
+        "cmp",
+        (Ok(200, media={CMP: BINARY}),),
+        body_media={CMP: BINARY},
+        params=(Param("profile", "path", TEXT, "signing or encryption"),),
+    ),
     # -- subscriber
     ("POST", "/api/v1/session"): Operation(
         "subscriber login; sets the session cookie",
@@ -274,6 +291,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=models.Revocation,
         params=(SERIAL,),
         errors={409: ("already_revoked",)},
+    ),
+    ("POST", "/api/v1/ra/subscribers/{id}/cmp-secret"): Operation(
+        "a one-time CMP enrolment secret for the subscriber (reference = account); replaces "
+        "an unused one",
+        "ra",
+        (Ok(201, models.CmpSecret),),
+        auth="officer",
+        params=(SUBSCRIBER_ID,),
     ),
     ("GET", "/api/v1/ra/audit"): Operation(
         "audit events in id order",

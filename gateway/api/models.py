@@ -340,3 +340,12 @@ class SearchQuery(msgspec.Struct):
 class AuditQuery(msgspec.Struct):
     after_id: Annotated[int, Meta(ge=0, le=2**62, description="events after this id")] = 0
     limit: Annotated[int, Meta(ge=1, le=1000, description="at most this many events")] = 100
+
+
+class CmpSecret(Response):
+    """The one-time CMP enrolment secret an RA officer hands the subscriber
+    (docs/API-extensions.md)."""
+
+    reference: str
+    secret: str
+    expires_at: str
