@@ -267,7 +267,9 @@ class CmpServer:
     def _requested(self, req: messages.Request) -> tuple[int, CheckedCsr]:
         """The one certificate request of ir/cr/kur, its POP checked, or a p10cr's CSR."""
         if req.body_type == "p10cr":
-            der = encoder.encode(req.body)
+            plain = rfc9480.CertificationRequest()  # the body's value is [4]-tagged
+            messages.fill(plain, req.body)
+            der = encoder.encode(plain)
             try:
                 csr = parse_csr(serialization_b64(der))
             except CsrError as exc:

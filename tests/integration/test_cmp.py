@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyasn1.codec.der import decoder
+from pyasn1_alt_modules import rfc9480
 
 from tests.integration import lifecycle
-from tests.integration.conftest import register
+from tests.integration.conftest import register, subscriber_body
 from tests.integration.lifecycle import new_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -59,13 +65,179 @@ def server_args(base_url: str, profile: str | None) -> list[str]:
     return ["-server", host, "-path", path]
 
 
-async def test_ir_with_secret(base_url: str, officer: Any, tmp_path: Path) -> None:
+@pytest.fixture(autouse=True)
+def real_time(clock: Any) -> None:
+    """openssl stamps messageTime with the real time: the gateway's clock follows it."""
+    clock.now = datetime.now(UTC).replace(microsecond=0)
+
+
+async def enrol(base_url: str, tmp: Path, reference: str, secret: str, *, cmd: str = "ir",
+                profile: str | None = "signing", kind: str = "rsa", name: str = "c"
+                ) -> tuple[int, str, Path]:
+    """One ``openssl cmp`` enrolment (ir with -newkey, or p10cr with a CSR)."""
+    key = tmp / f"{name}.key"
+    write_key(key, kind)
+    cert = tmp / f"{name}.pem"
+    args: list[str | Path] = ["-cmd", cmd, *server_args(base_url, profile), "-ref", reference,
+                              "-certout", cert, "-unprotected_errors"]
+    if cmd == "p10cr":
+        csr = tmp / f"{name}.csr"
+        await lifecycle.run("openssl", "req", "-new", "-key", key, "-subj", "/CN=ignored",
+                            "-out", csr)
+        args += ["-csr", csr]
+    else:
+        args += ["-newkey", key, "-subject", "/CN=ignored"]
+    rc, out = await openssl_cmp(*args, secret=secret)
+    return rc, out, cert
+
+
+async def certificates_of(officer: Any, subscriber_id: int) -> list[dict[str, Any]]:
+    r = await officer.call("GET", f"/api/v1/ra/subscribers/{subscriber_id}")
+    assert r.status == 200, r.text
+    return r.json["certificates"]
+
+
+async def chain_file(base_url: str, officer: Any, tmp: Path) -> Path:
+    r = await officer.call("GET", "/ca/chain.pem")
+    assert r.status == 200
+    path = tmp / "chain.pem"
+    path.write_bytes(r.body)
+    return path
+
+
+async def test_ir_signing_and_p10cr_encryption(base_url: str, officer: Any, tmp_path: Path
+                                               ) -> None:
+    body = subscriber_body()
+    slip = await register(officer, subject=body["subject"])
+    sid = slip["subscriber_id"]
+    chain = await chain_file(base_url, officer, tmp_path)
+
+    first = await cmp_secret(officer, sid)
+    assert first["reference"] == slip["account"] and first["secret"] != slip["initial_password"]
+    rc, out, cert = await enrol(base_url, tmp_path, first["reference"], first["secret"])
+    assert rc == 0, out
+    assert "received PKICONF" in out
+    # the same secret does not work a second time (nor for the other usage)
+    rc, out, _ = await enrol(base_url, tmp_path, first["reference"], first["secret"],
+                             profile="encryption", name="again")
+    assert rc != 0 and "badMessageCheck" in out, out
+
+    second = await cmp_secret(officer, sid)
+    rc, out, cert2 = await enrol(base_url, tmp_path, second["reference"], second["secret"],
+                                 cmd="p10cr", profile="encryption", kind="p256", name="enc")
+    assert rc == 0, out
+
+    for path in (cert, cert2):
+        rc, out = await lifecycle.run("openssl", "verify", "-CAfile", chain, path)
+        assert rc == 0 and ": OK" in out, out
+        issued = x509.load_pem_x509_certificate(path.read_bytes())
+        assert issued.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == \
+            body["subject"]["cn"]  # the registration decides the subject, not the request
+    rows = await certificates_of(officer, sid)
+    assert sorted(r["usage"] for r in rows) == ["encryption", "signing"]
+    r = await officer.call("GET", "/api/v1/ra/audit?after_id=0&limit=1000")
+    events = [e for e in r.json["events"] if e["action"] == "certificate_issued"
+              and e["details"].get("protocol") == "cmp"]
+    assert {e["details"]["usage"] for e in events} >= {"signing", "encryption"}
+
+
+async def test_refusals_issue_nothing(base_url: str, officer: Any, tmp_path: Path,
+                                      clock: Any) -> None:
+    slip = await register(officer)
+    sid = slip["subscriber_id"]
+    issued = await cmp_secret(officer, sid)
+    # a wrong secret, an unknown reference: badMessageCheck, the same for both
+    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], "WRONG-SECRET-0000")
+    assert rc != 0 and "PKIFailureInfo: badMessageCheck" in out, out
+    rc, out, _ = await enrol(base_url, tmp_path, "no-such-account", issued["secret"])
+    assert rc != 0 and "PKIFailureInfo: badMessageCheck" in out, out
+    # an unknown profile
+    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"],
+                             profile="server")
+    assert rc != 0 and "PKIFailureInfo: badRequest" in out, out
+    # messageTime too far from the server's clock
+    clock.advance(3600)
+    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
+    assert rc != 0 and "PKIFailureInfo: badTime" in out, out
+    clock.now = datetime.now(UTC)
+    # a tampered message: a valid request with one byte of its template changed
+    ir = tmp_path / "ir.der"
+    write_key(tmp_path / "t.key")
+    rc, out = await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x", "-ref",
+                                issued["reference"], "-newkey", tmp_path / "t.key",
+                                "-subject", "/CN=tamper", "-certout", tmp_path / "t.pem",
+                                "-reqout", ir, secret=issued["secret"])
+    der = bytearray(ir.read_bytes())
+    at = der.index(b"tamper")
+    der[at] ^= 0x01
+    bad = tmp_path / "bad.der"
+    bad.write_bytes(bytes(der))
+    rc, out = await openssl_cmp("-cmd", "ir", *server_args(base_url, "signing"), "-reqin", bad,
+                                "-ref", issued["reference"], "-newkey", tmp_path / "t.key",
+                                "-certout", tmp_path / "t.pem", "-disable_confirm",
+                                "-unprotected_errors", secret=issued["secret"])
+    assert rc != 0 and "PKIFailureInfo: badMessageCheck" in out, out
+    assert await certificates_of(officer, sid) == []
+    # the secret still works after all that, once
+    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
+    assert rc == 0, out
+    assert len(await certificates_of(officer, sid)) == 1
+
+
+async def test_replayed_transaction(base_url: str, officer: Any, tmp_path: Path) -> None:
     slip = await register(officer)
     issued = await cmp_secret(officer, slip["subscriber_id"])
-    write_key(tmp_path / "k.pem")
-    rc, out = await openssl_cmp(
-        "-cmd", "ir", *server_args(base_url, "signing"), "-ref", issued["reference"],
-        "-newkey", tmp_path / "k.pem", "-subject", "/CN=ignored",
-        "-certout", tmp_path / "c.pem", "-unprotected_errors", secret=issued["secret"])
-    print(out)
+    ir = tmp_path / "ir.der"
+    write_key(tmp_path / "r.key")
+    common = ["-ref", issued["reference"], "-newkey", tmp_path / "r.key",
+              "-certout", tmp_path / "r.pem", "-disable_confirm"]
+    rc, out = await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x",
+                                "-subject", "/CN=x", "-reqout", ir, *common,
+                                secret=issued["secret"])
+    assert ir.exists(), out
+    sent = ["-cmd", "ir", *server_args(base_url, "signing"), "-reqin", ir, *common,
+            "-unprotected_errors"]
+    rc, out = await openssl_cmp(*sent, secret=issued["secret"])
+    assert rc == 0, out
+    rc, out = await openssl_cmp(*sent, secret=issued["secret"])
+    assert rc != 0 and "PKIFailureInfo: transactionIdInUse" in out, out
+    assert len(await certificates_of(officer, slip["subscriber_id"])) == 1
+
+
+async def test_fuzzed_messages_never_5xx(base_url: str, officer: Any, tmp_path: Path) -> None:
+    """Bounded: 300 mutations of a valid ir (bytes flipped, cut, inserted; seeded); every
+    answer is a CMP message with HTTP 200, and the server still enrols afterwards."""
+    slip = await register(officer)
+    issued = await cmp_secret(officer, slip["subscriber_id"])
+    ir = tmp_path / "ir.der"
+    write_key(tmp_path / "f.key")
+    await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x", "-ref",
+                      issued["reference"], "-newkey", tmp_path / "f.key", "-subject", "/CN=f",
+                      "-certout", tmp_path / "f.pem", "-reqout", ir, secret=issued["secret"])
+    valid = ir.read_bytes()
+    rng = random.Random(17)
+    async with aiohttp.ClientSession() as http:
+        for i in range(300):
+            der = bytearray(valid)
+            for _ in range(rng.randint(1, 4)):
+                op = rng.random()
+                pos = rng.randrange(len(der))
+                if op < 0.6:
+                    der[pos] = rng.randrange(256)
+                elif op < 0.8:
+                    del der[pos:pos + rng.randint(1, 16)]
+                else:
+                    der[pos:pos] = rng.randbytes(rng.randint(1, 8))
+            path = "/.well-known/cmp" if i % 2 else "/.well-known/cmp/p/encryption"
+            async with http.post(base_url + path, data=bytes(der),
+                                 headers={"Content-Type": "application/pkixcmp"}) as r:
+                body = await r.read()
+                assert r.status == 200, (i, r.status)
+                assert r.content_type == "application/pkixcmp"
+            answer, rest = decoder.decode(body, asn1Spec=rfc9480.PKIMessage())
+            assert not rest and answer["body"].getName() in ("error", "ip", "pkiconf")
+        async with http.post(base_url + "/.well-known/cmp", data=b"",
+                             headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 200
+    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
     assert rc == 0, out
