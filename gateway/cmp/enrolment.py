@@ -34,7 +34,7 @@ def new_secret() -> str:
     import base64
 
     raw = base64.b32encode(secrets.token_bytes(15)).decode("ascii")
-    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
 class EnrolmentSecrets:
@@ -43,8 +43,9 @@ class EnrolmentSecrets:
         self.clock = clock
         self.lifetime = timedelta(days=days)
 
-    async def issue(self, *, subscriber_id: int, officer_id: int, officer_login: str
-                    ) -> IssuedSecret:
+    async def issue(
+        self, *, subscriber_id: int, officer_id: int, officer_login: str
+    ) -> IssuedSecret:
         now = self.clock()
         secret = new_secret()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -52,9 +53,19 @@ class EnrolmentSecrets:
             if view is None:
                 raise ApiError(Kind.NOT_FOUND, "no such subscriber")
             secret_id = await cmp_q.replace_secret(
-                conn, account_id=view.account.id, secret=secret, now=now,
-                expires_at=now + self.lifetime, officer_id=officer_id)
-            await audit.append(conn, actor=officer_login, action="cmp_secret_issued",
-                               target=view.account.account,
-                               details={"secret_id": secret_id, "protocol": "cmp"}, at=now)
+                conn,
+                account_id=view.account.id,
+                secret=secret,
+                now=now,
+                expires_at=now + self.lifetime,
+                officer_id=officer_id,
+            )
+            await audit.append(
+                conn,
+                actor=officer_login,
+                action="cmp_secret_issued",
+                target=view.account.account,
+                details={"secret_id": secret_id, "protocol": "cmp"},
+                at=now,
+            )
         return IssuedSecret(view.account.account, secret, now + self.lifetime)

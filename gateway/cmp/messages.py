@@ -55,8 +55,15 @@ def decode(der: bytes) -> Request:
         raise CmpFailure("badDataFormat", "not a CMP message (empty or too large)")
     try:
         message, rest = decoder.decode(der, asn1Spec=rfc9480.PKIMessage())
-    except (PyAsn1Error, ValueError, TypeError, IndexError, KeyError, OverflowError,
-            RecursionError) as exc:
+    except (
+        PyAsn1Error,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise CmpFailure("badDataFormat", "the message is not a DER PKIMessage") from exc
     if rest:
         raise CmpFailure("badDataFormat", "data after the PKIMessage")
@@ -74,11 +81,20 @@ def decode(der: bytes) -> Request:
     alg = header["protectionAlg"] if header["protectionAlg"].isValue else None
     implicit = False
     if header["generalInfo"].isValue:
-        implicit = any(itv["infoType"] == rfc9480.id_it_implicitConfirm
-                       for itv in header["generalInfo"])
-    req = Request(message=message, body_type=body_type, pvno=pvno, transaction_id=tid or b"",
-                  sender_nonce=nonce or b"", sender_kid=_octets(header["senderKID"]),
-                  message_time=when, protection_alg=alg, implicit_confirm=implicit)
+        implicit = any(
+            itv["infoType"] == rfc9480.id_it_implicitConfirm for itv in header["generalInfo"]
+        )
+    req = Request(
+        message=message,
+        body_type=body_type,
+        pvno=pvno,
+        transaction_id=tid or b"",
+        sender_nonce=nonce or b"",
+        sender_kid=_octets(header["senderKID"]),
+        message_time=when,
+        protection_alg=alg,
+        implicit_confirm=implicit,
+    )
     if pvno not in (2, 3):
         raise CmpFailure("unsupportedVersion", "pvno must be 2 (cmp2000) or 3 (cmp2021)", req)
     if body_type not in REQUEST_BODIES:
@@ -144,8 +160,9 @@ def certificate_der(value: rfc9480.CMPCertificate) -> bytes:
     return encoder.encode(plain)
 
 
-def status_info(status: str, *, failure: str | None = None, text: str | None = None
-                ) -> rfc9480.PKIStatusInfo:
+def status_info(
+    status: str, *, failure: str | None = None, text: str | None = None
+) -> rfc9480.PKIStatusInfo:
     info = rfc9480.PKIStatusInfo()
     info["status"] = rfc9480.PKIStatus(status)  # untagged components: plain assignment
     if text:
@@ -155,8 +172,9 @@ def status_info(status: str, *, failure: str | None = None, text: str | None = N
     return info
 
 
-def cert_rep(cert_req_id: int, der: bytes, ca_pubs: list[bytes] | None = None
-             ) -> rfc9480.CertRepMessage:
+def cert_rep(
+    cert_req_id: int, der: bytes, ca_pubs: list[bytes] | None = None
+) -> rfc9480.CertRepMessage:
     rep = rfc9480.CertRepMessage()
     response = rfc9480.CertResponse()
     response["certReqId"] = cert_req_id
@@ -174,8 +192,9 @@ def error_content(failure: str, text: str) -> rfc9480.ErrorMsgContent:
     return content
 
 
-def rev_rep(status: str, failure: str | None = None, text: str | None = None
-            ) -> rfc9480.RevRepContent:
+def rev_rep(
+    status: str, failure: str | None = None, text: str | None = None
+) -> rfc9480.RevRepContent:
     rep = rfc9480.RevRepContent()
     rep["status"].append(status_info(status, failure=failure, text=text))
     return rep
@@ -198,10 +217,15 @@ def body_of(kind: str, value: univ.Asn1Item | None = None) -> rfc9480.PKIBody:
     return body
 
 
-def response_header(request: Request | None, *, sender: x509.Name,
-                    protection_alg: rfc5280.AlgorithmIdentifier | None,
-                    sender_kid: bytes | None, now: datetime, implicit_confirm: bool = False
-                    ) -> rfc9480.PKIHeader:
+def response_header(
+    request: Request | None,
+    *,
+    sender: x509.Name,
+    protection_alg: rfc5280.AlgorithmIdentifier | None,
+    sender_kid: bytes | None,
+    now: datetime,
+    implicit_confirm: bool = False,
+) -> rfc9480.PKIHeader:
     """The answer's header: the request's pvno, transactionID and senderNonce (as recipNonce),
     a fresh senderNonce, the request's sender as recipient."""
     header = rfc9480.PKIHeader()
@@ -211,8 +235,13 @@ def response_header(request: Request | None, *, sender: x509.Name,
         header["recipient"] = request.header["sender"]
     else:
         header["recipient"] = general_name(x509.Name([]))
-    put(header, "messageTime", useful.GeneralizedTime().fromDateTime(
-        now.astimezone(UTC).replace(microsecond=0, tzinfo=None)))
+    put(
+        header,
+        "messageTime",
+        useful.GeneralizedTime().fromDateTime(
+            now.astimezone(UTC).replace(microsecond=0, tzinfo=None)
+        ),
+    )
     if protection_alg is not None:
         put(header, "protectionAlg", protection_alg)
     if sender_kid:
@@ -230,8 +259,12 @@ def response_header(request: Request | None, *, sender: x509.Name,
     return header
 
 
-def message(header: rfc9480.PKIHeader, body: rfc9480.PKIBody, protection: bytes | None,
-            extra_certs: list[bytes]) -> bytes:
+def message(
+    header: rfc9480.PKIHeader,
+    body: rfc9480.PKIBody,
+    protection: bytes | None,
+    extra_certs: list[bytes],
+) -> bytes:
     msg = rfc9480.PKIMessage()
     msg["header"] = header
     msg["body"] = body

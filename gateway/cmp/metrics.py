@@ -11,8 +11,12 @@ class CmpMetrics:
         self.messages = Counter(
             "ca_gateway_cmp_messages_total",
             "CMP requests by body type and outcome (ok or the PKIFailureInfo bit)",
-            ["body", "outcome"], registry=registry)
+            ["body", "outcome"],
+            registry=registry,
+        )
         self.certificates = Counter(
             "ca_gateway_cmp_certificates_total",
             "certificates issued through CMP, by request type (ir, cr, p10cr, kur)",
-            ["operation"], registry=registry)
+            ["operation"],
+            registry=registry,
+        )

@@ -69,13 +69,18 @@ class PbmParams:
             raise CmpFailure("badAlg", "PBMParameter does not parse") from exc
         if rest:
             raise CmpFailure("badAlg", "PBMParameter: trailing data")
-        p = cls(salt=bytes(params["salt"]), owf=str(params["owf"]["algorithm"]),
-                iterations=int(params["iterationCount"]), mac=str(params["mac"]["algorithm"]))
+        p = cls(
+            salt=bytes(params["salt"]),
+            owf=str(params["owf"]["algorithm"]),
+            iterations=int(params["iterationCount"]),
+            mac=str(params["mac"]["algorithm"]),
+        )
         if p.owf not in OWF or p.mac not in MACS:
             raise CmpFailure("badAlg", "unsupported one-way function or MAC in PBMParameter")
         if not MIN_ITERATIONS <= p.iterations <= MAX_ITERATIONS:
-            raise CmpFailure("badAlg", f"iterationCount must be {MIN_ITERATIONS} to "
-                                       f"{MAX_ITERATIONS}")
+            raise CmpFailure(
+                "badAlg", f"iterationCount must be {MIN_ITERATIONS} to {MAX_ITERATIONS}"
+            )
         if not 8 <= len(p.salt) <= MAX_SALT:
             raise CmpFailure("badAlg", "salt must be 8 to 64 octets")
         return p
@@ -110,8 +115,9 @@ def mac_verifies(params: PbmParams, secret: bytes, data: bytes, protection: byte
     return constant_time.bytes_eq(params.mac_of(secret, data), protection)
 
 
-def signature_verifies(alg: rfc5280.AlgorithmIdentifier, cert: x509.Certificate, data: bytes,
-                       signature: bytes) -> bool:
+def signature_verifies(
+    alg: rfc5280.AlgorithmIdentifier, cert: x509.Certificate, data: bytes, signature: bytes
+) -> bool:
     """A signature by ``cert``'s key with an RFC 9481 algorithm; False for any other."""
     known = SIGNATURES.get(str(alg["algorithm"]))
     if known is None:
@@ -130,8 +136,9 @@ def signature_verifies(alg: rfc5280.AlgorithmIdentifier, cert: x509.Certificate,
     return True
 
 
-def pop_verifies(alg: rfc5280.AlgorithmIdentifier, public_key: object, data: bytes,
-                 signature: bytes) -> bool:
+def pop_verifies(
+    alg: rfc5280.AlgorithmIdentifier, public_key: object, data: bytes, signature: bytes
+) -> bool:
     """POPOSigningKey: the certificate request signed by the key it asks a certificate for."""
     known = SIGNATURES.get(str(alg["algorithm"]))
     if known is None:

@@ -61,12 +61,19 @@ async def issue_secret(request: web.Request) -> web.Response:
     auth = await common.officer(request)
     enrolment = request.app[STATE].secrets
     assert enrolment is not None
-    issued = await enrolment.issue(subscriber_id=decode.path_id(request, "id"),
-                                   officer_id=auth.officer.id,
-                                   officer_login=auth.officer.login)
-    return json_response(models.CmpSecret(reference=issued.reference, secret=issued.secret,
-                                          expires_at=common.rfc3339(issued.expires_at)),
-                         status=201)
+    issued = await enrolment.issue(
+        subscriber_id=decode.path_id(request, "id"),
+        officer_id=auth.officer.id,
+        officer_login=auth.officer.login,
+    )
+    return json_response(
+        models.CmpSecret(
+            reference=issued.reference,
+            secret=issued.secret,
+            expires_at=common.rfc3339(issued.expires_at),
+        ),
+        status=201,
+    )
 
 
 async def _ctx(app: web.Application) -> AsyncIterator[None]:
@@ -75,8 +82,12 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     state.secrets = EnrolmentSecrets(pool=rt.db, clock=clock, days=config.cmp_secret_days)
     state.server = CmpServer(
-        pool=rt.db, clock=clock, issuance=lc.issuance, revocation=lc.revocation,
-        issuers=lc.issuers, renewal_window_days=config.renewal_window_days,
+        pool=rt.db,
+        clock=clock,
+        issuance=lc.issuance,
+        revocation=lc.revocation,
+        issuers=lc.issuers,
+        renewal_window_days=config.renewal_window_days,
         max_skew_seconds=config.cmp_max_skew_seconds,
         replay_window_seconds=config.cmp_replay_window_seconds,
         metrics=CmpMetrics(app[keys.REGISTRY]),

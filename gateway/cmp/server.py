@@ -55,7 +55,10 @@ MAC_BODIES = ("ir", "cr", "p10cr", "certConf", "genm")
 SIGNED_BODIES = ("kur", "rr", "certConf", "genm")
 ANSWER = {"ir": "ip", "cr": "cp", "p10cr": "cp", "kur": "kup"}
 SUBSCRIBER_REASONS = {  # CRLReason values a subscriber may give in rr
-    0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged", 4: "superseded",
+    0: "unspecified",
+    1: "keyCompromise",
+    3: "affiliationChanged",
+    4: "superseded",
     5: "cessationOfOperation",
 }
 TRANSACTION_KEEP = timedelta(days=1)
@@ -75,8 +78,9 @@ ERROR_KINDS = {
 class ResponseSigner(Protocol):
     """Signs answers to signature-protected requests with the CMP server certificate."""
 
-    async def algorithm_and_chain(self) -> tuple[rfc5280.AlgorithmIdentifier, bytes,
-                                                 list[bytes]]: ...
+    async def algorithm_and_chain(
+        self,
+    ) -> tuple[rfc5280.AlgorithmIdentifier, bytes, list[bytes]]: ...
     async def sign(self, protected_part: bytes) -> bytes: ...
 
 
@@ -96,11 +100,20 @@ class Exchange:
 
 
 class CmpServer:
-    def __init__(self, *, pool: asyncpg.Pool, clock: Clock, issuance: IssuanceService,
-                 revocation: RevocationService, issuers: IssuerRegistry,
-                 renewal_window_days: int, max_skew_seconds: int, replay_window_seconds: int,
-                 metrics: CmpMetrics | None = None, response_signer: ResponseSigner | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        issuance: IssuanceService,
+        revocation: RevocationService,
+        issuers: IssuerRegistry,
+        renewal_window_days: int,
+        max_skew_seconds: int,
+        replay_window_seconds: int,
+        metrics: CmpMetrics | None = None,
+        response_signer: ResponseSigner | None = None,
+    ) -> None:
         self.pool = pool
         self.clock = clock
         self.issuance = issuance
@@ -126,26 +139,34 @@ class CmpServer:
         except CmpFailure as failure:
             if failure.request is not None and ex.request is None:
                 ex.request = failure.request
-            kind, value, outcome = "error", messages.error_content(failure.info,
-                                                                   failure.text), failure.info
-            log.info("cmp request refused", extra={"failure": failure.info,
-                                                   "reason": failure.text})
+            kind, value, outcome = (
+                "error",
+                messages.error_content(failure.info, failure.text),
+                failure.info,
+            )
+            log.info("cmp request refused", extra={"failure": failure.info, "reason": failure.text})
         except Exception:  # never an HTTP 500: a CMP error the client can read
             log.exception("cmp request failed")
-            kind, value, outcome = "error", messages.error_content(
-                "systemFailure", "the CMP server failed; try again later"), "systemFailure"
+            kind, value, outcome = (
+                "error",
+                messages.error_content("systemFailure", "the CMP server failed; try again later"),
+                "systemFailure",
+            )
         if self.metrics is not None:
             self.metrics.messages.labels(body=body_type, outcome=outcome).inc()
         try:
             return await self._answer(ex, kind, value)
         except Exception:
             log.exception("cmp answer failed")
-            return await self._answer(Exchange(request=ex.request), "error",
-                                      messages.error_content(
-                                          "systemFailure", "the CMP server failed"))
+            return await self._answer(
+                Exchange(request=ex.request),
+                "error",
+                messages.error_content("systemFailure", "the CMP server failed"),
+            )
 
-    async def _serve(self, ex: Exchange, req: messages.Request, profile: str | None
-                     ) -> tuple[str, Any]:
+    async def _serve(
+        self, ex: Exchange, req: messages.Request, profile: str | None
+    ) -> tuple[str, Any]:
         now = self.clock()
         check_profile(profile)
         # 2. time
@@ -182,13 +203,15 @@ class CmpServer:
         except ApiError as exc:
             raise CmpFailure(ERROR_KINDS.get(exc.kind, "badRequest"), exc.message) from None
         except SignerError as exc:
-            raise CmpFailure("systemUnavail", f"the signing service failed: {exc.kind.value}"
-                             ) from None
+            raise CmpFailure(
+                "systemUnavail", f"the signing service failed: {exc.kind.value}"
+            ) from None
 
     # -- protection -----------------------------------------------------------------------
 
-    async def _check_protection(self, ex: Exchange, req: messages.Request,
-                                txn: cmp_q.Transaction | None) -> None:
+    async def _check_protection(
+        self, ex: Exchange, req: messages.Request, txn: cmp_q.Transaction | None
+    ) -> None:
         alg, bits = req.protection_alg, req.message["protection"]
         if alg is None or not bits.isValue:
             raise CmpFailure("badMessageCheck", "the request is not protected")
@@ -196,18 +219,26 @@ class CmpServer:
         signature = bits.asOctets()
         if protection.is_mac(alg):
             if req.body_type not in MAC_BODIES or (txn is not None and txn.secret_id is None):
-                raise CmpFailure("notAuthorized", f"{req.body_type} must be signed with the "
-                                 "current certificate's key, not MAC-protected")
+                raise CmpFailure(
+                    "notAuthorized",
+                    f"{req.body_type} must be signed with the "
+                    "current certificate's key, not MAC-protected",
+                )
             params = protection.PbmParams.of(alg)
             secret = await self._secret_for(ex, req, txn)
             if secret is None or not protection.mac_verifies(params, secret, data, signature):
-                raise CmpFailure("badMessageCheck", "the MAC does not verify (unknown "
-                                 "reference, used or expired secret, or wrong secret)")
+                raise CmpFailure(
+                    "badMessageCheck",
+                    "the MAC does not verify (unknown "
+                    "reference, used or expired secret, or wrong secret)",
+                )
             ex.secret, ex.pbm = secret, params
             return
         if req.body_type not in SIGNED_BODIES or (txn is not None and txn.secret_id is not None):
-            raise CmpFailure("notAuthorized", f"{req.body_type} needs the one-time enrolment "
-                             "secret (MAC protection)")
+            raise CmpFailure(
+                "notAuthorized",
+                f"{req.body_type} needs the one-time enrolment secret (MAC protection)",
+            )
         cert = self._sender_certificate(req)
         async with self.pool.acquire() as conn:
             row = await cert_q.issued_by_serial(conn, format(cert.serial_number, "x"))
@@ -224,8 +255,9 @@ class CmpServer:
                 if view is None or view.account.id != txn.account_id:
                     raise CmpFailure("notAuthorized", "certConf by another subscriber")
 
-    async def _secret_for(self, ex: Exchange, req: messages.Request,
-                          txn: cmp_q.Transaction | None) -> bytes | None:
+    async def _secret_for(
+        self, ex: Exchange, req: messages.Request, txn: cmp_q.Transaction | None
+    ) -> bytes | None:
         """The secret the MAC must verify with: the transaction's (certConf), else the open
         secret of the account named by senderKID."""
         now = self.clock()
@@ -240,8 +272,7 @@ class CmpServer:
                     name = kid.decode("utf-8")
                 except UnicodeDecodeError:
                     return None
-                account = await sub_q.account_by_name(conn, name) if 0 < len(name) <= 64 \
-                    else None
+                account = await sub_q.account_by_name(conn, name) if 0 < len(name) <= 64 else None
                 if account is None:
                     return None
                 row = await cmp_q.open_secret(conn, account.id, now)
@@ -254,13 +285,13 @@ class CmpServer:
     def _sender_certificate(self, req: messages.Request) -> x509.Certificate:
         extra = req.message["extraCerts"]
         if not extra.isValue or len(extra) == 0:
-            raise CmpFailure("notAuthorized", "the protecting certificate must be the first "
-                             "of extraCerts")
+            raise CmpFailure(
+                "notAuthorized", "the protecting certificate must be the first of extraCerts"
+            )
         try:
             return x509.load_der_x509_certificate(messages.certificate_der(extra[0]))
         except (ValueError, PyAsn1Error, KeyError) as exc:
-            raise CmpFailure("badDataFormat", "extraCerts[0] is not an X.509 certificate"
-                             ) from exc
+            raise CmpFailure("badDataFormat", "extraCerts[0] is not an X.509 certificate") from exc
 
     # -- bodies ---------------------------------------------------------------------------
 
@@ -283,8 +314,11 @@ class CmpServer:
         req_id = int(cert_req["certReqId"])
         template = cert_req["certTemplate"]
         if not template["publicKey"].isValue:
-            raise CmpFailure("badCertTemplate", "the template needs the public key (keys "
-                             "are made by the subscriber, never by the CA)")
+            raise CmpFailure(
+                "badCertTemplate",
+                "the template needs the public key (keys "
+                "are made by the subscriber, never by the CA)",
+            )
         spki = messages.spki_der(template["publicKey"])
         try:
             key = serialization.load_der_public_key(spki)
@@ -300,16 +334,21 @@ class CmpServer:
         pop = popo["signature"]
         if pop["poposkInput"].isValue:
             raise CmpFailure("badPOP", "poposkInput is not used (the template names the key)")
-        if not protection.pop_verifies(pop["algorithmIdentifier"], checked,
-                                       encoder.encode(cert_req), pop["signature"].asOctets()):
+        if not protection.pop_verifies(
+            pop["algorithmIdentifier"],
+            checked,
+            encoder.encode(cert_req),
+            pop["signature"].asOctets(),
+        ):
             raise CmpFailure("badPOP", "the proof-of-possession signature does not verify")
-        spki_norm = checked.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-        return req_id, CheckedCsr(der=encoder.encode(cert_req), spki=spki_norm,
-                                  public_key=checked)
+        spki_norm = checked.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return req_id, CheckedCsr(der=encoder.encode(cert_req), spki=spki_norm, public_key=checked)
 
-    async def _enrol(self, ex: Exchange, req: messages.Request, profile: str | None
-                     ) -> tuple[str, Any]:
+    async def _enrol(
+        self, ex: Exchange, req: messages.Request, profile: str | None
+    ) -> tuple[str, Any]:
         usage = profile or "signing"
         assert ex.account_id is not None and ex.secret_id is not None
         req_id, csr = self._requested(req)
@@ -319,31 +358,44 @@ class CmpServer:
         if view is None:
             raise CmpFailure("notAuthorized", "unknown reference")
         if usage not in view.subscriber.usages:
-            raise CmpFailure("notAuthorized", f"the registration does not include {usage} "
-                             "certificates")
+            raise CmpFailure(
+                "notAuthorized", f"the registration does not include {usage} certificates"
+            )
         async with self.pool.acquire() as conn, conn.transaction():
             if not await cmp_q.use_secret(conn, ex.secret_id, now):
                 raise CmpFailure("badMessageCheck", "the enrolment secret was used already")
-            if not await cmp_q.start_transaction(conn, transaction_id=req.transaction_id,
-                                                 account_id=ex.account_id,
-                                                 secret_id=ex.secret_id, now=now):
+            if not await cmp_q.start_transaction(
+                conn,
+                transaction_id=req.transaction_id,
+                account_id=ex.account_id,
+                secret_id=ex.secret_id,
+                now=now,
+            ):
                 raise CmpFailure("transactionIdInUse", "this transactionID is in use")
         try:
-            row = await self.issuance.issue(view=view, usage=usage, csr=csr,
-                                            terms_version=terms.VERSION, protocol="cmp")
+            row = await self.issuance.issue(
+                view=view, usage=usage, csr=csr, terms_version=terms.VERSION, protocol="cmp"
+            )
         except BaseException:
             async with self.pool.acquire() as conn:  # nothing issued: the secret stays usable
                 await cmp_q.release_secret(conn, ex.secret_id, req.transaction_id)
             raise
         return await self._issued(ex, req, row, req_id)
 
-    async def _issued(self, ex: Exchange, req: messages.Request, row: cert_q.CertificateRow,
-                      req_id: int) -> tuple[str, Any]:
+    async def _issued(
+        self, ex: Exchange, req: messages.Request, row: cert_q.CertificateRow, req_id: int
+    ) -> tuple[str, Any]:
         assert row.der is not None
         implicit = req.implicit_confirm
         async with self.pool.acquire() as conn:
-            await cmp_q.set_certificate(conn, req.transaction_id, certificate_id=row.id,
-                                        cert_req_id=req_id, done=implicit, now=self.clock())
+            await cmp_q.set_certificate(
+                conn,
+                req.transaction_id,
+                certificate_id=row.id,
+                cert_req_id=req_id,
+                done=implicit,
+                now=self.clock(),
+            )
             if implicit and ex.secret_id is not None:
                 await cmp_q.wipe_secret(conn, ex.secret_id)
         ex.extra["implicit_confirm"] = implicit
@@ -367,13 +419,22 @@ class CmpServer:
             view = await sub_q.view_by_subscriber_id(conn, old.subscriber_id)
             if view is None:
                 raise CmpFailure("notAuthorized", "the certificate's subscriber is unknown")
-            if not await cmp_q.start_transaction(conn, transaction_id=req.transaction_id,
-                                                 account_id=view.account.id, secret_id=None,
-                                                 now=now):
+            if not await cmp_q.start_transaction(
+                conn,
+                transaction_id=req.transaction_id,
+                account_id=view.account.id,
+                secret_id=None,
+                now=now,
+            ):
                 raise CmpFailure("transactionIdInUse", "this transactionID is in use")
-        row = await self.issuance.issue(view=view, usage=old.usage, csr=csr,
-                                        terms_version=terms.VERSION, renewal_of=old,
-                                        protocol="cmp")
+        row = await self.issuance.issue(
+            view=view,
+            usage=old.usage,
+            csr=csr,
+            terms_version=terms.VERSION,
+            renewal_of=old,
+            protocol="cmp",
+        )
         return await self._issued(ex, req, row, req_id)
 
     async def _revoke(self, ex: Exchange, req: messages.Request) -> tuple[str, Any]:
@@ -395,8 +456,10 @@ class CmpServer:
             except PyAsn1Error:
                 issuer_ok = False
         if serial != ex.sender_cert.serial_number or not issuer_ok:
-            raise CmpFailure("notAuthorized", "a subscriber revokes only the certificate whose "
-                             "key signs the request")
+            raise CmpFailure(
+                "notAuthorized",
+                "a subscriber revokes only the certificate whose key signs the request",
+            )
         reason = "unspecified"
         entry = details[0]["crlEntryDetails"]
         if entry.isValue:
@@ -404,9 +467,12 @@ class CmpServer:
                 if ext["extnID"] == rfc5280.id_ce_cRLReasons:
                     code = _reason_code(bytes(ext["extnValue"]))
                     if code not in SUBSCRIBER_REASONS:
-                        raise CmpFailure("badRequest", "a subscriber may give the reasons "
-                                         "unspecified, keyCompromise, affiliationChanged, "
-                                         "superseded or cessationOfOperation")
+                        raise CmpFailure(
+                            "badRequest",
+                            "a subscriber may give the reasons "
+                            "unspecified, keyCompromise, affiliationChanged, "
+                            "superseded or cessationOfOperation",
+                        )
                     reason = SUBSCRIBER_REASONS[code]
         if own.revoked_at is not None:
             raise CmpFailure("certRevoked", "the certificate is revoked already")
@@ -414,18 +480,24 @@ class CmpServer:
             view = await sub_q.view_by_subscriber_id(conn, own.subscriber_id)
             if view is None:
                 raise CmpFailure("notAuthorized", "the certificate's subscriber is unknown")
-            if not await cmp_q.start_transaction(conn, transaction_id=req.transaction_id,
-                                                 account_id=view.account.id, secret_id=None,
-                                                 now=self.clock()):
+            if not await cmp_q.start_transaction(
+                conn,
+                transaction_id=req.transaction_id,
+                account_id=view.account.id,
+                secret_id=None,
+                now=self.clock(),
+            ):
                 raise CmpFailure("transactionIdInUse", "this transactionID is in use")
-        await self.revocation.revoke_own(serial=own.serial, reason=reason,
-                                         account=view.account.account, protocol="cmp")
+        await self.revocation.revoke_own(
+            serial=own.serial, reason=reason, account=view.account.account, protocol="cmp"
+        )
         async with self.pool.acquire() as conn:
             await cmp_q.finish(conn, req.transaction_id, self.clock())
         return "rp", messages.rev_rep("accepted")
 
-    async def _confirm(self, ex: Exchange, req: messages.Request, txn: cmp_q.Transaction
-                       ) -> tuple[str, Any]:
+    async def _confirm(
+        self, ex: Exchange, req: messages.Request, txn: cmp_q.Transaction
+    ) -> tuple[str, Any]:
         if txn.state != "waiting" or txn.certificate_id is None:
             raise CmpFailure("badRequest", "this transaction is not waiting for certConf")
         statuses = req.body
@@ -433,13 +505,15 @@ class CmpServer:
             row = await cert_q.issued_by_id(conn, txn.certificate_id)
         assert row is not None and row.der is not None
         if len(statuses) != 1 or int(statuses[0]["certReqId"]) != txn.cert_req_id:
-            raise CmpFailure("badCertId", "certConf must confirm the certificate of this "
-                             "transaction")
+            raise CmpFailure(
+                "badCertId", "certConf must confirm the certificate of this transaction"
+            )
         status = statuses[0]
         if bytes(status["certHash"]) != _cert_hash(row.der, status):
             raise CmpFailure("badCertId", "certHash does not match the issued certificate")
-        rejected = (status["statusInfo"].isValue
-                    and int(status["statusInfo"]["status"]) == 2)  # rejection
+        rejected = (
+            status["statusInfo"].isValue and int(status["statusInfo"]["status"]) == 2
+        )  # rejection
         async with self.pool.acquire() as conn:
             if not await cmp_q.finish(conn, req.transaction_id, self.clock()):
                 raise CmpFailure("badRequest", "this transaction was confirmed already")
@@ -450,8 +524,11 @@ class CmpServer:
             async with self.pool.acquire() as conn:
                 view = await sub_q.view_by_subscriber_id(conn, row.subscriber_id)
             await self.revocation.revoke_own(
-                serial=row.serial, reason="cessationOfOperation",
-                account=view.account.account if view else "cmp", protocol="cmp")
+                serial=row.serial,
+                reason="cessationOfOperation",
+                account=view.account.account if view else "cmp",
+                protocol="cmp",
+            )
         return "pkiconf", None
 
     def _general(self, req: messages.Request) -> rfc9480.GenRepContent:
@@ -472,13 +549,16 @@ class CmpServer:
                 out = rfc9480.InfoTypeAndValue()
                 out["infoType"] = kind
                 types = rfc9480.SignKeyPairTypesValue()
-                for oid, curve in (("1.2.840.113549.1.1.1", None),
-                                   ("1.2.840.10045.2.1", "1.2.840.10045.3.1.7"),
-                                   ("1.2.840.10045.2.1", "1.3.132.0.34")):
+                for oid, curve in (
+                    ("1.2.840.113549.1.1.1", None),
+                    ("1.2.840.10045.2.1", "1.2.840.10045.3.1.7"),
+                    ("1.2.840.10045.2.1", "1.3.132.0.34"),
+                ):
                     alg = rfc5280.AlgorithmIdentifier()
                     alg["algorithm"] = univ.ObjectIdentifier(oid)
                     alg["parameters"] = encoder.encode(
-                        univ.ObjectIdentifier(curve) if curve else univ.Null(""))
+                        univ.ObjectIdentifier(curve) if curve else univ.Null("")
+                    )
                     types.append(alg)
                 out["infoValue"] = encoder.encode(types)
                 rep.append(out)
@@ -508,9 +588,13 @@ class CmpServer:
         if ex.secret is not None and ex.pbm is not None:
             pbm = ex.pbm.fresh()
             header = messages.response_header(
-                req, sender=self._sender_name(), protection_alg=pbm.algorithm(),
-                sender_kid=req.sender_kid if req else None, now=now,
-                implicit_confirm=implicit)
+                req,
+                sender=self._sender_name(),
+                protection_alg=pbm.algorithm(),
+                sender_kid=req.sender_kid if req else None,
+                now=now,
+                implicit_confirm=implicit,
+            )
             mac = pbm.mac_of(ex.secret, messages.protected_part(header, body))
             return messages.message(header, body, mac, extra)
         if self.response_signer is not None and (ex.signed or kind == "error"):
@@ -518,28 +602,49 @@ class CmpServer:
                 alg, cmp_cert, chain = await self.response_signer.algorithm_and_chain()
                 cert = x509.load_der_x509_certificate(cmp_cert)
                 header = messages.response_header(
-                    req, sender=cert.subject, protection_alg=alg,
-                    sender_kid=_key_id(cert), now=now, implicit_confirm=implicit)
-                signature = await self.response_signer.sign(
-                    messages.protected_part(header, body))
-                return messages.message(header, body, signature, [cmp_cert, *chain,
-                                                                  *[c for c in extra
-                                                                    if c not in chain]])
+                    req,
+                    sender=cert.subject,
+                    protection_alg=alg,
+                    sender_kid=_key_id(cert),
+                    now=now,
+                    implicit_confirm=implicit,
+                )
+                signature = await self.response_signer.sign(messages.protected_part(header, body))
+                return messages.message(
+                    header,
+                    body,
+                    signature,
+                    [cmp_cert, *chain, *[c for c in extra if c not in chain]],
+                )
             except Exception as exc:  # an error answer still goes out, unprotected
                 log.warning("cmp answer not signed: %s", exc)
                 if kind != "error":
-                    body = messages.body_of("error", messages.error_content(
-                        "systemUnavail", "the CMP server cannot sign its answer now"))
+                    body = messages.body_of(
+                        "error",
+                        messages.error_content(
+                            "systemUnavail", "the CMP server cannot sign its answer now"
+                        ),
+                    )
                     extra = []
-        header = messages.response_header(req, sender=self._sender_name(), protection_alg=None,
-                                          sender_kid=None, now=now, implicit_confirm=implicit)
+        header = messages.response_header(
+            req,
+            sender=self._sender_name(),
+            protection_alg=None,
+            sender_kid=None,
+            now=now,
+            implicit_confirm=implicit,
+        )
         return messages.message(header, body, None, extra)
 
     async def purge(self) -> None:
         now = self.clock()
         async with self.pool.acquire() as conn:
-            await cmp_q.purge(conn, nonces_before=now - self.replay_window,
-                              transactions_before=now - TRANSACTION_KEEP, now=now)
+            await cmp_q.purge(
+                conn,
+                nonces_before=now - self.replay_window,
+                transactions_before=now - TRANSACTION_KEEP,
+                now=now,
+            )
 
 
 def serialization_b64(der: bytes) -> str:

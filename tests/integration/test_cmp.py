@@ -40,16 +40,23 @@ async def openssl_cmp(*args: str | Path, secret: str | None = None) -> tuple[int
         env["CMP_SECRET"] = secret
         extra = ["-secret", "env:CMP_SECRET"]
     proc = await asyncio.create_subprocess_exec(
-        "openssl", "cmp", *[str(a) for a in args], *extra, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "openssl",
+        "cmp",
+        *[str(a) for a in args],
+        *extra,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode(errors="replace")
 
 
 def write_key(path: Path, kind: str = "rsa") -> Any:
     key = new_key(kind)
-    path.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return key
 
 
@@ -71,19 +78,36 @@ def real_time(clock: Any) -> None:
     clock.now = datetime.now(UTC).replace(microsecond=0)
 
 
-async def enrol(base_url: str, tmp: Path, reference: str, secret: str, *, cmd: str = "ir",
-                profile: str | None = "signing", kind: str = "rsa", name: str = "c"
-                ) -> tuple[int, str, Path]:
+async def enrol(
+    base_url: str,
+    tmp: Path,
+    reference: str,
+    secret: str,
+    *,
+    cmd: str = "ir",
+    profile: str | None = "signing",
+    kind: str = "rsa",
+    name: str = "c",
+) -> tuple[int, str, Path]:
     """One ``openssl cmp`` enrolment (ir with -newkey, or p10cr with a CSR)."""
     key = tmp / f"{name}.key"
     write_key(key, kind)
     cert = tmp / f"{name}.pem"
-    args: list[str | Path] = ["-cmd", cmd, *server_args(base_url, profile), "-ref", reference,
-                              "-certout", cert, "-unprotected_errors"]
+    args: list[str | Path] = [
+        "-cmd",
+        cmd,
+        *server_args(base_url, profile),
+        "-ref",
+        reference,
+        "-certout",
+        cert,
+        "-unprotected_errors",
+    ]
     if cmd == "p10cr":
         csr = tmp / f"{name}.csr"
-        await lifecycle.run("openssl", "req", "-new", "-key", key, "-subj", "/CN=ignored",
-                            "-out", csr)
+        await lifecycle.run(
+            "openssl", "req", "-new", "-key", key, "-subj", "/CN=ignored", "-out", csr
+        )
         args += ["-csr", csr]
     else:
         args += ["-newkey", key, "-subject", "/CN=ignored"]
@@ -105,8 +129,7 @@ async def chain_file(base_url: str, officer: Any, tmp: Path) -> Path:
     return path
 
 
-async def test_ir_signing_and_p10cr_encryption(base_url: str, officer: Any, tmp_path: Path
-                                               ) -> None:
+async def test_ir_signing_and_p10cr_encryption(base_url: str, officer: Any, tmp_path: Path) -> None:
     body = subscriber_body()
     slip = await register(officer, subject=body["subject"])
     sid = slip["subscriber_id"]
@@ -118,31 +141,46 @@ async def test_ir_signing_and_p10cr_encryption(base_url: str, officer: Any, tmp_
     assert rc == 0, out
     assert "received PKICONF" in out
     # the same secret does not work a second time (nor for the other usage)
-    rc, out, _ = await enrol(base_url, tmp_path, first["reference"], first["secret"],
-                             profile="encryption", name="again")
+    rc, out, _ = await enrol(
+        base_url, tmp_path, first["reference"], first["secret"], profile="encryption", name="again"
+    )
     assert rc != 0 and "badMessageCheck" in out, out
 
     second = await cmp_secret(officer, sid)
-    rc, out, cert2 = await enrol(base_url, tmp_path, second["reference"], second["secret"],
-                                 cmd="p10cr", profile="encryption", kind="p256", name="enc")
+    rc, out, cert2 = await enrol(
+        base_url,
+        tmp_path,
+        second["reference"],
+        second["secret"],
+        cmd="p10cr",
+        profile="encryption",
+        kind="p256",
+        name="enc",
+    )
     assert rc == 0, out
 
     for path in (cert, cert2):
         rc, out = await lifecycle.run("openssl", "verify", "-CAfile", chain, path)
         assert rc == 0 and ": OK" in out, out
         issued = x509.load_pem_x509_certificate(path.read_bytes())
-        assert issued.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == \
-            body["subject"]["cn"]  # the registration decides the subject, not the request
+        assert (
+            issued.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+            == body["subject"]["cn"]
+        )  # the registration decides the subject, not the request
     rows = await certificates_of(officer, sid)
     assert sorted(r["usage"] for r in rows) == ["encryption", "signing"]
     r = await officer.call("GET", "/api/v1/ra/audit?after_id=0&limit=1000")
-    events = [e for e in r.json["events"] if e["action"] == "certificate_issued"
-              and e["details"].get("protocol") == "cmp"]
+    events = [
+        e
+        for e in r.json["events"]
+        if e["action"] == "certificate_issued" and e["details"].get("protocol") == "cmp"
+    ]
     assert {e["details"]["usage"] for e in events} >= {"signing", "encryption"}
 
 
-async def test_refusals_issue_nothing(base_url: str, officer: Any, tmp_path: Path,
-                                      clock: Any) -> None:
+async def test_refusals_issue_nothing(
+    base_url: str, officer: Any, tmp_path: Path, clock: Any
+) -> None:
     slip = await register(officer)
     sid = slip["subscriber_id"]
     issued = await cmp_secret(officer, sid)
@@ -152,8 +190,9 @@ async def test_refusals_issue_nothing(base_url: str, officer: Any, tmp_path: Pat
     rc, out, _ = await enrol(base_url, tmp_path, "no-such-account", issued["secret"])
     assert rc != 0 and "PKIFailureInfo: badMessageCheck" in out, out
     # an unknown profile
-    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"],
-                             profile="server")
+    rc, out, _ = await enrol(
+        base_url, tmp_path, issued["reference"], issued["secret"], profile="server"
+    )
     assert rc != 0 and "PKIFailureInfo: badRequest" in out, out
     # messageTime too far from the server's clock
     clock.advance(3600)
@@ -163,19 +202,46 @@ async def test_refusals_issue_nothing(base_url: str, officer: Any, tmp_path: Pat
     # a tampered message: a valid request with one byte of its template changed
     ir = tmp_path / "ir.der"
     write_key(tmp_path / "t.key")
-    rc, out = await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x", "-ref",
-                                issued["reference"], "-newkey", tmp_path / "t.key",
-                                "-subject", "/CN=tamper", "-certout", tmp_path / "t.pem",
-                                "-reqout", ir, secret=issued["secret"])
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "ir",
+        "-server",
+        "127.0.0.1:1",
+        "-path",
+        "x",
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "t.key",
+        "-subject",
+        "/CN=tamper",
+        "-certout",
+        tmp_path / "t.pem",
+        "-reqout",
+        ir,
+        secret=issued["secret"],
+    )
     der = bytearray(ir.read_bytes())
     at = der.index(b"tamper")
     der[at] ^= 0x01
     bad = tmp_path / "bad.der"
     bad.write_bytes(bytes(der))
-    rc, out = await openssl_cmp("-cmd", "ir", *server_args(base_url, "signing"), "-reqin", bad,
-                                "-ref", issued["reference"], "-newkey", tmp_path / "t.key",
-                                "-certout", tmp_path / "t.pem", "-disable_confirm",
-                                "-unprotected_errors", secret=issued["secret"])
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "ir",
+        *server_args(base_url, "signing"),
+        "-reqin",
+        bad,
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "t.key",
+        "-certout",
+        tmp_path / "t.pem",
+        "-disable_confirm",
+        "-unprotected_errors",
+        secret=issued["secret"],
+    )
     assert rc != 0 and "PKIFailureInfo: badMessageCheck" in out, out
     assert await certificates_of(officer, sid) == []
     # the secret still works after all that, once
@@ -189,14 +255,39 @@ async def test_replayed_transaction(base_url: str, officer: Any, tmp_path: Path)
     issued = await cmp_secret(officer, slip["subscriber_id"])
     ir = tmp_path / "ir.der"
     write_key(tmp_path / "r.key")
-    common = ["-ref", issued["reference"], "-newkey", tmp_path / "r.key",
-              "-certout", tmp_path / "r.pem", "-disable_confirm"]
-    rc, out = await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x",
-                                "-subject", "/CN=x", "-reqout", ir, *common,
-                                secret=issued["secret"])
+    common = [
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "r.key",
+        "-certout",
+        tmp_path / "r.pem",
+        "-disable_confirm",
+    ]
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "ir",
+        "-server",
+        "127.0.0.1:1",
+        "-path",
+        "x",
+        "-subject",
+        "/CN=x",
+        "-reqout",
+        ir,
+        *common,
+        secret=issued["secret"],
+    )
     assert ir.exists(), out
-    sent = ["-cmd", "ir", *server_args(base_url, "signing"), "-reqin", ir, *common,
-            "-unprotected_errors"]
+    sent = [
+        "-cmd",
+        "ir",
+        *server_args(base_url, "signing"),
+        "-reqin",
+        ir,
+        *common,
+        "-unprotected_errors",
+    ]
     rc, out = await openssl_cmp(*sent, secret=issued["secret"])
     assert rc == 0, out
     rc, out = await openssl_cmp(*sent, secret=issued["secret"])
@@ -211,9 +302,25 @@ async def test_fuzzed_messages_never_5xx(base_url: str, officer: Any, tmp_path: 
     issued = await cmp_secret(officer, slip["subscriber_id"])
     ir = tmp_path / "ir.der"
     write_key(tmp_path / "f.key")
-    await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x", "-ref",
-                      issued["reference"], "-newkey", tmp_path / "f.key", "-subject", "/CN=f",
-                      "-certout", tmp_path / "f.pem", "-reqout", ir, secret=issued["secret"])
+    await openssl_cmp(
+        "-cmd",
+        "ir",
+        "-server",
+        "127.0.0.1:1",
+        "-path",
+        "x",
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "f.key",
+        "-subject",
+        "/CN=f",
+        "-certout",
+        tmp_path / "f.pem",
+        "-reqout",
+        ir,
+        secret=issued["secret"],
+    )
     valid = ir.read_bytes()
     rng = random.Random(17)
     async with aiohttp.ClientSession() as http:
@@ -225,19 +332,21 @@ async def test_fuzzed_messages_never_5xx(base_url: str, officer: Any, tmp_path: 
                 if op < 0.6:
                     der[pos] = rng.randrange(256)
                 elif op < 0.8:
-                    del der[pos:pos + rng.randint(1, 16)]
+                    del der[pos : pos + rng.randint(1, 16)]
                 else:
                     der[pos:pos] = rng.randbytes(rng.randint(1, 8))
             path = "/.well-known/cmp" if i % 2 else "/.well-known/cmp/p/encryption"
-            async with http.post(base_url + path, data=bytes(der),
-                                 headers={"Content-Type": "application/pkixcmp"}) as r:
+            async with http.post(
+                base_url + path, data=bytes(der), headers={"Content-Type": "application/pkixcmp"}
+            ) as r:
                 body = await r.read()
                 assert r.status == 200, (i, r.status)
                 assert r.content_type == "application/pkixcmp"
             answer, rest = decoder.decode(body, asn1Spec=rfc9480.PKIMessage())
             assert not rest and answer["body"].getName() in ("error", "ip", "pkiconf")
-        async with http.post(base_url + "/.well-known/cmp", data=b"",
-                             headers={"Content-Type": "text/plain"}) as r:
+        async with http.post(
+            base_url + "/.well-known/cmp", data=b"", headers={"Content-Type": "text/plain"}
+        ) as r:
             assert r.status == 200
     rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
     assert rc == 0, out
