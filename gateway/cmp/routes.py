@@ -20,6 +20,7 @@ from gateway.cmp.enrolment import EnrolmentSecrets
 from gateway.cmp.failures import CmpFailure
 from gateway.cmp.metrics import CmpMetrics
 from gateway.cmp.server import CmpServer
+from gateway.cmp.signing import SignerResponseSigner
 
 log = logging.getLogger("gateway.cmp")
 MEDIA = "application/pkixcmp"
@@ -91,6 +92,7 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
         max_skew_seconds=config.cmp_max_skew_seconds,
         replay_window_seconds=config.cmp_replay_window_seconds,
         metrics=CmpMetrics(app[keys.REGISTRY]),
+        response_signer=SignerResponseSigner(rt.signer) if hasattr(rt.signer, "cmp") else None,
     )
 
     async def purge() -> None:

@@ -78,9 +78,7 @@ ERROR_KINDS = {
 class ResponseSigner(Protocol):
     """Signs answers to signature-protected requests with the CMP server certificate."""
 
-    async def algorithm_and_chain(
-        self,
-    ) -> tuple[rfc5280.AlgorithmIdentifier, bytes, list[bytes]]: ...
+    async def certificate(self) -> tuple[rfc5280.AlgorithmIdentifier, bytes]: ...
     async def sign(self, protected_part: bytes) -> bytes: ...
 
 
@@ -599,7 +597,7 @@ class CmpServer:
             return messages.message(header, body, mac, extra)
         if self.response_signer is not None and (ex.signed or kind == "error"):
             try:
-                alg, cmp_cert, chain = await self.response_signer.algorithm_and_chain()
+                alg, cmp_cert = await self.response_signer.certificate()
                 cert = x509.load_der_x509_certificate(cmp_cert)
                 header = messages.response_header(
                     req,
@@ -614,7 +612,7 @@ class CmpServer:
                     header,
                     body,
                     signature,
-                    [cmp_cert, *chain, *[c for c in extra if c not in chain]],
+                    [cmp_cert, *self._chain()],
                 )
             except Exception as exc:  # an error answer still goes out, unprotected
                 log.warning("cmp answer not signed: %s", exc)
