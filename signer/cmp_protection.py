@@ -87,8 +87,12 @@ def issue_certificate(issuer: Issuer, key: PublicKey, now: float, days: int) -> 
         .add_extension(issuer.authority_key_identifier(), critical=False)
         .sign(issuer.key, issuer.hash_algorithm)
     )
-    verify.released(issuer, issuer.key.take_signed(), cert.signature,
-                    cert.public_bytes(serialization.Encoding.DER))
+    verify.released(
+        issuer,
+        issuer.key.take_signed(),
+        cert.signature,
+        cert.public_bytes(serialization.Encoding.DER),
+    )
     return cert
 
 
@@ -111,8 +115,9 @@ class CmpSlot(responder.ResponderSlot):
     """The CMP key and its current certificate: the OCSP responder slot's state file, lock and
     renewal, with this module's profile and checks."""
 
-    def __init__(self, issuer: Issuer, key: TokenKey, state_dir: Path, days: int,
-                 label: str) -> None:
+    def __init__(
+        self, issuer: Issuer, key: TokenKey, state_dir: Path, days: int, label: str
+    ) -> None:
         super().__init__(issuer, key, state_dir, days)
         self.path = state_dir / f"cmp-{label}.pem"
 

@@ -30,6 +30,8 @@ signer = lifecycle.signer
 signer_process = lifecycle.signer_process
 gateway_config = lifecycle.gateway_config
 PEM = serialization.Encoding.PEM
+# certificates valid 20 days, renewal window 30 days: every new certificate may be renewed
+GATEWAY_OVERRIDES = {"certificate_validity_days": 20, "renewal_window_days": 30}
 
 
 async def openssl_cmp(*args: str | Path, secret: str | None = None) -> tuple[int, str]:
@@ -348,5 +350,150 @@ async def test_fuzzed_messages_never_5xx(base_url: str, officer: Any, tmp_path: 
             base_url + "/.well-known/cmp", data=b"", headers={"Content-Type": "text/plain"}
         ) as r:
             assert r.status == 200
-    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
+    # the server still enrols (another subscriber: a mutation that only re-encodes the same
+    # message, e.g. a long-form length, is that message and may have used the secret)
+    other = await register(officer)
+    fresh = await cmp_secret(officer, other["subscriber_id"])
+    rc, out, _ = await enrol(base_url, tmp_path, fresh["reference"], fresh["secret"])
     assert rc == 0, out
+
+
+async def _enrolled(
+    base_url: str, officer: Any, tmp: Path, name: str, kind: str = "rsa"
+) -> tuple[dict[str, Any], Path, Path]:
+    slip = await register(officer)
+    issued = await cmp_secret(officer, slip["subscriber_id"])
+    rc, out, cert = await enrol(
+        base_url, tmp, issued["reference"], issued["secret"], kind=kind, name=name
+    )
+    assert rc == 0, out
+    return slip, cert, tmp / f"{name}.key"
+
+
+async def kur(
+    base_url: str, chain: Path, cert: Path, key: Path, new_key: Path, out_cert: Path
+) -> tuple[int, str]:
+    return await openssl_cmp(
+        "-cmd",
+        "kur",
+        *server_args(base_url, None),
+        "-cert",
+        cert,
+        "-key",
+        key,
+        "-newkey",
+        new_key,
+        "-certout",
+        out_cert,
+        "-trusted",
+        chain,
+        "-unprotected_errors",
+    )
+
+
+async def test_kur_renews_and_supersedes(base_url: str, officer: Any, tmp_path: Path) -> None:
+    chain = await chain_file(base_url, officer, tmp_path)
+    slip, old_cert, old_key = await _enrolled(base_url, officer, tmp_path, "old", "p256")
+    write_key(tmp_path / "new.key", "p256")
+    rc, out = await kur(
+        base_url, chain, old_cert, old_key, tmp_path / "new.key", tmp_path / "new.pem"
+    )
+    assert rc == 0, out
+    assert "received KUP" in out and "received PKICONF" in out
+    rc, out = await lifecycle.run("openssl", "verify", "-CAfile", chain, tmp_path / "new.pem")
+    assert rc == 0, out
+    old = x509.load_pem_x509_certificate(old_cert.read_bytes())
+    new = x509.load_pem_x509_certificate((tmp_path / "new.pem").read_bytes())
+    assert new.subject == old.subject and new.serial_number != old.serial_number
+    rows = {r["serial"]: r for r in await certificates_of(officer, slip["subscriber_id"])}
+    assert rows[format(old.serial_number, "x")]["status"] == "superseded"
+    assert rows[format(new.serial_number, "x")]["status"] == "issued"
+    r = await officer.call("GET", "/api/v1/ra/audit?after_id=0&limit=1000")
+    assert any(
+        e["action"] == "certificate_renewed"
+        and e["details"].get("protocol") == "cmp"
+        and e["target"] == format(new.serial_number, "x")
+        for e in r.json["events"]
+    )
+    # the superseded certificate cannot renew again
+    write_key(tmp_path / "third.key", "p256")
+    rc, out = await kur(
+        base_url, chain, old_cert, old_key, tmp_path / "third.key", tmp_path / "third.pem"
+    )
+    assert rc != 0 and "PKIFailureInfo: notAuthorized" in out, out
+
+
+async def test_kur_refusals(base_url: str, officer: Any, tmp_path: Path) -> None:
+    chain = await chain_file(base_url, officer, tmp_path)
+    slip, cert, key = await _enrolled(base_url, officer, tmp_path, "k")
+    # the same key again
+    rc, out = await kur(base_url, chain, cert, key, key, tmp_path / "same.pem")
+    assert rc != 0 and "PKIFailureInfo: badCertTemplate" in out, out
+    # a revoked certificate
+    serial = format(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number, "x")
+    r = await officer.call(
+        "POST", f"/api/v1/ra/certificates/{serial}/revocation", {"reason": "keyCompromise"}
+    )
+    assert r.status == 200, r.text
+    write_key(tmp_path / "n.key")
+    rc, out = await kur(base_url, chain, cert, key, tmp_path / "n.key", tmp_path / "n.pem")
+    assert rc != 0 and "PKIFailureInfo: certRevoked" in out, out
+    assert len(await certificates_of(officer, slip["subscriber_id"])) == 1
+
+
+async def test_rr_then_ocsp_says_revoked(base_url: str, officer: Any, tmp_path: Path) -> None:
+    chain = await chain_file(base_url, officer, tmp_path)
+    slip, cert, key = await _enrolled(base_url, officer, tmp_path, "rv")
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "rr",
+        *server_args(base_url, None),
+        "-cert",
+        cert,
+        "-key",
+        key,
+        "-oldcert",
+        cert,
+        "-revreason",
+        "1",
+        "-trusted",
+        chain,
+        "-unprotected_errors",
+    )
+    assert rc == 0, out
+    assert "received RP" in out
+    issuing = tmp_path / "issuing.pem"
+    issuing.write_bytes(x509.load_pem_x509_certificates(chain.read_bytes())[0].public_bytes(PEM))
+    rc, out = await lifecycle.run(
+        "openssl",
+        "ocsp",
+        "-issuer",
+        issuing,
+        "-cert",
+        cert,
+        "-url",
+        base_url + "/ocsp",
+        "-CAfile",
+        chain,
+    )
+    assert ": revoked" in out and "Reason: keyCompromise" in out, out
+    row = (await certificates_of(officer, slip["subscriber_id"]))[0]
+    assert row["status"] == "revoked"
+    # again: certRevoked
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "rr",
+        *server_args(base_url, None),
+        "-cert",
+        cert,
+        "-key",
+        key,
+        "-oldcert",
+        cert,
+        "-revreason",
+        "1",
+        "-trusted",
+        chain,
+        "-unprotected_errors",
+    )
+    assert rc != 0 and "PKIFailureInfo: certRevoked" in out, out
