@@ -497,3 +497,83 @@ async def test_rr_then_ocsp_says_revoked(base_url: str, officer: Any, tmp_path: 
         "-unprotected_errors",
     )
     assert rc != 0 and "PKIFailureInfo: certRevoked" in out, out
+
+
+async def test_implicit_confirm_and_genm(base_url: str, officer: Any, tmp_path: Path) -> None:
+    slip = await register(officer)
+    issued = await cmp_secret(officer, slip["subscriber_id"])
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "genm",
+        *server_args(base_url, None),
+        "-ref",
+        issued["reference"],
+        "-infotype",
+        "signKeyPairTypes",
+        "-unprotected_errors",
+        secret=issued["secret"],
+    )
+    assert rc == 0 and "received GENP" in out, out
+    assert "signKeyPairTypes" in out, out
+    write_key(tmp_path / "i.key")
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "ir",
+        *server_args(base_url, "signing"),
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "i.key",
+        "-subject",
+        "/CN=x",
+        "-certout",
+        tmp_path / "i.pem",
+        "-implicit_confirm",
+        "-unprotected_errors",
+        secret=issued["secret"],
+    )
+    assert rc == 0, out
+    assert "received IP" in out and "CERTCONF" not in out, out
+
+
+async def test_cmp_key_signs_only_answers_naming_it(signer: Any) -> None:
+    """The signer's ``cmp`` operation: the CMP key signs a DER ProtectedPart of an answer sent
+    by its certificate's subject with its key id, and refuses anything else."""
+    from gateway.cmp import messages
+    from gateway.cmp.signing import algorithm
+    from signer.errors import ErrorKind, SignerError
+    from signer.protocol import CmpRequest
+
+    der = await signer.cmp(CmpRequest(None))
+    cert = x509.load_der_x509_certificate(der)
+    assert (
+        x509.ObjectIdentifier("1.3.6.1.5.5.7.3.28")
+        in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    now = datetime.now(UTC)
+
+    def part(kind: str, sender: x509.Name = cert.subject, kid: bytes = ski) -> bytes:
+        header = messages.response_header(
+            None, sender=sender, protection_alg=algorithm(cert), sender_kid=kid, now=now
+        )
+        value = None if kind == "pkiconf" else rfc9480.GenMsgContent()
+        return messages.protected_part(header, messages.body_of(kind, value))
+
+    good = part("pkiconf")
+    signature = await signer.cmp(CmpRequest(good))
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    cert.public_key().verify(signature, good, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+    other = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Someone Else")])
+    for bad in (
+        part("genm"),
+        part("pkiconf", sender=other),
+        part("pkiconf", kid=b"x" * 20),
+        good + b"\x00",
+        b"ca-audit-checkpoint/v1\x00 anything",
+    ):
+        with pytest.raises(SignerError) as err:
+            await signer.cmp(CmpRequest(bad))
+        assert err.value.kind is ErrorKind.BAD_REQUEST
