@@ -34,7 +34,7 @@ def cmp_public_key_path(cfg: RawConfig) -> Path:
 def generate_cmp_key(cfg: RawConfig, out: Callable[[str], None] = print) -> Path:
     """Generate the CMP protection key on the token and record its public key; never
     overwrites."""
-    from hsm_config import keygen
+    from hsm_config import journal, keygen
 
     label = cmp_key_label(cfg)
     key_type = str(cfg.section("ca").get("cmp_key_type", DEFAULT_TYPE))
@@ -53,6 +53,9 @@ def generate_cmp_key(cfg: RawConfig, out: Callable[[str], None] = print) -> Path
     out(f"CMP protection key {label!r} ({key_type}) id {key.key_id.hex()}")
     out(f"  public key SHA-256  {key.fingerprint}")
     out(f"  public key written  {path}")
+    journal.record(
+        cfg, "cmp_key_generated", label, {"key_type": key_type, "fingerprint": key.fingerprint}
+    )
     return path
 
 
