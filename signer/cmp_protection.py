@@ -24,9 +24,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ObjectIdentifier
-from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1_alt_modules import rfc5280, rfc9480
 
 from signer.errors import ErrorKind, SignerError
 from signer.issuance import responder
@@ -157,7 +154,12 @@ class CmpSigner:
 
 
 def check_part(part: bytes, cert: x509.Certificate) -> None:
-    """Refuse anything but a CMP answer's ProtectedPart naming this certificate."""
+    """Refuse anything but a CMP answer's ProtectedPart naming this certificate. (pyasn1 is
+    imported here, at the first CMP answer: it costs a worker 0.3 s to start with.)"""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.error import PyAsn1Error
+    from pyasn1_alt_modules import rfc5280, rfc9480
+
     try:
         value, rest = decoder.decode(part, asn1Spec=rfc9480.ProtectedPart())
     except (PyAsn1Error, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
