@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyasn1.codec.der import decoder
+from pyasn1.type import univ
 from pyasn1_alt_modules import rfc9480
 
 from tests.integration import lifecycle
@@ -577,3 +578,38 @@ async def test_cmp_key_signs_only_answers_naming_it(signer: Any) -> None:
         with pytest.raises(SignerError) as err:
             await signer.cmp(CmpRequest(bad))
         assert err.value.kind is ErrorKind.BAD_REQUEST
+
+
+async def test_bad_pop_is_refused(base_url: str, officer: Any, tmp_path: Path) -> None:
+    """An ir whose proof-of-possession signature is broken but whose MAC is right (re-protected
+    with the secret after the change): badPOP, nothing issued, the secret still usable."""
+    from gateway.cmp import messages, protection
+
+    slip = await register(officer)
+    issued = await cmp_secret(officer, slip["subscriber_id"])
+    ir = tmp_path / "ir.der"
+    write_key(tmp_path / "p.key")
+    await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x", "-ref",
+                      issued["reference"], "-newkey", tmp_path / "p.key", "-subject", "/CN=p",
+                      "-certout", tmp_path / "p.pem", "-reqout", ir, secret=issued["secret"])
+    msg, _ = decoder.decode(ir.read_bytes(), asn1Spec=rfc9480.PKIMessage())
+    pop = msg["body"]["ir"][0]["popo"]["signature"]
+    sig = bytearray(pop["signature"].asOctets())
+    sig[10] ^= 0xFF
+    pop["signature"] = univ.BitString.fromOctetString(bytes(sig))
+    params = protection.PbmParams.of(msg["header"]["protectionAlg"])
+    mac = params.mac_of(issued["secret"].encode(),
+                        messages.protected_part(msg["header"], msg["body"]))
+    messages.put(msg, "protection", rfc9480.PKIProtection.fromOctetString(mac))
+    from pyasn1.codec.der import encoder
+
+    bad = tmp_path / "badpop.der"
+    bad.write_bytes(encoder.encode(msg))
+    rc, out = await openssl_cmp("-cmd", "ir", *server_args(base_url, "signing"), "-reqin", bad,
+                                "-ref", issued["reference"], "-newkey", tmp_path / "p.key",
+                                "-certout", tmp_path / "p.pem", "-disable_confirm",
+                                "-unprotected_errors", secret=issued["secret"])
+    assert rc != 0 and "PKIFailureInfo: badPOP" in out, out
+    assert await certificates_of(officer, slip["subscriber_id"]) == []
+    rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
+    assert rc == 0, out
