@@ -119,21 +119,7 @@ def signature_verifies(
     alg: rfc5280.AlgorithmIdentifier, cert: x509.Certificate, data: bytes, signature: bytes
 ) -> bool:
     """A signature by ``cert``'s key with an RFC 9481 algorithm; False for any other."""
-    known = SIGNATURES.get(str(alg["algorithm"]))
-    if known is None:
-        return False
-    hash_cls, kind = known
-    key = cert.public_key()
-    try:
-        if kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hash_cls())
-        elif kind == "ec" and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(hash_cls()))
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return pop_verifies(alg, cert.public_key(), data, signature)
 
 
 def pop_verifies(
@@ -154,7 +140,3 @@ def pop_verifies(
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def bit_string_bytes(value: univ.BitString) -> bytes:
-    return value.asOctets()

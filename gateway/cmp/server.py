@@ -245,13 +245,11 @@ class CmpServer:
         if not protection.signature_verifies(alg, cert, data, signature):
             raise CmpFailure("badMessageCheck", "the signature does not verify")
         ex.signed, ex.sender_cert, ex.sender_row = True, cert, row
-        ex.account_id = None
-        if txn is not None and txn.certificate_id is not None and req.body_type == "certConf":
-            if txn.account_id is not None:
-                async with self.pool.acquire() as conn:
-                    view = await sub_q.view_by_subscriber_id(conn, row.subscriber_id)
-                if view is None or view.account.id != txn.account_id:
-                    raise CmpFailure("notAuthorized", "certConf by another subscriber")
+        if txn is not None and txn.account_id is not None:  # certConf: the same subscriber
+            async with self.pool.acquire() as conn:
+                view = await sub_q.view_by_subscriber_id(conn, row.subscriber_id)
+            if view is None or view.account.id != txn.account_id:
+                raise CmpFailure("notAuthorized", "certConf by another subscriber")
 
     async def _secret_for(
         self, ex: Exchange, req: messages.Request, txn: cmp_q.Transaction | None

@@ -589,26 +589,55 @@ async def test_bad_pop_is_refused(base_url: str, officer: Any, tmp_path: Path) -
     issued = await cmp_secret(officer, slip["subscriber_id"])
     ir = tmp_path / "ir.der"
     write_key(tmp_path / "p.key")
-    await openssl_cmp("-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x", "-ref",
-                      issued["reference"], "-newkey", tmp_path / "p.key", "-subject", "/CN=p",
-                      "-certout", tmp_path / "p.pem", "-reqout", ir, secret=issued["secret"])
+    await openssl_cmp(
+        "-cmd",
+        "ir",
+        "-server",
+        "127.0.0.1:1",
+        "-path",
+        "x",
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "p.key",
+        "-subject",
+        "/CN=p",
+        "-certout",
+        tmp_path / "p.pem",
+        "-reqout",
+        ir,
+        secret=issued["secret"],
+    )
     msg, _ = decoder.decode(ir.read_bytes(), asn1Spec=rfc9480.PKIMessage())
     pop = msg["body"]["ir"][0]["popo"]["signature"]
     sig = bytearray(pop["signature"].asOctets())
     sig[10] ^= 0xFF
     pop["signature"] = univ.BitString.fromOctetString(bytes(sig))
     params = protection.PbmParams.of(msg["header"]["protectionAlg"])
-    mac = params.mac_of(issued["secret"].encode(),
-                        messages.protected_part(msg["header"], msg["body"]))
+    mac = params.mac_of(
+        issued["secret"].encode(), messages.protected_part(msg["header"], msg["body"])
+    )
     messages.put(msg, "protection", rfc9480.PKIProtection.fromOctetString(mac))
     from pyasn1.codec.der import encoder
 
     bad = tmp_path / "badpop.der"
     bad.write_bytes(encoder.encode(msg))
-    rc, out = await openssl_cmp("-cmd", "ir", *server_args(base_url, "signing"), "-reqin", bad,
-                                "-ref", issued["reference"], "-newkey", tmp_path / "p.key",
-                                "-certout", tmp_path / "p.pem", "-disable_confirm",
-                                "-unprotected_errors", secret=issued["secret"])
+    rc, out = await openssl_cmp(
+        "-cmd",
+        "ir",
+        *server_args(base_url, "signing"),
+        "-reqin",
+        bad,
+        "-ref",
+        issued["reference"],
+        "-newkey",
+        tmp_path / "p.key",
+        "-certout",
+        tmp_path / "p.pem",
+        "-disable_confirm",
+        "-unprotected_errors",
+        secret=issued["secret"],
+    )
     assert rc != 0 and "PKIFailureInfo: badPOP" in out, out
     assert await certificates_of(officer, slip["subscriber_id"]) == []
     rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
