@@ -642,3 +642,24 @@ async def test_bad_pop_is_refused(base_url: str, officer: Any, tmp_path: Path) -
     assert await certificates_of(officer, slip["subscriber_id"]) == []
     rc, out, _ = await enrol(base_url, tmp_path, issued["reference"], issued["secret"])
     assert rc == 0, out
+
+
+async def test_one_valid_certificate_per_usage(base_url: str, officer: Any, tmp_path: Path) -> None:
+    """The pipeline's rule holds for CMP: a second signing certificate is refused (badRequest)
+    and the refusal gives the secret back, which then enrols the other usage."""
+    slip = await register(officer)
+    first = await cmp_secret(officer, slip["subscriber_id"])
+    rc, out, _ = await enrol(base_url, tmp_path, first["reference"], first["secret"], name="a")
+    assert rc == 0, out
+    second = await cmp_secret(officer, slip["subscriber_id"])
+    rc, out, _ = await enrol(base_url, tmp_path, second["reference"], second["secret"], name="b")
+    assert rc != 0 and "PKIFailureInfo: badRequest" in out and "already hold" in out, out
+    assert len(await certificates_of(officer, slip["subscriber_id"])) == 1
+    rc, out, _ = await enrol(
+        base_url, tmp_path, second["reference"], second["secret"], profile="encryption", name="c"
+    )
+    assert rc == 0, out
+    assert sorted(r["usage"] for r in await certificates_of(officer, slip["subscriber_id"])) == [
+        "encryption",
+        "signing",
+    ]
