@@ -26,6 +26,7 @@ from gateway.api import (
     session,
 )
 from gateway.captcha import CaptchaService
+from gateway.cmp.routes import setup_cmp
 from gateway.config import GatewayConfig, database_password, database_url
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import errors, observe, strict_transport_security
@@ -201,6 +202,7 @@ def make_app(
     app.add_routes(ra_factors.routes)
     app.add_routes(ra_officers.routes)
     app.add_routes(certificates.routes)
+    setup_cmp(app)  # CMP (RFC 4210/9480, 6712): /.well-known/cmp; after the lifecycle ctx
     setup_portal(app)  # pages, /static/, CSP and security headers
     setup_operator(app)  # /operator/: live charts from this gateway's metrics
     if not config.captcha:

@@ -29,6 +29,7 @@ GATEWAY_KEYS = {
     "officer_second_factor",
     "password_workers", "password_queue", "housekeeping_seconds", "captcha_max_rows",
     "ocsp_fresh_per_second", "ocsp_fresh_burst",
+    "cmp_max_skew_seconds", "cmp_replay_window_seconds", "cmp_secret_days",
 }
 OFFICER_SECOND_FACTOR = ("optional", "required")
 DATABASE_KEYS = {
@@ -131,6 +132,9 @@ class GatewayConfig:
     captcha_max_rows: int = 100_000  # stored captchas kept at most (newest first)
     unknown_login_retention_hours: int = 24  # failure counters of names that do not exist
     unknown_login_max_rows: int = 100_000  # ... kept at most, per table (subscriber, officer)
+    cmp_max_skew_seconds: int = 300  # CMP messageTime must be this close to the clock
+    cmp_replay_window_seconds: int = 900  # (transactionID, senderNonce) pairs remembered
+    cmp_secret_days: int = 14  # lifetime of a one-time CMP enrolment secret
 
     @property
     def https(self) -> bool:
@@ -282,6 +286,12 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     password_file = _str(db, "password_file", "", "database")
     if not password_file and not url and not db.get("password_env"):
         password_file = APP_PASSWORD_FILE  # the embedded cluster's (a var/ca.toml from before)
+    cmp_skew = _int(gw, "cmp_max_skew_seconds", 300, "gateway", minimum=1)
+    cmp_window = _int(gw, "cmp_replay_window_seconds", 900, "gateway", minimum=1)
+    if cmp_window < cmp_skew:
+        raise ConfigError("[gateway] cmp_replay_window_seconds must not be below "
+                          "cmp_max_skew_seconds (a replay must be refused until its "
+                          "messageTime is too old)")
     return GatewayConfig(
         host=_str(gw, "host", "127.0.0.1", "gateway"),
         port=port,
@@ -332,6 +342,9 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
                                            minimum=1),
         unknown_login_max_rows=_int(pol, "unknown_login_max_rows", 100_000, "policy",
                                     minimum=1),
+        cmp_max_skew_seconds=cmp_skew,
+        cmp_replay_window_seconds=cmp_window,
+        cmp_secret_days=_int(gw, "cmp_secret_days", 14, "gateway", minimum=1),
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import tomli_w
 from cryptography import x509
 
-from hsm_config import audit_key, certs, keygen, rootcrl
+from hsm_config import audit_key, certs, cmp_key, keygen, rootcrl
 from hsm_config.config import ConfigError, RawConfig, check_keys
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import NAME_RE, IssuerEntry, ca_dir, load_manifest, save_manifest
@@ -330,6 +330,7 @@ def dev_ceremony(cfg: RawConfig, out: Out = print, now: dt.datetime | None = Non
     """
     folder = ca_dir(cfg).resolve()
     audit_key.ensure_audit_key(cfg, out)  # the audit checkpoint key, once (its own function)
+    cmp_key.ensure_cmp_key(cfg, out)  # the CMP protection key, once (its own function)
     if load_manifest(folder / "issuers.toml"):
         out("dev ceremony already done (issuers.toml lists issuers)")
         return False

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from hsm_config import audit_key, ceremony, inventory, journal, keygen, rootcrl
+from hsm_config import audit_key, ceremony, cmp_key, inventory, journal, keygen, rootcrl
 from hsm_config.config import ROOT_TOKEN, ConfigError, RawConfig, load
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
@@ -152,6 +152,11 @@ def _rotate(cfg: RawConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmp_key(cfg: RawConfig, args: argparse.Namespace) -> int:
+    cmp_key.generate_cmp_key(cfg)
+    return 0
+
+
 def _audit_key(cfg: RawConfig, args: argparse.Namespace) -> int:
     audit_key.generate_audit_key(cfg)
     return 0
@@ -167,6 +172,7 @@ VERBS: dict[str, Verb] = {
     "check": _check,
     "rotate": _rotate,
     "audit-key": _audit_key,
+    "cmp-key": _cmp_key,
     "root-crl": _root_crl,
 }
 
@@ -201,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "audit-key", parents=[common], help="the key that signs audit checkpoints ([ca] audit_*)"
     )
+    sub.add_parser("cmp-key", parents=[common], help="the key that signs CMP answers ([ca] cmp_*)")
     p = sub.add_parser("root-crl", parents=[common], help="sign a new root CRL on the root token")
     p.add_argument(
         "--revoke",

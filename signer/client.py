@@ -29,6 +29,7 @@ from signer.protocol import (
     HEADER,
     MAX_FRAME,
     CheckpointRequest,
+    CmpRequest,
     CrlRequest,
     Frame,
     IssueRequest,
@@ -397,6 +398,12 @@ class SignerClient:
         """``bulk`` marks background work (pre-signing): the signer serves it only while no
         interactive request waits, in small batches, so it never delays an applicant."""
         return await self._call("ocsp", [r.to_wire() for r in requests], deadline, bulk=bulk)
+
+    async def cmp(self, request: CmpRequest, deadline: float | None = None) -> bytes:
+        """The CMP server certificate (no ``part``) or the CMP key's signature over an
+        answer's ProtectedPart (``signer/cmp_protection.py`` checks what it signs)."""
+        (result,) = await self._call("cmp", [request.to_wire()], deadline)
+        return result.unwrap()
 
     async def sign_checkpoint(
         self, request: CheckpointRequest, deadline: float | None = None

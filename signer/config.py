@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography import x509
 
 from hsm_config.audit_key import audit_key_label, audit_public_key_path
+from hsm_config.cmp_key import cmp_key_label, cmp_public_key_path
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
 from hsm_config.identities import resolve_gid, resolve_uid
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
@@ -133,6 +134,10 @@ class SignerConfig:
     ocsp_responder_validity_days: int = 7
     # what the signer signs at most, whatever the gateway asks (signer/issuance/bounds.py)
     bounds: Bounds = field(default_factory=Bounds)
+    # the CMP protection key (signer/cmp_protection.py): ca-keys cmp-key, its recorded public
+    # key (no file: signed CMP answers are refused)
+    cmp_key_label: str = "cmp-1"
+    cmp_public_key: Path | None = None
 
     @property
     def online_issuers(self) -> list[IssuerSpec]:
@@ -289,6 +294,8 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         issuers=issuers,
         audit_key_label=audit_key_label(cfg),
         audit_public_key=audit_public_key_path(cfg),
+        cmp_key_label=cmp_key_label(cfg),
+        cmp_public_key=cmp_public_key_path(cfg),
         audit_checkpoint_file=cfg.resolve(
             str(sec.get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
         ),

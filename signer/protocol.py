@@ -24,8 +24,8 @@ MAX_FRAME = 32 * 1024 * 1024  # a 100,000-entry CRL request is about 4 MiB
 HEADER = struct.Struct(">I")
 MAX_DEPTH = 16  # nesting of a frame's items (list, item, subject, pair: typed items need 4)
 
-Op = Literal["issue", "crl", "ocsp", "checkpoint", "health"]
-OPS: tuple[str, ...] = ("issue", "crl", "ocsp", "checkpoint", "health")
+Op = Literal["issue", "crl", "ocsp", "checkpoint", "cmp", "health"]
+OPS: tuple[str, ...] = ("issue", "crl", "ocsp", "checkpoint", "cmp", "health")
 PRIORITIES: tuple[str, ...] = ("interactive", "bulk")
 
 REVOCATION_REASONS = (
@@ -290,6 +290,34 @@ class CheckpointRequest:
         if not (0 <= req.count <= req.last_id < 2**63 and 0 <= req.at < 2**63):
             raise SignerError(ErrorKind.BAD_REQUEST, "need 0 <= count <= last_id, at >= 0")
         return req
+
+
+MAX_CMP_PART = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CmpRequest:
+    """The CMP protection key: without ``part``, the current CMP server certificate (DER);
+    with it, the signature over ``part``, the DER ProtectedPart of a CMP *answer* the signer
+    parses and checks first (``signer/cmp_protection.py``: an answer body, sent by the CMP
+    certificate's subject with its key id and algorithm), so the key signs nothing else."""
+
+    part: bytes | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"part": self.part}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> CmpRequest:
+        if not isinstance(d, dict):
+            raise SignerError(ErrorKind.BAD_REQUEST, "cmp item must be a map")
+        extra = sorted(map(str, set(d) - {"part"}))
+        if extra:
+            raise SignerError(ErrorKind.BAD_REQUEST, f"field(s) {', '.join(extra)} not allowed")
+        part = _opt(d, "part", bytes)
+        if part is not None and not 0 < len(part) <= MAX_CMP_PART:
+            raise SignerError(ErrorKind.BAD_REQUEST, "part must be 1 byte to 64 KiB")
+        return cls(part=part)
 
 
 def checkpoint_message(req: CheckpointRequest) -> bytes:

@@ -221,7 +221,7 @@ class SignerServer:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                     continue
-                if frame.op not in ("issue", "crl", "ocsp") or len(frame.items) > MAX_ITEMS:
+                if frame.op not in ("issue", "crl", "ocsp", "cmp") or len(frame.items) > MAX_ITEMS:
                     err = SignerError(ErrorKind.BAD_REQUEST, f"bad operation {frame.op!r}")
                     writer.write(Frame(id=frame.id, error=error_dict(err)).encode())
                     continue

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hsm_config.audit_key import load_public_key
 from hsm_config.config import ConfigError, load, token_config
 from signer.checkpoints import AuditSigner
+from signer.cmp_protection import CmpSigner, CmpSlot
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import TokenFault, describe, is_token_fault
@@ -42,7 +43,14 @@ from signer.hsm.token import PublicKey, TokenHandle
 from signer.issuance import build, verify
 from signer.issuance.issuer import Issuer, TokenKey
 from signer.issuance.responder import Responders, ResponderSlot
-from signer.protocol import HEADER, CheckpointRequest, CrlRequest, IssueRequest, OcspRequest
+from signer.protocol import (
+    HEADER,
+    CheckpointRequest,
+    CmpRequest,
+    CrlRequest,
+    IssueRequest,
+    OcspRequest,
+)
 
 log = logging.getLogger("signer.worker")
 
@@ -194,6 +202,28 @@ def open_audit_key(handle: TokenHandle, scfg: SignerConfig) -> AuditSigner | Non
     return signer
 
 
+def open_cmp_key(
+    handle: TokenHandle, scfg: SignerConfig, registry: build.Registry
+) -> CmpSigner | None:
+    """The CMP protection key, proved against its recorded public key with a test signature,
+    its certificate from the active issuer; None when no CMP key was recorded (signed CMP
+    answers are then refused)."""
+    path = scfg.cmp_public_key
+    if path is None or not path.exists():
+        return None
+    public = load_public_key(path)
+    token_public = _find_key(handle, "cmp", scfg.cmp_key_label)
+    if token_public != public:
+        raise ConfigError(f"{path} does not match token key {scfg.cmp_key_label!r}")
+    key = handle.signing_key(scfg.cmp_key_label, token_public)
+    _test_signature(key, token_public, "cmp")
+    issuer = registry.issuers[scfg.active_issuer.name]
+    slot = CmpSlot(issuer, key, scfg.state_dir, scfg.ocsp_responder_validity_days,
+                   scfg.cmp_key_label)
+    slot.refresh(registry.clock())
+    return CmpSigner(slot)
+
+
 class Worker:
     def __init__(self, link: Link, scfg: SignerConfig, handle: TokenHandle) -> None:
         self.link = link
@@ -201,6 +231,7 @@ class Worker:
         self.handle = handle
         self.registry: build.Registry | None = None
         self.audit: AuditSigner | None = None
+        self.cmp: CmpSigner | None = None
         self._reported: dict[str, int] = {}  # key signatures already sent to the pool
         self.busy_since: float | None = None  # monotonic start of the batch being worked on
 
@@ -234,6 +265,7 @@ class Worker:
                     self.handle.reopen(attempts=1)
                 self.registry = open_registry(self.handle, self.scfg)
                 self.audit = open_audit_key(self.handle, self.scfg)
+                self.cmp = open_cmp_key(self.handle, self.scfg, self.registry)
                 self._reported = {}  # fresh key objects count from zero
                 self.state("ready")
                 return
@@ -366,6 +398,13 @@ class Worker:
 
             def work() -> bytes:
                 return self._checkpoint(item)
+
+        elif op == "cmp":  # the CMP protection key (signer/cmp_protection.py)
+
+            def work() -> bytes:
+                if self.cmp is None:
+                    raise SignerError(ErrorKind.UNKNOWN_ISSUER, "no CMP key: run `ca-keys cmp-key`")
+                return self.cmp.handle(CmpRequest.from_wire(item), registry.clock())
 
         else:
             operation = OPERATIONS.get(op)

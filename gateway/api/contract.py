@@ -22,6 +22,7 @@ Auth = Literal["none", "subscriber", "subscriber-any", "officer", "officer-any"]
 JSON = "application/json"
 PEM = "application/x-pem-file"
 DER = "application/pkix-cert"
+CMP = "application/pkixcmp"
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 TEXT: dict[str, Any] = {"type": "string"}
 
@@ -186,6 +187,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (Ok(200, models.CaptchaAudio),),
         query=models.CaptchaAudioQuery,
         errors={404: ("captcha_disabled",), 503: ("speech_unavailable",)},
+    ),
+    # -- CMP (RFC 4210/9480 over HTTP per RFC 6712): every answer is a PKIMessage, errors too
+    ("POST", "/.well-known/cmp"): Operation(
+        "CMP request (ir, cr, p10cr, kur, rr, certConf, genm) for a signing certificate; "
+        "the answer (ip, cp, kup, rp, pkiconf, genp or error) is a protected PKIMessage",
+        "cmp",
+        (Ok(200, media={CMP: BINARY}),),
+        body_media={CMP: BINARY},
+    ),
+    ("POST", "/.well-known/cmp/p/{profile}"): Operation(
+        "CMP request for the profile's usage (signing or encryption); unknown profiles get a "
+        "CMP error (badRequest)",
+        "cmp",
+        (Ok(200, media={CMP: BINARY}),),
+        body_media={CMP: BINARY},
+        params=(Param("profile", "path", TEXT, "signing or encryption"),),
     ),
     # -- subscriber
     ("POST", "/api/v1/session"): Operation(
@@ -409,6 +426,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth="officer",
         params=(OFFICER_LOGIN,),
         errors={403: ("forbidden",)},
+    ),
+    ("POST", "/api/v1/ra/subscribers/{id}/cmp-secret"): Operation(
+        "a one-time CMP enrolment secret for the subscriber (reference = account); replaces "
+        "an unused one",
+        "ra",
+        (Ok(201, models.CmpSecret),),
+        auth="officer",
+        params=(SUBSCRIBER_ID,),
     ),
     ("GET", "/api/v1/ra/audit"): Operation(
         "audit events in id order (order=desc: newest first, paged with before_id)",

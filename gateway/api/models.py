@@ -475,3 +475,12 @@ class AuditQuery(msgspec.Struct):
     before_id: Annotated[
         int, Meta(ge=0, le=2**62, description="with order=desc: events before this id")
     ] = 0
+
+
+class CmpSecret(Response):
+    """The one-time CMP enrolment secret an RA officer hands the subscriber
+    (docs/API-extensions.md)."""
+
+    reference: str
+    secret: str
+    expires_at: str

@@ -165,13 +165,16 @@ class IssuanceService:
         return await self.issue(view=view, usage=str(usage), csr=csr, terms_version=version)
 
     async def issue(self, *, view: sub_q.SubscriberView, usage: str, csr: CheckedCsr,
-                    terms_version: str, renewal_of: cert_q.CertificateRow | None = None
-                    ) -> cert_q.CertificateRow:
-        """The pipeline (inputs checked already), timed and counted for the dashboards."""
+                    terms_version: str, renewal_of: cert_q.CertificateRow | None = None,
+                    protocol: str | None = None) -> cert_q.CertificateRow:
+        """The pipeline (inputs checked already), timed and counted for the dashboards.
+        ``protocol``: the enrolment protocol other than the portal/JSON API (``"cmp"``),
+        recorded in the audit event's details."""
         t0 = time.perf_counter()
         try:
             row = await self._issue(view=view, usage=usage, csr=csr,
-                                    terms_version=terms_version, renewal_of=renewal_of)
+                                    terms_version=terms_version, renewal_of=renewal_of,
+                                    protocol=protocol)
         except (ApiError, SignerError) as exc:
             if self.metrics is not None and (
                     isinstance(exc, SignerError) or exc.kind is Kind.SIGNER_UNAVAILABLE):
@@ -186,8 +189,8 @@ class IssuanceService:
         return row
 
     async def _issue(self, *, view: sub_q.SubscriberView, usage: str, csr: CheckedCsr,
-                     terms_version: str, renewal_of: cert_q.CertificateRow | None
-                     ) -> cert_q.CertificateRow:
+                     terms_version: str, renewal_of: cert_q.CertificateRow | None,
+                     protocol: str | None = None) -> cert_q.CertificateRow:
         """The pipeline; see the module docstring."""
         # 1. plan
         issuer = self.issuers.active
@@ -241,6 +244,8 @@ class IssuanceService:
         # 4. persist the certificate, its renewal link and the audit event together
         details: dict[str, Any] = {"id": cert_id, "usage": usage, "issuer": issuer.name,
                                    "key": csr.key_description}
+        if protocol is not None:
+            details["protocol"] = protocol
         issued = cert_q.Issued(
             id=cert_id, der=der, subject=cert.subject.rfc4514_string(),
             not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,

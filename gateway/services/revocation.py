@@ -60,3 +60,34 @@ class RevocationService:
             done = await cert_q.issued_by_id(conn, row.id)
         assert done is not None
         return done
+
+    async def revoke_own(self, *, serial: str, reason: str, account: str, protocol: str
+                         ) -> cert_q.CertificateRow:
+        """A subscriber revokes a certificate of their own (CMP ``rr`` signed with its key):
+        the same record, audit event (actor: the account, ``protocol`` in the details), CRL
+        and OCSP as an RA revocation, with no officer."""
+        if reason not in REASONS:
+            raise ApiError(Kind.INVALID_FIELD, "unknown reason", field="reason")
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await cert_q.issued_by_serial(conn, serial, for_update=True)
+            if row is None:
+                raise ApiError(Kind.NOT_FOUND, "no such certificate")
+            if not await revocation_q.insert(conn, certificate_id=row.id, reason=reason,
+                                             revoked_at=now, revoked_by=None):
+                raise ApiError(Kind.ALREADY_REVOKED, "this certificate is revoked already")
+            await crl_q.mark_dirty(conn, row.issuer_id)
+            await audit.append(conn, actor=account, action="certificate_revoked",
+                               target=serial, details={"reason": reason, "id": row.id,
+                                                       "issuer": row.issuer_name,
+                                                       "protocol": protocol}, at=now)
+        if self.metrics is not None:
+            self.metrics.certificates_revoked.labels(reason=reason).inc()
+        try:
+            await self.crl.regenerate(row.issuer_id)
+        except Exception as exc:
+            log.warning("CRL not re-signed after revocation (will retry): %s", exc)
+        async with self.pool.acquire() as conn:
+            done = await cert_q.issued_by_id(conn, row.id)
+        assert done is not None
+        return done

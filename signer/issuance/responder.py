@@ -159,7 +159,12 @@ def acceptable(cert: x509.Certificate, issuer: Issuer, responder_key: PublicKey)
 
 
 class ResponderSlot:
-    """One issuer's responder key and its current certificate, shared through the state file."""
+    """One issuer's responder key and its current certificate, shared through the state file.
+    ``issue`` and ``accept`` are the certificate's profile and checks (the CMP key's slot,
+    ``signer.cmp_protection``, brings its own)."""
+
+    issue = staticmethod(issue_certificate)
+    accept = staticmethod(acceptable)
 
     def __init__(self, issuer: Issuer, key: TokenKey, state_dir: Path, validity_days: int) -> None:
         self.issuer = issuer
@@ -184,7 +189,7 @@ class ResponderSlot:
         except (OSError, ValueError) as exc:
             log.warning("responder certificate %s unreadable: %s", self.path, exc)
             return None
-        why = acceptable(cert, self.issuer, self.key.public_key())
+        why = self.accept(cert, self.issuer, self.key.public_key())
         if why is not None:
             log.warning("responder certificate %s ignored: %s", self.path, why)
             return None
@@ -238,7 +243,7 @@ class ResponderSlot:
             self.current = self._load_file()  # another worker may have renewed meanwhile
             if not self._due(now):
                 return
-            cert = issue_certificate(self.issuer, self.key.public_key(), now, self.validity_days)
+            cert = self.issue(self.issuer, self.key.public_key(), now, self.validity_days)
             self._store(cert)
             self.current = self._load_file()
         log.info(

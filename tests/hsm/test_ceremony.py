@@ -131,10 +131,10 @@ def _private_key_labels(listing: str) -> set[str]:
 
 def test_online_token_holds_no_root_private_key(ca_config: Path) -> None:
     """The root key is on its own token: the online token (the one the signer logs into)
-    lists the issuing, OCSP responder and audit checkpoint keys only."""
+    lists the issuing, OCSP responder, audit checkpoint and CMP protection keys only."""
     online = _private_key_labels(_pkcs11_objects(ca_config, "token"))
     root = _private_key_labels(_pkcs11_objects(ca_config, "roottoken"))
-    assert online == {"issuing-1", "issuing-1-ocsp", "audit-1"}, online
+    assert online == {"issuing-1", "issuing-1-ocsp", "audit-1", "cmp-1"}, online
     assert root == {"root-1"}, root
     cfg = load(ca_config, environ={})
     assert keygen.load_root_token_config(cfg).label != keygen.load_token_config(cfg).label
@@ -354,9 +354,11 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
     subprocess.run([bin_dir / "ca-keys", "dev-ceremony"], env=env, check=True, capture_output=True)
     entries = journal_mod.read(journal_mod.journal_path(load_config(config, environ={})))
     assert sorted(e["action"] for e in entries) == sorted(
-        ["audit_key_generated", "key_ceremony", "key_ceremony", "root_crl_signed"]
+        ["audit_key_generated", "cmp_key_generated", "key_ceremony", "key_ceremony",
+         "root_crl_signed"]
     )
-    assert sorted(e["target"] for e in entries) == ["audit-1", "issuing-1", "root-1", "root-1"]
+    assert sorted(e["target"] for e in entries) == [
+        "audit-1", "cmp-1", "issuing-1", "root-1", "root-1"]
 
     import shutil
     import tempfile

@@ -268,6 +268,7 @@ def _supply_valid_inputs(case: Any) -> None:
 SESSIONS: dict[str, Login] = {}
 # OCSP requests are DER bytes: sent as they are, like application/octet-stream
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
+schemathesis.serializer.alias("application/pkixcmp", "application/octet-stream")  # CMP, DER
 
 
 def _schema(base: str) -> Any:

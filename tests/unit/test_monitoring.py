@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.cmp.metrics import CmpMetrics
 from gateway.metrics import GatewayMetrics
 from signer.metrics import SignerMetrics
 
@@ -26,7 +27,7 @@ BUILTIN = {"up"}
 def live_names() -> set[str]:
     """Sample names a scrape of gateway + signer shows (histogram parts, _total counters)."""
     names: set[str] = set()
-    for build in (GatewayMetrics, SignerMetrics):
+    for build in (GatewayMetrics, SignerMetrics, CmpMetrics):
         registry = CollectorRegistry()
         build(registry)
         for family in registry.collect():
@@ -142,7 +143,7 @@ def test_readme_documents_every_metric() -> None:
 
 
 def test_metric_names_follow_conventions() -> None:
-    for build in (GatewayMetrics, SignerMetrics):
+    for build in (GatewayMetrics, SignerMetrics, CmpMetrics):
         registry = CollectorRegistry()
         build(registry)
         for family in registry.collect():
