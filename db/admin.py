@@ -31,7 +31,7 @@ from db.migrate import MigrationError, migrate
 from db.pool import connect
 from db.queries import officer_factors, officers
 from db.queries import sessions as session_q
-from hsm_config import audit_key, journal
+from hsm_config import journal, role_keys
 from hsm_config.config import ConfigError, load, read_secret
 from signer.checkpoints import read_ledger
 
@@ -177,7 +177,7 @@ def _checkpoint_sources(args: argparse.Namespace) -> tuple[Path | None, Path | N
             cfg = load(args.config)
         except ConfigError:
             return key, ledger
-        key = key or audit_key.audit_public_key_path(cfg)
+        key = key or role_keys.AUDIT.public_key_path(cfg)
         ledger = ledger or cfg.resolve(
             str(cfg.section("signer").get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
         )
@@ -309,7 +309,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 "be verified (ca-keys audit-key records it)"
             )
         checked, failures = await checkpoints.check(
-            conn, audit_key.load_public_key(key_path), sources
+            conn, role_keys.load_public_key(key_path), sources
         )
         for f in failures:
             print(f"checkpoint FAILED: {f.source}, event id {f.last_id}: {f.problem}")

@@ -26,7 +26,7 @@ from typing import Any
 import tomli_w
 from cryptography import x509
 
-from hsm_config import audit_key, certs, cmp_key, keygen, rootcrl
+from hsm_config import certs, keygen, role_keys, rootcrl
 from hsm_config.config import ConfigError, RawConfig, check_keys
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import NAME_RE, IssuerEntry, ca_dir, load_manifest, save_manifest
@@ -329,8 +329,8 @@ def dev_ceremony(cfg: RawConfig, out: Out = print, now: dt.datetime | None = Non
     used as it is: whoever edited it reviewed it.
     """
     folder = ca_dir(cfg).resolve()
-    audit_key.ensure_audit_key(cfg, out)  # the audit checkpoint key, once (its own function)
-    cmp_key.ensure_cmp_key(cfg, out)  # the CMP protection key, once (its own function)
+    role_keys.AUDIT.ensure(cfg, out)  # the audit checkpoint key, once
+    role_keys.CMP.ensure(cfg, out)  # the CMP protection key, once
     if load_manifest(folder / "issuers.toml"):
         out("dev ceremony already done (issuers.toml lists issuers)")
         return False

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from hsm_config import audit_key, ceremony, cmp_key, inventory, journal, keygen, rootcrl
+from hsm_config import ceremony, inventory, journal, keygen, role_keys, rootcrl
 from hsm_config.config import ROOT_TOKEN, ConfigError, RawConfig, load
 from hsm_config.keygen import KeysError
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
@@ -153,12 +153,12 @@ def _rotate(cfg: RawConfig, args: argparse.Namespace) -> int:
 
 
 def _cmp_key(cfg: RawConfig, args: argparse.Namespace) -> int:
-    cmp_key.generate_cmp_key(cfg)
+    role_keys.CMP.generate(cfg)
     return 0
 
 
 def _audit_key(cfg: RawConfig, args: argparse.Namespace) -> int:
-    audit_key.generate_audit_key(cfg)
+    role_keys.AUDIT.generate(cfg)
     return 0
 
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hsm_config.audit_key import audit_key_label, audit_public_key_path
-from hsm_config.cmp_key import cmp_key_label, cmp_public_key_path
 from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
 from hsm_config.identities import resolve_gid, resolve_uid
 from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
+from hsm_config.role_keys import AUDIT, CMP
 from signer.allocator import ALLOCATORS
 from signer.issuance.bounds import (
     DEFAULT_CRL_MAX_VALIDITY_HOURS,
@@ -292,10 +291,10 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         public_url=public_url(cfg),
         profiles=profiles,
         issuers=issuers,
-        audit_key_label=audit_key_label(cfg),
-        audit_public_key=audit_public_key_path(cfg),
-        cmp_key_label=cmp_key_label(cfg),
-        cmp_public_key=cmp_public_key_path(cfg),
+        audit_key_label=AUDIT.label(cfg),
+        audit_public_key=AUDIT.public_key_path(cfg),
+        cmp_key_label=CMP.label(cfg),
+        cmp_public_key=CMP.public_key_path(cfg),
         audit_checkpoint_file=cfg.resolve(
             str(sec.get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
         ),

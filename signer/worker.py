@@ -26,13 +26,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from hsm_config.audit_key import load_public_key
 from hsm_config.config import ConfigError, load, token_config
+from hsm_config.role_keys import load_public_key
 from signer.checkpoints import AuditSigner
 from signer.cmp_protection import CmpSigner, CmpSlot
 from signer.config import SignerConfig, load_signer_config
@@ -180,24 +181,27 @@ def key_signatures(registry: build.Registry) -> dict[str, int]:
     }
 
 
-def open_audit_key(handle: TokenHandle, scfg: SignerConfig) -> AuditSigner | None:
-    """The audit checkpoint key, proved against its recorded public key with a test
-    checkpoint; None when no audit key was recorded (checkpoints are then refused)."""
-    path = scfg.audit_public_key
+def _recorded_key(
+    handle: TokenHandle, name: str, label: str, path: Path | None
+) -> tuple[TokenKey, PublicKey] | None:
+    """A role key (hsm_config/role_keys.py) found on the token and matched against the public
+    key its ceremony recorded; None when none was recorded (its operation is then refused)."""
     if path is None or not path.exists():
         return None
     public = load_public_key(path)
-    try:
-        token_public = handle.find_public_key(scfg.audit_key_label)
-    except Exception as exc:
-        if isinstance(exc, TokenFault) or is_token_fault(exc):
-            raise
-        raise ConfigError(
-            f"audit key {scfg.audit_key_label!r} not usable on the token: {describe(exc)}"
-        ) from exc
+    token_public = _find_key(handle, name, label)
     if token_public != public:
-        raise ConfigError(f"{path} does not match token key {scfg.audit_key_label!r}")
-    signer = AuditSigner(handle.signing_key(scfg.audit_key_label, token_public), public)
+        raise ConfigError(f"{path} does not match token key {label!r}")
+    return handle.signing_key(label, token_public), public
+
+
+def open_audit_key(handle: TokenHandle, scfg: SignerConfig) -> AuditSigner | None:
+    """The audit checkpoint key, proved against its recorded public key with a test
+    checkpoint; None when no audit key was recorded (checkpoints are then refused)."""
+    found = _recorded_key(handle, "audit", scfg.audit_key_label, scfg.audit_public_key)
+    if found is None:
+        return None
+    signer = AuditSigner(*found)
     signer.sign(CheckpointRequest(0, bytes(32), 0, 0))  # a test signature, verified
     return signer
 
@@ -208,15 +212,11 @@ def open_cmp_key(
     """The CMP protection key, proved against its recorded public key with a test signature,
     its certificate from the active issuer; None when no CMP key was recorded (signed CMP
     answers are then refused)."""
-    path = scfg.cmp_public_key
-    if path is None or not path.exists():
+    found = _recorded_key(handle, "cmp", scfg.cmp_key_label, scfg.cmp_public_key)
+    if found is None:
         return None
-    public = load_public_key(path)
-    token_public = _find_key(handle, "cmp", scfg.cmp_key_label)
-    if token_public != public:
-        raise ConfigError(f"{path} does not match token key {scfg.cmp_key_label!r}")
-    key = handle.signing_key(scfg.cmp_key_label, token_public)
-    _test_signature(key, token_public, "cmp")
+    key, public = found
+    _test_signature(key, public, "cmp")
     issuer = registry.issuers[scfg.active_issuer.name]
     slot = CmpSlot(issuer, key, scfg.state_dir, scfg.ocsp_responder_validity_days,
                    scfg.cmp_key_label)

@@ -25,8 +25,8 @@ from db.pool import connect
 from gateway.app import make_app
 from gateway.config import GatewayConfig
 from gateway.services import audit_checkpoint
-from hsm_config.audit_key import audit_public_key_path, load_public_key
 from hsm_config.config import load
+from hsm_config.role_keys import AUDIT, load_public_key
 from signer.checkpoints import SignedCheckpoint, key_fingerprint, read_ledger
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CheckpointRequest, checkpoint_message
@@ -86,7 +86,7 @@ async def test_checkpoint_is_signed_stored_and_filed(
     assert stored[-1] == signed
     # the signer's own file has it too, and the recorded public key verifies it
     assert read_ledger(ledger_of(ca_config))[-1] == signed
-    key = load_public_key(audit_public_key_path(load(ca_config, environ={})))
+    key = load_public_key(AUDIT.public_key_path(load(ca_config, environ={})))
     assert signed.fingerprint == key_fingerprint(key)
     rc, out = await verify_cli(monkeypatch, owner_url, ca_config)
     assert rc == 0, out
@@ -120,7 +120,7 @@ async def test_signer_refuses_to_sign_a_lower_or_forked_head(
     # the same head again, later, is fine (nothing happened in between)
     again = CheckpointRequest(last.last_id, last.last_hash, last.count, now)
     blob = await signer.sign_checkpoint(again)
-    key = load_public_key(audit_public_key_path(load(ca_config, environ={})))
+    key = load_public_key(AUDIT.public_key_path(load(ca_config, environ={})))
     assert SignedCheckpoint.from_result(again, blob).fingerprint == key_fingerprint(key)
 
 
@@ -137,7 +137,7 @@ async def test_removed_newest_rows_are_detected(
 ) -> None:
     await _events(officer, 3)
     signed = await audit_checkpoint.take(db_pool, signer)
-    key = load_public_key(audit_public_key_path(load(ca_config, environ={})))
+    key = load_public_key(AUDIT.public_key_path(load(ca_config, environ={})))
     with pytest.raises(_Rollback):
         async with superuser.transaction():
             await superuser.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
@@ -158,7 +158,7 @@ async def test_recomputed_chain_is_detected(
     ca_config: Path,
 ) -> None:
     signed = await audit_checkpoint.take(db_pool, signer)
-    key = load_public_key(audit_public_key_path(load(ca_config, environ={})))
+    key = load_public_key(AUDIT.public_key_path(load(ca_config, environ={})))
     with pytest.raises(_Rollback):
         async with superuser.transaction():
             await superuser.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
@@ -200,7 +200,7 @@ async def test_forged_checkpoints_are_detected(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     genuine = await audit_checkpoint.take(db_pool, signer)
-    key = load_public_key(audit_public_key_path(load(ca_config, environ={})))
+    key = load_public_key(AUDIT.public_key_path(load(ca_config, environ={})))
     r = genuine.request
     other = ec.generate_private_key(ec.SECP256R1())
     wrong_key_sig = other.sign(checkpoint_message(r), ec.ECDSA(hashes.SHA256()))

@@ -1,0 +1,87 @@
+"""Keys on the online token that have one job each besides the CA keys: the audit key (signs
+checkpoints of the audit chain's head, ``signer/checkpoints.py``) and the CMP protection key
+(signs the CMP server's answers, ``signer/cmp_protection.py``). Neither signs certificates.
+
+Each is made the same way, by ``ca-keys audit-key`` / ``ca-keys cmp-key`` with the parameters of
+the reviewed configuration (``[ca] <name>_key_label``, ``<name>_key_type``): a used label or an
+existing public key file is refused, the key is test-signed, its public key (PEM,
+SubjectPublicKeyInfo) is written to ``<[ca] dir>/<label>.pub.pem`` and its fingerprint printed
+and journaled. Whoever checks what it signed (``ca-admin audit verify``, the signer at start)
+needs only that file, never the token. The dev ceremony calls ``ensure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from hsm_config.config import RawConfig
+from hsm_config.manifest import ca_dir
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+@dataclass(frozen=True)
+class RoleKey:
+    """One such key: ``name`` picks its ``[ca]`` keys, ``title`` is how output names it."""
+
+    name: str
+    default_label: str
+    title: str
+    journal_action: str
+    default_type: str = "p256"
+
+    def label(self, cfg: RawConfig) -> str:
+        return str(cfg.section("ca").get(f"{self.name}_key_label", self.default_label))
+
+    def key_type(self, cfg: RawConfig) -> str:
+        return str(cfg.section("ca").get(f"{self.name}_key_type", self.default_type))
+
+    def public_key_path(self, cfg: RawConfig) -> Path:
+        """Where the key's public half is recorded (derived from the label)."""
+        return ca_dir(cfg).resolve() / f"{self.label(cfg)}.pub.pem"
+
+    def generate(self, cfg: RawConfig, out: Callable[[str], None] = print) -> Path:
+        """Generate the key on the token and record its public key; never overwrites."""
+        from hsm_config import journal, keygen
+
+        label, key_type = self.label(cfg), self.key_type(cfg)
+        keygen.key_spec(key_type)
+        path = self.public_key_path(cfg)
+        if path.exists():
+            raise keygen.KeysError(f"{path} already exists; a ceremony never overwrites outputs", 2)
+        with keygen.open_token(keygen.load_token_config(cfg), rw=True) as handle:
+            key = keygen.generate(handle, label, key_type)  # refuses a used label; test-signs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = key.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        with open(path, "xb") as fh:  # exclusive: never overwrite, even if raced
+            fh.write(pem)
+        out(f"{self.title} {label!r} ({key_type}) id {key.key_id.hex()}")
+        out(f"  public key SHA-256  {key.fingerprint}")
+        out(f"  public key written  {path}")
+        journal.record(
+            cfg, self.journal_action, label, {"key_type": key_type, "fingerprint": key.fingerprint}
+        )
+        return path
+
+    def ensure(self, cfg: RawConfig, out: Callable[[str], None] = print) -> None:
+        """The development set-up: make the key once (kept when its public key exists)."""
+        if not self.public_key_path(cfg).exists():
+            self.generate(cfg, out)
+
+
+def load_public_key(path: Path) -> PublicKey:
+    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError(f"{path}: not an RSA or EC public key")
+    return key
+
+
+AUDIT = RoleKey("audit", "audit-1", "audit key", "audit_key_generated")
+CMP = RoleKey("cmp", "cmp-1", "CMP protection key", "cmp_key_generated")
