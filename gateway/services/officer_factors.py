@@ -43,7 +43,6 @@ from webauthn.helpers.structs import (
 
 from db import audit
 from db.queries import officer_factors as q
-from db.queries import officers as officer_q
 from db.queries import sessions as session_q
 from gateway.errors import ApiError, Kind
 from gateway.keys import Clock
@@ -442,7 +441,7 @@ class OfficerFactors:
     ) -> NewSession:
         """A fresh complete session replaces the marked one (its challenges go with it)."""
         await session_q.delete(conn, auth.session.id_hash)
-        await officer_q.record_success(conn, auth.officer.id)
+        # the password step reset the password failures already (accounts.officer_login)
         await q.record_success(conn, auth.officer.id)
         return await self.sessions.create(conn, kind="officer", now=now, officer_id=auth.officer.id)
 

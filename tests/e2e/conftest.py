@@ -118,7 +118,11 @@ def stack(pg_cluster: Any, db_credentials: roles.Credentials,  # noqa: F811
     try:
         with running_signer(config, workers=1, log=tmp / "signer.log"):
             with _gateway(config, env, port, log) as base:
-                yield {"base": base, "config": config, "tmp": tmp, "log": log, "env": env}
+                # ca-admin is the operator's: the owner role, never the gateway's
+                admin_env = {**env, "DATABASE_URL": role_dsn(dsn, roles.OWNER,
+                                                             db_credentials.owner_password)}
+                yield {"base": base, "config": config, "tmp": tmp, "log": log, "env": env,
+                       "admin_env": admin_env}
     finally:
         pg_cluster.drop_database(name)
 

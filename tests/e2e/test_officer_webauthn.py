@@ -91,18 +91,19 @@ def gateway(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
     port = _free_port()
     env = {**stack["env"], "CA_GATEWAY_PUBLIC_URL": f"http://localhost:{port}"}
     with _gateway(stack["config"], env, port, stack["tmp"] / "gateway-webauthn.log"):
-        yield {"base": f"http://localhost:{port}", "env": env}
+        yield {"base": f"http://localhost:{port}", "env": env,
+               "admin_dsn": stack["admin_env"]["DATABASE_URL"]}
 
 
 @pytest.fixture(scope="module")
-def officer(gateway: dict[str, Any]) -> str:
+def officer(gateway: dict[str, Any], stack: dict[str, Any]) -> str:
     """A new officer, created with ``ca-admin create-officer`` (password on stdin)."""
     login = f"ra-wa-{secrets.token_hex(3)}"
     subprocess.run(
         [str(BIN / "ca-admin"), "create-officer", login],
         input=PASSWORD + "\n",
         text=True,
-        env=gateway["env"],
+        env=stack["admin_env"],
         check=True,
         capture_output=True,
         timeout=60,
@@ -112,7 +113,7 @@ def officer(gateway: dict[str, Any]) -> str:
 
 def _sql(gateway: dict[str, Any], query: str, *args: Any) -> Any:
     async def run() -> Any:
-        conn = await asyncpg.connect(gateway["env"]["DATABASE_URL"])
+        conn = await asyncpg.connect(gateway["admin_dsn"])  # the owner: the test looks behind
         try:
             return await conn.fetch(query, *args)
         finally:
@@ -367,11 +368,12 @@ def required_gateway(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
         "CA_GATEWAY_OFFICER_SECOND_FACTOR": "required",
     }
     with _gateway(stack["config"], env, port, stack["tmp"] / "gateway-2fa-required.log"):
-        yield {"base": f"http://localhost:{port}", "env": env}
+        yield {"base": f"http://localhost:{port}", "env": env,
+               "admin_dsn": stack["admin_env"]["DATABASE_URL"]}
 
 
 def test_required_policy_enrols_a_totp_app_in_the_browser(
-    required_gateway: dict[str, Any], browser: Any
+    required_gateway: dict[str, Any], stack: dict[str, Any], browser: Any
 ) -> None:
     """No factor yet: the login lands on the enrolment page, the TOTP enrolment completes the
     login; the next login asks for a code."""
@@ -380,7 +382,7 @@ def test_required_policy_enrols_a_totp_app_in_the_browser(
         [str(BIN / "ca-admin"), "create-officer", login],
         input=PASSWORD + "\n",
         text=True,
-        env=required_gateway["env"],
+        env=stack["admin_env"],
         check=True,
         capture_output=True,
         timeout=60,
