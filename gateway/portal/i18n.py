@@ -342,7 +342,7 @@ EN: dict[str, str] = {
                           "(RA); log in with the new password slip it gives you.",
     "err_network": "The server cannot be reached; try again later.",
     "err_rate_limited": "Too many attempts; wait a moment and try again.",
-    "err_busy": "The server is busy; try again shortly.",
+    "err_busy": "The server has too much to do right now; try again shortly.",
     "err_generic": "The operation failed: ",
     "err_session": "Your session ended; please log in again.",
     "home_title": "Welcome to the certificate operations portal",
@@ -642,6 +642,9 @@ ZH.update({
     "err_second_factor_required": "請先完成第二因素驗證。",
     "f_retry": "驗證已過期或已使用，請再試一次。",
     "err_factor_rejected": "驗證碼或安全金鑰的回應不正確，請重新開始註冊。",
+    "err_second_factor_not_due": "此登入目前不需要第二因素驗證。",
+    "err_not_enrolled": "尚未註冊安全金鑰，請改用驗證器 App 或先註冊安全金鑰。",
+    "err_forbidden": "您沒有執行此作業的權限。",
 })
 EN.update({
     "ra_m_factors": "Second factor",
@@ -673,6 +676,9 @@ EN.update({
     "f_retry": "This check expired or was used; please try again.",
     "err_factor_rejected": "The code or the key's answer was not right; start the enrolment "
     "again.",
+    "err_second_factor_not_due": "This login does not need a second factor now.",
+    "err_not_enrolled": "No security key is enrolled; use the authenticator app or enrol a key.",
+    "err_forbidden": "You do not have the right to do this.",
 })
 
 MESSAGES = {"zh-TW": ZH, "en": EN}

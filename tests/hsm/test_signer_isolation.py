@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import socket
 import time
@@ -277,6 +278,9 @@ async def test_a_revoked_answer_at_the_epoch_is_signed(signer: Signer) -> None:
     assert int(response.revocation_time_utc.timestamp()) == 0
 
 
+CRL_NUMBERS = itertools.count(7)
+
+
 @pytest.mark.parametrize(
     ("case", "entries"),
     [
@@ -289,8 +293,11 @@ async def test_a_crl_with_a_bad_entry_is_refused_as_bad_request(
     signer: Signer, case: str, entries: list[RevokedEntry]
 ) -> None:
     now = int(time.time())
-    good = CrlRequest("issuing-1", 7, now, now + 86400, (RevokedEntry(99, now - 60),))
-    bad = replace(good, entries=tuple(entries))
+    # CRL numbers only ever increase (the signer keeps the last one): each case its own two
+    number = next(CRL_NUMBERS)
+    good = CrlRequest("issuing-1", number, now, now + 86400, (RevokedEntry(99, now - 60),))
+    bad = replace(good, crl_number=number + 1, entries=tuple(entries))
+    next(CRL_NUMBERS)
     async with client_of(signer) as client:
         results = await client._call("crl", [good.to_wire(), bad.to_wire()], None)
     assert results[0].error is None, results[0].error

@@ -218,6 +218,17 @@ def app_url(database_url: str, db_credentials: roles.Credentials) -> str:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def owner_pool(owner_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The operator's side (ca-admin): officers are created and changed as the owner role,
+    never with the gateway's application role."""
+    pool = await create_pool(owner_url, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def db_pool(app_url: str, owner_url: str) -> AsyncIterator[asyncpg.Pool]:
     """The gateway's pool: the application role, nothing more."""
     conn = await connect(owner_url)  # officers are created by ca-admin, as the owner

@@ -30,9 +30,9 @@ async def _admin(
     return await asyncio.to_thread(admin.main, list(argv))
 
 
-async def _new_officer(db_pool: asyncpg.Pool, *, can_unlock: bool = False) -> str:
+async def _new_officer(owner_pool: asyncpg.Pool, *, can_unlock: bool = False) -> str:
     login = f"ra-{secrets.token_hex(4)}"
-    async with db_pool.acquire() as conn:
+    async with owner_pool.acquire() as conn:
         await officers.insert(conn, login, PasswordHasher().hash(PASSWORD), can_unlock=can_unlock)
     return login
 
@@ -91,9 +91,10 @@ async def test_right_password_racing_the_locking_failure(
 
 
 async def test_concurrent_officer_failures_lock_on_the_fifth(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c = new_client()
     answers = await asyncio.gather(*(c.officer_login(login, f"wrong-{i}") for i in range(7)))
     assert sorted(a.status for a in answers) == [401] * 4 + [423] * 3
@@ -109,10 +110,11 @@ def _comparable(r: Any) -> tuple[int, Any, list[str]]:
 
 
 async def test_unknown_officer_names_lock_like_real_ones(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
     """An unknown login reaches 423 on the 5th failure too: a 6th attempt tells nothing."""
-    real = await _new_officer(db_pool)
+    real = await _new_officer(owner_pool)
     ghost = f"ra-{secrets.token_hex(4)}"
     a, b = new_client(), new_client()
     for attempt in range(1, 8):
@@ -128,17 +130,18 @@ async def test_unknown_officer_names_lock_like_real_ones(
     )
     assert row["failed_attempts"] == 7
     # a login that failed before it was created starts clean
-    async with db_pool.acquire() as conn:
+    async with owner_pool.acquire() as conn:
         await officers.insert(conn, ghost, PasswordHasher().hash(PASSWORD))
     assert (await b.officer_login(ghost, PASSWORD)).status == 200
 
 
 async def test_officer_with_the_right_unlocks_another(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
-    locked = await _new_officer(db_pool)
-    unlocker = await _new_officer(db_pool, can_unlock=True)
-    plain = await _new_officer(db_pool)
+    locked = await _new_officer(owner_pool)
+    unlocker = await _new_officer(owner_pool, can_unlock=True)
+    plain = await _new_officer(owner_pool)
     victim = new_client()
     assert (await victim.officer_login(locked, PASSWORD)).status == 200
     for _ in range(5):
@@ -184,6 +187,7 @@ async def test_officer_with_the_right_unlocks_another(
 
 
 async def test_ca_admin_gives_and_takes_the_right(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert (
@@ -197,8 +201,8 @@ async def test_ca_admin_gives_and_takes_the_right(
         )
         == 0
     )
-    deputy = await _new_officer(db_pool)
-    target = await _new_officer(db_pool)
+    deputy = await _new_officer(owner_pool)
+    target = await _new_officer(owner_pool)
     for _ in range(5):
         await new_client().officer_login(target, "wrong")
     chief = new_client()
@@ -225,13 +229,14 @@ async def test_ca_admin_gives_and_takes_the_right(
 
 
 async def test_every_officer_locked_ca_admin_recovers(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The README's recovery: with every officer locked (how is tested above; here the rows
     are locked directly), ca-admin on the server unlocks one with the unlock right, who then
     unlocks the others from the RA API."""
     assert await _admin(monkeypatch, database_url, "grant-unlock", "ra-test") == 0
-    await db_pool.execute("UPDATE ra_officers SET failed_attempts = 5, locked_at = now()")
+    await owner_pool.execute("UPDATE ra_officers SET failed_attempts = 5, locked_at = now()")
     c = new_client()
     assert (await c.officer_login("ra-test", OFFICER_PASSWORD)).status == 423
     assert await _admin(monkeypatch, database_url, "unlock-officer", "ra-test") == 0

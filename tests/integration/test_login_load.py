@@ -38,11 +38,12 @@ def _p99(samples: list[float]) -> float:
 
 
 async def test_login_flood_does_not_stall_the_site(
+    owner_pool: asyncpg.Pool,
     officer: Client, new_client: Any, base_url: str, db_pool: asyncpg.Pool
 ) -> None:
     user, _, _ = await active_subscriber(new_client, officer)
     _, target, _ = await active_subscriber(new_client, officer)
-    async with db_pool.acquire() as conn:
+    async with owner_pool.acquire() as conn:
         await officers.insert(conn, "ra-flooded", PasswordHasher().hash("flooded-officer-pw"))
 
     proc = await asyncio.create_subprocess_exec(

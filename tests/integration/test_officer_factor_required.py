@@ -22,10 +22,11 @@ COOKIE = "ca_ra_session"
 
 
 async def test_required_means_enrol_first(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
     login = f"ra-{secrets.token_hex(4)}"
-    async with db_pool.acquire() as conn:
+    async with owner_pool.acquire() as conn:
         await officers.insert(conn, login, PasswordHasher().hash(PASSWORD))
     c = new_client()
     r = await c.officer_login(login, PASSWORD)

@@ -30,9 +30,9 @@ COOKIE = "ca_ra_session"
 _HASH = PasswordHasher().hash(PASSWORD)
 
 
-async def _new_officer(db_pool: asyncpg.Pool) -> str:
+async def _new_officer(owner_pool: asyncpg.Pool) -> str:
     login = f"ra-{secrets.token_hex(4)}"
-    async with db_pool.acquire() as conn:
+    async with owner_pool.acquire() as conn:
         await officers.insert(conn, login, _HASH)
     return login
 
@@ -80,9 +80,10 @@ async def _admin(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str)
 
 
 async def test_without_a_factor_the_login_is_as_before(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, body = await _login(new_client, login)
     assert body["second_factor"] is None
     assert (await c.call("GET", "/api/v1/ra/subscribers")).status == 200
@@ -94,9 +95,10 @@ async def test_without_a_factor_the_login_is_as_before(
 
 
 async def test_enrol_then_every_login_needs_the_code(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     secret = await _enrol_totp(c, clock)
     await c.call("DELETE", "/api/v1/ra/session")
@@ -156,9 +158,10 @@ async def test_enrol_then_every_login_needs_the_code(
 
 
 async def test_the_window_is_one_step(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     secret = await _enrol_totp(c, clock)
     clock.advance(120)
@@ -184,9 +187,10 @@ async def test_the_window_is_one_step(
 
 
 async def test_enrolment_challenges_are_single_use_and_short_lived(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     r = await c.call("POST", "/api/v1/ra/factors/totp/secret")
     cid, secret = r.json["challenge_id"], r.json["secret"]
@@ -218,6 +222,7 @@ async def test_enrolment_challenges_are_single_use_and_short_lived(
 
 
 async def test_second_factor_failures_lock_even_behind_a_right_password(
+    owner_pool: asyncpg.Pool,
     new_client: Any,
     db_pool: asyncpg.Pool,
     clock: FakeClock,
@@ -226,7 +231,7 @@ async def test_second_factor_failures_lock_even_behind_a_right_password(
 ) -> None:
     """A right password resets the password failures; it must not reset the count of wrong
     codes, or a known password would allow guessing codes forever."""
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     secret = await _enrol_totp(c, clock)
     wrong = f"{(int(_code(secret, clock)) + 500000) % 1000000:06d}"
@@ -252,6 +257,7 @@ async def test_second_factor_failures_lock_even_behind_a_right_password(
 
 
 async def test_ca_admin_lists_and_removes_factors(
+    owner_pool: asyncpg.Pool,
     new_client: Any,
     db_pool: asyncpg.Pool,
     clock: FakeClock,
@@ -259,7 +265,7 @@ async def test_ca_admin_lists_and_removes_factors(
     database_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     await _enrol_totp(c, clock)
     await _enrol_totp(c, clock)
@@ -309,9 +315,10 @@ async def test_ca_admin_lists_and_removes_factors(
 
 
 async def test_pending_session_can_log_out(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     await _enrol_totp(c, clock)
     d, _ = await _login(new_client, login)
@@ -320,10 +327,11 @@ async def test_pending_session_can_log_out(
 
 
 async def test_challenges_stay_bounded_and_expire(
+    owner_pool: asyncpg.Pool,
     new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock, server: Any
 ) -> None:
     """One outstanding challenge per session and purpose; expired ones are purged."""
-    login = await _new_officer(db_pool)
+    login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
     for _ in range(5):
         assert (await c.call("POST", "/api/v1/ra/factors/totp/secret")).status == 200

@@ -22,7 +22,7 @@ from pyasn1_alt_modules import rfc6960
 from yarl import URL
 
 from gateway import terms
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, RateLimits
 from hsm_config.config import load
 from hsm_config.manifest import manifest_path
 from tests.integration import lifecycle
@@ -46,6 +46,7 @@ def gateway_config(app_url: str, ca_config: Path) -> GatewayConfig:
             database_url=app_url,  # the application role; the owner migrated (conftest)
             migrate_on_start=False,
             manifest_path=manifest_path(load(ca_config, environ={})),
+            ratelimit=RateLimits.off(),  # one 127.0.0.1 on a still clock
         ),
         certificate_validity_days=20,
         renewal_window_days=30,

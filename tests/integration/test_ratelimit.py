@@ -89,9 +89,9 @@ async def _officer_login(c: Client, login: str, password: str, address: str) -> 
     )
 
 
-async def _officer(db_pool: asyncpg.Pool) -> str:
+async def _officer(owner_pool: asyncpg.Pool) -> str:
     login = f"ra-{secrets.token_hex(4)}"
-    async with db_pool.acquire() as conn:
+    async with owner_pool.acquire() as conn:
         await officers.insert(conn, login, PasswordHasher().hash(OFFICER_PW))
     return login
 
@@ -100,7 +100,7 @@ Attempt = Callable[[], Awaitable[Resp]]
 
 
 async def _scenario(
-    officer: Client, new_client: Any, db_pool: asyncpg.Pool, name: str
+    officer: Client, new_client: Any, owner_pool: asyncpg.Pool, name: str
 ) -> tuple[Attempt, Attempt, int]:
     """For limit ``name``: an attempt that always hits the same bucket (varying everything
     else), one that hits another bucket of that limit, and the status of an allowed attempt."""
@@ -130,7 +130,7 @@ async def _scenario(
             401,
         )
     if name == "officer_login_per_account":
-        login, login2 = await _officer(db_pool), await _officer(db_pool)
+        login, login2 = await _officer(owner_pool), await _officer(owner_pool)
         c = new_client()
         return (
             lambda: _officer_login(c, login, OFFICER_PW, _addr()),
@@ -173,10 +173,10 @@ async def test_limit_trips_at_its_value_refills_and_zero_switches_it_off(
     limits: Limits,
     officer: Client,
     new_client: Any,
-    db_pool: asyncpg.Pool,
+    owner_pool: asyncpg.Pool,
     clock: FakeClock,
 ) -> None:
-    same, other, allowed = await _scenario(officer, new_client, db_pool, name)
+    same, other, allowed = await _scenario(officer, new_client, owner_pool, name)
     limits.only(**{name: limit})
     for i in range(limit):
         assert (await same()).status == allowed, (name, i)
@@ -225,6 +225,7 @@ async def test_over_the_limit_is_not_evaluated(
 
 
 async def test_lock_comes_first_inside_the_limits(
+    owner_pool: asyncpg.Pool,
     limits: Limits, officer: Client, new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
     """All limits on: the 3rd subscriber / 5th officer failure still answers 423, for known and
@@ -236,7 +237,7 @@ async def test_lock_comes_first_inside_the_limits(
     for name in (slip["account"], "zz" + secrets.token_hex(4)):
         got = [(await _login(c, name, f"wrong-{i}", a)).status for i in range(3)]
         assert got == [401, 401, 423], (name, got)
-    login = await _officer(db_pool)
+    login = await _officer(owner_pool)
     for name in (login, "ra-" + secrets.token_hex(4)):
         b = _addr()  # 2 x 5 attempts would pass officer_login_per_address (8)
         got = [(await _officer_login(c, name, f"wrong-{i}", b)).status for i in range(5)]

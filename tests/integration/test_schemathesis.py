@@ -40,7 +40,7 @@ from db.queries import officers
 from gateway import terms
 from gateway.api import contract
 from gateway.app import make_app
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, RateLimits
 from hsm_config.config import load
 from hsm_config.manifest import manifest_path
 from signer.client import SignerClient
@@ -138,6 +138,7 @@ def gateway(app_url: str, owner_url: str, ca_config: Path, signer_process: Any
             database_url=app_url,  # the application role; the owner migrated (conftest)
             migrate_on_start=False,
             manifest_path=manifest_path(load(ca_config, environ={})),
+            ratelimit=RateLimits.off(),  # one 127.0.0.1 on a still clock
         )
     )
     with GatewayThread(config, socket_of(ca_config), owner_url) as running:
