@@ -66,10 +66,16 @@ def free_port() -> int:
 def configure(config: Path, dsn: str, pool_max: int, signer_metrics: int) -> None:
     import tomli_w
 
+    from gateway.config import LIMIT_KEYS
+
     data = tomllib.loads(config.read_text(encoding="utf-8"))
     data["gateway"].update({"captcha": "off", "log_level": "warning"})
     data["signer"].update({"log_level": "warning", "metrics_port": signer_metrics})
-    data["database"].update({"url": dsn, "pool_min": min(4, pool_max), "pool_max": pool_max})
+    # the bench database is the superuser's own (no roles): the gateway migrates it, as it did
+    # before the owner/application split; a flood of logins from one address is the point
+    data["database"].update({"url": dsn, "pool_min": min(4, pool_max), "pool_max": pool_max,
+                             "migrate_on_start": True})
+    data["ratelimit"] = dict.fromkeys(LIMIT_KEYS, 0)
     config.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
