@@ -15,6 +15,7 @@ from gateway.api import common, decode, models
 from gateway.api.common import json_response
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import OfficerAuth
+from gateway.services.officer_factors import Enrolled
 from gateway.services.sessions import NewSession
 
 routes = web.RouteTableDef()
@@ -54,6 +55,19 @@ async def list_factors(request: web.Request) -> web.Response:
     )  # type: ignore[arg-type]
 
 
+def _enrolled(request: web.Request, done: Enrolled) -> web.Response:
+    """201 with the new factor; when it completed an ``enrol`` login, the fresh session too."""
+    response = json_response(
+        models.Enrolled(
+            factor=_factor(done.factor),
+            csrf_token=done.session.csrf_token if done.session else None,
+        ),
+        status=201,
+    )
+    _new_session(request, response, done.session)
+    return response
+
+
 @routes.post("/api/v1/ra/factors/webauthn/options")
 async def webauthn_enrol_options(request: web.Request) -> web.Response:
     auth = await _auth(request)
@@ -74,15 +88,7 @@ async def webauthn_enrol(request: web.Request) -> web.Response:
         credential=body.credential,
         name=body.name.strip() or DEFAULT_NAMES["webauthn"],
     )
-    response = json_response(
-        models.Enrolled(
-            factor=_factor(done.factor),
-            csrf_token=done.session.csrf_token if done.session else None,
-        ),
-        status=201,
-    )
-    _new_session(request, response, done.session)
-    return response
+    return _enrolled(request, done)
 
 
 @routes.post("/api/v1/ra/factors/totp/secret")
@@ -105,15 +111,7 @@ async def totp_enrol(request: web.Request) -> web.Response:
         code=body.code,
         name=body.name.strip() or DEFAULT_NAMES["totp"],
     )
-    response = json_response(
-        models.Enrolled(
-            factor=_factor(done.factor),
-            csrf_token=done.session.csrf_token if done.session else None,
-        ),
-        status=201,
-    )
-    _new_session(request, response, done.session)
-    return response
+    return _enrolled(request, done)
 
 
 @routes.post("/api/v1/ra/session/webauthn-options")
