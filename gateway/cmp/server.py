@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
@@ -411,8 +411,24 @@ class CmpServer:
         req_id, csr = self._requested(req)
         if spki_sha256(csr.spki) == old.public_key_sha256:
             raise CmpFailure("badCertTemplate", "the key update needs a new key pair")
+        view = await self._holder_transaction(old, req, now)
+        row = await self.issuance.issue(
+            view=view,
+            usage=old.usage,
+            csr=csr,
+            terms_version=terms.VERSION,
+            renewal_of=old,
+            protocol="cmp",
+        )
+        return await self._issued(ex, req, row, req_id)
+
+    async def _holder_transaction(
+        self, cert: cert_q.CertificateRow, req: messages.Request, now: datetime
+    ) -> sub_q.SubscriberView:
+        """The subscriber holding ``cert`` (kur and rr are signed with its key), and this
+        exchange's transaction started for that account (refused when the ID is in use)."""
         async with self.pool.acquire() as conn:
-            view = await sub_q.view_by_subscriber_id(conn, old.subscriber_id)
+            view = await sub_q.view_by_subscriber_id(conn, cert.subscriber_id)
             if view is None:
                 raise CmpFailure("notAuthorized", "the certificate's subscriber is unknown")
             if not await cmp_q.start_transaction(
@@ -423,15 +439,7 @@ class CmpServer:
                 now=now,
             ):
                 raise CmpFailure("transactionIdInUse", "this transactionID is in use")
-        row = await self.issuance.issue(
-            view=view,
-            usage=old.usage,
-            csr=csr,
-            terms_version=terms.VERSION,
-            renewal_of=old,
-            protocol="cmp",
-        )
-        return await self._issued(ex, req, row, req_id)
+        return view
 
     async def _revoke(self, ex: Exchange, req: messages.Request) -> tuple[str, Any]:
         """Subscribers may revoke their own certificate: the request is signed with the key
@@ -472,18 +480,7 @@ class CmpServer:
                     reason = SUBSCRIBER_REASONS[code]
         if own.revoked_at is not None:
             raise CmpFailure("certRevoked", "the certificate is revoked already")
-        async with self.pool.acquire() as conn:
-            view = await sub_q.view_by_subscriber_id(conn, own.subscriber_id)
-            if view is None:
-                raise CmpFailure("notAuthorized", "the certificate's subscriber is unknown")
-            if not await cmp_q.start_transaction(
-                conn,
-                transaction_id=req.transaction_id,
-                account_id=view.account.id,
-                secret_id=None,
-                now=self.clock(),
-            ):
-                raise CmpFailure("transactionIdInUse", "this transactionID is in use")
+        view = await self._holder_transaction(own, req, self.clock())
         await self.revocation.revoke_own(
             serial=own.serial, reason=reason, account=view.account.account, protocol="cmp"
         )
