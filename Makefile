@@ -10,10 +10,10 @@ bootstrap:
 run: bootstrap
 	@$(PY) scripts/devstack.py run
 
-test: bootstrap
-	@$(PY) -m ruff check signer gateway hsm_config db monitoring tests bench scripts
+test: bootstrap lint
 	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# ruff's lint rules and its formatter: a file that `ruff format` would change fails the run.
 lint: bootstrap
 	@$(PY) -m ruff check signer gateway hsm_config db monitoring tests bench scripts
 	@$(PY) -m ruff format --check signer gateway hsm_config db monitoring tests bench scripts

@@ -43,7 +43,9 @@ async def crl_once(dsn: str, sock: Path, config: Path, issuer: str, entries: int
         issuer_id = issuers.ids[issuer]
         have = await pool.fetchval(
             """SELECT count(*) FROM revocations r JOIN certificates c ON c.id = r.certificate_id
-               WHERE c.issuer_id = $1""", issuer_id)
+               WHERE c.issuer_id = $1""",
+            issuer_id,
+        )
         if have < entries:
             await pool.execute(
                 """INSERT INTO revocations (certificate_id, reason, revoked_at)
@@ -53,13 +55,21 @@ async def crl_once(dsn: str, sock: Path, config: Path, issuer: str, entries: int
                    FROM certificates c
                    WHERE c.issuer_id = $1 AND c.status = 'issued'
                      AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.certificate_id = c.id)
-                   ORDER BY c.id LIMIT $2""", issuer_id, entries - have)
+                   ORDER BY c.id LIMIT $2""",
+                issuer_id,
+                entries - have,
+            )
             await pool.execute("ANALYZE revocations")
         from datetime import UTC, datetime
 
-        service = CrlService(pool=pool, signer=client, issuers=issuers,
-                             clock=lambda: datetime.now(UTC), next_update_hours=24,
-                             refresh_seconds=300)
+        service = CrlService(
+            pool=pool,
+            signer=client,
+            issuers=issuers,
+            clock=lambda: datetime.now(UTC),
+            next_update_hours=24,
+            refresh_seconds=300,
+        )
         await client.health()
         t0 = time.perf_counter()
         der = await service.regenerate(issuer_id)
@@ -100,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             issuer = uvloop.run(seed(dsn, config, args.entries))
             with running_signer(config, workers=args.workers):
                 out = uvloop.run(crl_once(dsn, socket_of(config), config, issuer, args.entries))
-            print(f"{key}: CRL with {out['crl_entries']} entries in {out['crl_seconds']:.2f}s "
-                  f"({out['crl_bytes']:,} bytes)", flush=True)
+            print(
+                f"{key}: CRL with {out['crl_entries']} entries in {out['crl_seconds']:.2f}s "
+                f"({out['crl_bytes']:,} bytes)",
+                flush=True,
+            )
             lines.append({"key": key, **out})
     finally:
         cluster.stop()

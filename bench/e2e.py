@@ -73,8 +73,9 @@ def configure(config: Path, dsn: str, pool_max: int, signer_metrics: int) -> Non
     data["signer"].update({"log_level": "warning", "metrics_port": signer_metrics})
     # the bench database is the superuser's own (no roles): the gateway migrates it, as it did
     # before the owner/application split; a flood of logins from one address is the point
-    data["database"].update({"url": dsn, "pool_min": min(4, pool_max), "pool_max": pool_max,
-                             "migrate_on_start": True})
+    data["database"].update(
+        {"url": dsn, "pool_min": min(4, pool_max), "pool_max": pool_max, "migrate_on_start": True}
+    )
     data["ratelimit"] = dict.fromkeys(LIMIT_KEYS, 0)
     config.write_text(tomli_w.dumps(data), encoding="utf-8")
 
@@ -87,8 +88,11 @@ def csr_pool(kind: str, n: int) -> list[str]:
     out = []
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "ignored")])
     for _ in range(n):
-        key: Any = (rsa.generate_private_key(65537, 2048) if kind == "rsa2048"
-                    else ec.generate_private_key(ec.SECP256R1()))
+        key: Any = (
+            rsa.generate_private_key(65537, 2048)
+            if kind == "rsa2048"
+            else ec.generate_private_key(ec.SECP256R1())
+        )
         csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
         out.append(csr.public_bytes(serialization.Encoding.PEM).decode())
     return out
@@ -107,27 +111,59 @@ async def seed_direct(dsn: str, n: int, tag: str) -> list[tuple[str, str]]:
         first = await conn.fetchval("SELECT coalesce(max(id), 0) FROM subscribers")
         await conn.copy_records_to_table(
             "subscribers",
-            records=[(f"B{tag}{i:07d}", "Bench User", f"b{tag}{i}@example.tw",
-                      f"B{tag}{i:07d}-63-BENCH", ["Bench"], "Example", "TW",
-                      ["signing", "encryption"]) for i in range(n)],
-            columns=["id_number", "name", "email", "subject_cn", "subject_ou", "subject_o",
-                     "subject_c", "usages"],
+            records=[
+                (
+                    f"B{tag}{i:07d}",
+                    "Bench User",
+                    f"b{tag}{i}@example.tw",
+                    f"B{tag}{i:07d}-63-BENCH",
+                    ["Bench"],
+                    "Example",
+                    "TW",
+                    ["signing", "encryption"],
+                )
+                for i in range(n)
+            ],
+            columns=[
+                "id_number",
+                "name",
+                "email",
+                "subject_cn",
+                "subject_ou",
+                "subject_o",
+                "subject_c",
+                "usages",
+            ],
         )
-        ids = [r[0] for r in await conn.fetch(
-            "SELECT id FROM subscribers WHERE id > $1 ORDER BY id", first)]
+        ids = [
+            r[0]
+            for r in await conn.fetch("SELECT id FROM subscribers WHERE id > $1 ORDER BY id", first)
+        ]
         await conn.copy_records_to_table(
             "accounts",
             records=[(sid, f"b{tag}{sid:07d}", pw_hash, False) for sid in ids],
             columns=["subscriber_id", "account", "password_hash", "must_change_password"],
         )
-        accounts = [r[0] for r in await conn.fetch(
-            "SELECT id FROM accounts WHERE subscriber_id = ANY($1::bigint[]) ORDER BY id", ids)]
+        accounts = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT id FROM accounts WHERE subscriber_id = ANY($1::bigint[]) ORDER BY id", ids
+            )
+        ]
         pairs = [(secrets.token_urlsafe(32), secrets.token_urlsafe(32)) for _ in accounts]
         await conn.copy_records_to_table(
             "sessions",
-            records=[(hashlib.sha256(tok.encode()).digest(), "subscriber", aid,
-                      hashlib.sha256(csrf.encode()).digest(), now, now)
-                     for (tok, csrf), aid in zip(pairs, accounts, strict=True)],
+            records=[
+                (
+                    hashlib.sha256(tok.encode()).digest(),
+                    "subscriber",
+                    aid,
+                    hashlib.sha256(csrf.encode()).digest(),
+                    now,
+                    now,
+                )
+                for (tok, csrf), aid in zip(pairs, accounts, strict=True)
+            ],
             columns=["id_hash", "kind", "account_id", "csrf_hash", "created_at", "last_seen_at"],
         )
         await conn.execute("ANALYZE")
@@ -151,26 +187,39 @@ async def seed_api(base: str, dsn: str, n: int) -> list[tuple[str, str]]:
         await conn.close()
     out = []
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as ra:
-        r = await ra.post(f"{base}/api/v1/ra/session",
-                          json={"login": "bench-ra", "password": "bench-officer-pw"})
+        r = await ra.post(
+            f"{base}/api/v1/ra/session", json={"login": "bench-ra", "password": "bench-officer-pw"}
+        )
         ra_csrf = (await r.json())["csrf_token"]
         for i in range(n):
             tag = secrets.token_hex(4).upper()
-            body = {"id_number": national_id(), "name": "API User", "email": f"r{tag}@example.tw",
-                    "subject": {"cn": f"R{tag}-63-API", "o": "Example"},
-                    "usages": ["signing", "encryption"]}
-            r = await ra.post(f"{base}/api/v1/ra/subscribers", json=body,
-                              headers={"X-CSRF-Token": ra_csrf})
+            body = {
+                "id_number": national_id(),
+                "name": "API User",
+                "email": f"r{tag}@example.tw",
+                "subject": {"cn": f"R{tag}-63-API", "o": "Example"},
+                "usages": ["signing", "encryption"],
+            }
+            r = await ra.post(
+                f"{base}/api/v1/ra/subscribers", json=body, headers={"X-CSRF-Token": ra_csrf}
+            )
             assert r.status == 201, await r.text()
             slip = await r.json()
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-                r = await s.post(f"{base}/api/v1/session", json={
-                    "account": slip["account"], "password": slip["initial_password"]})
+                r = await s.post(
+                    f"{base}/api/v1/session",
+                    json={"account": slip["account"], "password": slip["initial_password"]},
+                )
                 assert r.status == 200, await r.text()
                 csrf = (await r.json())["csrf_token"]
-                r = await s.post(f"{base}/api/v1/password", headers={"X-CSRF-Token": csrf},
-                                 json={"old_password": slip["initial_password"],
-                                       "new_password": f"pw-{i}-{tag}"[:16]})
+                r = await s.post(
+                    f"{base}/api/v1/password",
+                    headers={"X-CSRF-Token": csrf},
+                    json={
+                        "old_password": slip["initial_password"],
+                        "new_password": f"pw-{i}-{tag}"[:16],
+                    },
+                )
                 assert r.status == 204, await r.text()
                 token = next(c.value for c in s.cookie_jar if c.key == "ca_session")
             out.append((token, csrf))
@@ -178,8 +227,9 @@ async def seed_api(base: str, dsn: str, n: int) -> list[tuple[str, str]]:
     return out
 
 
-async def load(bases: list[str], jobs: list[tuple[str, str, str, str]], concurrency: int
-               ) -> tuple[float, list[float], list[tuple[int, str]], list[str]]:
+async def load(
+    bases: list[str], jobs: list[tuple[str, str, str, str]], concurrency: int
+) -> tuple[float, list[float], list[tuple[int, str]], list[str]]:
     """POST every job at ``concurrency``; returns (seconds, latencies, errors, certificates).
 
     The generator shares the machine's cores with what it measures, so it is kept lean: a
@@ -198,9 +248,11 @@ async def load(bases: list[str], jobs: list[tuple[str, str, str, str]], concurre
     prepared = []
     for i, (token, csrf, usage, csr) in enumerate(jobs):
         body = orjson.dumps({"usage": usage, "csr": csr, "terms_version": terms.VERSION})
-        head = (f"POST /api/v1/certificates HTTP/1.1\r\nHost: {hosts[i % len(hosts)]}\r\n"
-                f"Content-Type: application/json\r\nX-CSRF-Token: {csrf}\r\n"
-                f"Cookie: ca_session={token}\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST /api/v1/certificates HTTP/1.1\r\nHost: {hosts[i % len(hosts)]}\r\n"
+            f"Content-Type: application/json\r\nX-CSRF-Token: {csrf}\r\n"
+            f"Cookie: ca_session={token}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         prepared.append((i % len(hosts), head.encode("ascii") + body))
     it = iter(prepared)
 
@@ -258,7 +310,9 @@ async def top_statements(dsn: str, n: int = 12) -> list[dict[str, Any]]:
             """SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
                       round(mean_exec_time::numeric, 3) AS mean_ms, rows,
                       left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
-               FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1""", n)
+               FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1""",
+            n,
+        )
         return [dict(r) for r in rows]
     finally:
         await conn.close()
@@ -322,8 +376,10 @@ def wait_presign_pass(base: str, seconds: float = 60) -> None:
     per round, in the signer's bulk lane) is what ``make bench-ocsp`` measures."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if any(s.name == "ca_gateway_ocsp_presign_duration_seconds_count" and s.value
-               for s in metric_samples(f"{base}/metrics")):
+        if any(
+            s.name == "ca_gateway_ocsp_presign_duration_seconds_count" and s.value
+            for s in metric_samples(f"{base}/metrics")
+        ):
             return
         time.sleep(0.2)
     raise SystemExit("the gateway's first OCSP pre-signing pass did not finish")
@@ -331,8 +387,12 @@ def wait_presign_pass(base: str, seconds: float = 60) -> None:
 
 def signer_totals(port: int) -> dict[str, float]:
     """The signer's batch and per-item counters, to tell batching apart from token time."""
-    wanted = {"ca_signer_batch_size_count", "ca_signer_batch_size_sum",
-              "ca_signer_item_duration_seconds_count", "ca_signer_item_duration_seconds_sum"}
+    wanted = {
+        "ca_signer_batch_size_count",
+        "ca_signer_batch_size_sum",
+        "ca_signer_item_duration_seconds_count",
+        "ca_signer_item_duration_seconds_sum",
+    }
     out: dict[str, float] = {}
     for s in metric_samples(f"http://127.0.0.1:{port}/metrics"):
         if s.name in wanted:
@@ -349,8 +409,10 @@ def signer_summary(before: dict[str, float], after: dict[str, float]) -> str:
     mean_batch = d.get("ca_signer_batch_size_sum", 0.0) / max(1.0, batches)
     item_us = d.get("ca_signer_item_duration_seconds_sum", 0.0) / max(1.0, items) * 1e6
     signed = ", ".join(f"{k} {v:.0f}" for k, v in d.items() if k.startswith("signed"))
-    return (f"{batches:.0f} batches, mean {mean_batch:.1f} items; {item_us:.0f} µs wall per "
-            f"item; {signed}")
+    return (
+        f"{batches:.0f} batches, mean {mean_batch:.1f} items; {item_us:.0f} µs wall per "
+        f"item; {signed}"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -368,8 +430,9 @@ async def verify_stored(dsn: str, config: Path, certs: list[str], expected: int)
     from hsm_config.config import load as load_config
     from hsm_config.manifest import load_manifest, manifest_path
 
-    issuing = next(e for e in load_manifest(manifest_path(load_config(config)))
-                   if e.active).load_certificate()
+    issuing = next(
+        e for e in load_manifest(manifest_path(load_config(config))) if e.active
+    ).load_certificate()
     conn = await connect(dsn)
     try:
         stored = await conn.fetchval("SELECT count(*) FROM certificates WHERE status = 'issued'")
@@ -379,8 +442,9 @@ async def verify_stored(dsn: str, config: Path, certs: list[str], expected: int)
         for pem in sample:
             cert = x509.load_pem_x509_certificate(pem.encode())
             cert.verify_directly_issued_by(issuing)
-            der = await conn.fetchval("SELECT der FROM certificates WHERE serial = $1",
-                                      format(cert.serial_number, "x"))
+            der = await conn.fetchval(
+                "SELECT der FROM certificates WHERE serial = $1", format(cert.serial_number, "x")
+            )
             if bytes(der) != cert.public_bytes(serialization.Encoding.DER):
                 raise SystemExit("a certificate differs from its stored DER")
         return len(sample)
@@ -388,16 +452,20 @@ async def verify_stored(dsn: str, config: Path, certs: list[str], expected: int)
         await conn.close()
 
 
-def start_gateways(config: Path, ports: list[int], env: dict[str, str], log: Path
-                   ) -> list[subprocess.Popen[bytes]]:
+def start_gateways(
+    config: Path, ports: list[int], env: dict[str, str], log: Path
+) -> list[subprocess.Popen[bytes]]:
     procs = []
     out = open(log, "ab")  # the processes inherit it
     for port in ports:
-        procs.append(subprocess.Popen(
-            [str(BIN / "ca-gateway"), "--config", str(config)],
-            env={**os.environ, **env, "CA_GATEWAY_PORT": str(port)},
-            stdout=out, stderr=subprocess.STDOUT,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [str(BIN / "ca-gateway"), "--config", str(config)],
+                env={**os.environ, **env, "CA_GATEWAY_PORT": str(port)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
     import urllib.request
 
     for port in ports:
@@ -438,8 +506,9 @@ def bench(key: str, args: argparse.Namespace, root: Path, cluster: Any) -> dict:
     signer_metrics = free_port()
     configure(config, dsn, args.pool_max, signer_metrics)
     if args.synchronous_commit != "on":  # diagnosis only: the figures use the default (on)
-        cluster._psql(f"ALTER DATABASE bench_e2e_{key} SET synchronous_commit = "
-                      f"{args.synchronous_commit}")
+        cluster._psql(
+            f"ALTER DATABASE bench_e2e_{key} SET synchronous_commit = {args.synchronous_commit}"
+        )
     per_sub = 2
     direct = (args.requests + args.warmup) // per_sub + 1
     print(f"{key}: generating {args.csrs} CSRs, seeding {direct} subscribers", flush=True)
@@ -454,9 +523,11 @@ def bench(key: str, args: argparse.Namespace, root: Path, cluster: Any) -> dict:
             sessions = uvloop.run(seed_api(bases[0], dsn, args.api_subscribers))
             sessions += uvloop.run(seed_direct(dsn, direct, key[:1]))
             wait_presign_pass(bases[0])
-            jobs = [(tok, csrf, usage, csrs[(i * 2 + j) % len(csrs)])
-                    for i, (tok, csrf) in enumerate(sessions)
-                    for j, usage in enumerate(("signing", "encryption"))]
+            jobs = [
+                (tok, csrf, usage, csrs[(i * 2 + j) % len(csrs)])
+                for i, (tok, csrf) in enumerate(sessions)
+                for j, usage in enumerate(("signing", "encryption"))
+            ]
             warm, jobs = jobs[: args.warmup], jobs[args.warmup : args.warmup + args.requests]
             _, _, werr, wcerts = uvloop.run(load(bases, warm, args.concurrency))
             print(f"{key}: warm-up {len(warm)} requests, {len(werr)} errors", flush=True)
@@ -476,14 +547,20 @@ def bench(key: str, args: argparse.Namespace, root: Path, cluster: Any) -> dict:
         finally:
             stop(gws)
     rate = len(certs) / seconds
-    print(f"{key}: {len(certs)} certificates in {seconds:.2f}s = {rate:,.0f}/s, "
-          f"{len(errors)} errors, p50 {percentile(lat, 0.5) * 1000:.1f} ms, "
-          f"p99 {percentile(lat, 0.99) * 1000:.1f} ms", flush=True)
+    print(
+        f"{key}: {len(certs)} certificates in {seconds:.2f}s = {rate:,.0f}/s, "
+        f"{len(errors)} errors, p50 {percentile(lat, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(lat, 0.99) * 1000:.1f} ms",
+        flush=True,
+    )
     if errors:
         print(f"{key}: first errors: {errors[:3]}", flush=True)
     checked = uvloop.run(verify_stored(dsn, config, wcerts + certs, len(wcerts) + len(certs)))
-    print(f"{key}: every answered certificate stored; {checked} verified against the CA and "
-          "the stored DER", flush=True)
+    print(
+        f"{key}: every answered certificate stored; {checked} verified against the CA and "
+        "the stored DER",
+        flush=True,
+    )
     raw2 = raw_rate(config, args.workers, args.seconds)
     print(f"{key}: raw C_Sign again: {raw2:,.0f}/s", flush=True)
     raw = (raw1 + raw2) / 2
@@ -509,29 +586,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="signer worker processes")
-    parser.add_argument("--gateways", type=int, default=1,
-                        help="gateway processes (on 2 cores 1 beats 2: bigger batches, no "
-                             "cross-process lock waits)")
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="gateway processes (on 2 cores 1 beats 2: bigger batches, no "
+        "cross-process lock waits)",
+    )
     parser.add_argument("--pool-max", type=int, default=16, help="database pool per gateway")
     parser.add_argument("--api-subscribers", type=int, default=4)
     parser.add_argument("--csrs", type=int, default=32, help="distinct subscriber keys")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each raw phase")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--pg-stat-statements", action="store_true",
-                        help="diagnosis only: print PostgreSQL's busiest statements while timed")
-    parser.add_argument("--auto-explain-ms", type=float, default=0,
-                        help="diagnosis only: log plans of statements slower than this "
-                             "(in the kept folder's pg log; use with --keep)")
-    parser.add_argument("--synchronous-commit", default="on", choices=["on", "off"],
-                        help="diagnosis only: 'off' shows what commit fsyncs cost")
+    parser.add_argument(
+        "--pg-stat-statements",
+        action="store_true",
+        help="diagnosis only: print PostgreSQL's busiest statements while timed",
+    )
+    parser.add_argument(
+        "--auto-explain-ms",
+        type=float,
+        default=0,
+        help="diagnosis only: log plans of statements slower than this "
+        "(in the kept folder's pg log; use with --keep)",
+    )
+    parser.add_argument(
+        "--synchronous-commit",
+        default="on",
+        choices=["on", "off"],
+        help="diagnosis only: 'off' shows what commit fsyncs cost",
+    )
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     _setup_softhsm(root)
-    diag = {"auto_explain.log_min_duration": f"'{args.auto_explain_ms}ms'",
-            "auto_explain.log_analyze": "on", "auto_explain.log_nested_statements": "on"
-            } if args.auto_explain_ms else {}
-    preload = ",".join(([("pg_stat_statements")] if args.pg_stat_statements else [])
-                       + (["auto_explain"] if args.auto_explain_ms else []))
+    diag = (
+        {
+            "auto_explain.log_min_duration": f"'{args.auto_explain_ms}ms'",
+            "auto_explain.log_analyze": "on",
+            "auto_explain.log_nested_statements": "on",
+        }
+        if args.auto_explain_ms
+        else {}
+    )
+    preload = ",".join(
+        ([("pg_stat_statements")] if args.pg_stat_statements else [])
+        + (["auto_explain"] if args.auto_explain_ms else [])
+    )
     cluster = start_cluster(root, preload=preload, settings=diag)
     try:
         lines = [bench(k, args, root, cluster) for k in args.keys.split(",")]

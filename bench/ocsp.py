@@ -75,9 +75,13 @@ async def seed(dsn: str, config: Path, n: int) -> str:
                 """INSERT INTO issuers (name, subject, cert_der, not_before, not_after, active,
                                         role)
                    VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                e.name, cert.subject.rfc4514_string(),
-                cert.public_bytes(serialization.Encoding.DER), cert.not_valid_before_utc,
-                cert.not_valid_after_utc, e.active, e.role,
+                e.name,
+                cert.subject.rfc4514_string(),
+                cert.public_bytes(serialization.Encoding.DER),
+                cert.not_valid_before_utc,
+                cert.not_valid_after_utc,
+                e.active,
+                e.role,
             )
             if e.active:
                 active = e.name
@@ -91,15 +95,39 @@ async def seed(dsn: str, config: Path, n: int) -> str:
         nb, na = now - timedelta(days=1), now + timedelta(days=365)
         pk = hashlib.sha256(b"bench").digest()
         records = [
-            (format(secrets.randbits(127) | (1 << 126), "x"), issuer_id, sub, "signing",
-             "signing", "issued", "CN=BENCH", pk, b"\x30\x00", nb, na, now)
+            (
+                format(secrets.randbits(127) | (1 << 126), "x"),
+                issuer_id,
+                sub,
+                "signing",
+                "signing",
+                "issued",
+                "CN=BENCH",
+                pk,
+                b"\x30\x00",
+                nb,
+                na,
+                now,
+            )
             for _ in range(n)
         ]
         await conn.copy_records_to_table(
-            "certificates", records=records,
-            columns=["serial", "issuer_id", "subscriber_id", "usage", "profile", "status",
-                     "subject", "public_key_sha256", "der", "not_before", "not_after",
-                     "issued_at"],
+            "certificates",
+            records=records,
+            columns=[
+                "serial",
+                "issuer_id",
+                "subscriber_id",
+                "usage",
+                "profile",
+                "status",
+                "subject",
+                "public_key_sha256",
+                "der",
+                "not_before",
+                "not_after",
+                "issued_at",
+            ],
         )
         await conn.execute("ANALYZE")
         return active
@@ -120,8 +148,10 @@ async def presign(dsn: str, sock: Path, issuer: str, n: int) -> dict:
     try:
         await client.health()
         now = int(time.time())
-        warm = [OcspRequest(issuer, secrets.randbits(100) | (1 << 99), "good", now, now + 60)
-                for _ in range(512)]
+        warm = [
+            OcspRequest(issuer, secrets.randbits(100) | (1 << 99), "good", now, now + 60)
+            for _ in range(512)
+        ]
         await client.sign_ocsp(warm)
         job = OcspPresigner(pool=pool, signer=client, clock=lambda: datetime.now(UTC))
         stats = await job.run(issuer)
@@ -145,24 +175,36 @@ async def presign(dsn: str, sock: Path, issuer: str, n: int) -> dict:
             assert resp.serial_number == int(row["serial"], 16)
             assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
             if isinstance(key, rsa.RSAPublicKey):
-                key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
-                           resp.signature_hash_algorithm)
+                key.verify(
+                    resp.signature,
+                    resp.tbs_response_bytes,
+                    padding.PKCS1v15(),
+                    resp.signature_hash_algorithm,
+                )
             else:
                 assert isinstance(key, ec.EllipticCurvePublicKey)
-                key.verify(resp.signature, resp.tbs_response_bytes,
-                           ec.ECDSA(resp.signature_hash_algorithm))
+                key.verify(
+                    resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm)
+                )
         if stats.errors or stored != n:
-            raise SystemExit(f"pre-signing incomplete: {stored}/{n} stored, {stats.errors} "
-                             f"errors {stats.error_kinds}")
-        return {"responses": stats.signed, "seconds": stats.seconds, "stored": stored,
-                "sample_verified": len(sample)}
+            raise SystemExit(
+                f"pre-signing incomplete: {stored}/{n} stored, {stats.errors} "
+                f"errors {stats.error_kinds}"
+            )
+        return {
+            "responses": stats.signed,
+            "seconds": stats.seconds,
+            "stored": stored,
+            "sample_verified": len(sample),
+        }
     finally:
         await client.close()
         await pool.close()
 
 
-def bench(key: str, workers: int, seconds: float, n: int, root: Path, cluster, crl: bool,
-          crl_entries: int) -> dict:
+def bench(
+    key: str, workers: int, seconds: float, n: int, root: Path, cluster, crl: bool, crl_entries: int
+) -> dict:
     import uvloop
 
     from tests.support.signer_proc import running_signer, socket_of
@@ -178,16 +220,21 @@ def bench(key: str, workers: int, seconds: float, n: int, root: Path, cluster, c
     with running_signer(config, workers=workers):
         out = uvloop.run(presign(dsn, socket_of(config), issuer, n))
         rate = out["responses"] / out["seconds"]
-        print(f"{key}: pre-signed and stored {out['responses']} OCSP responses in "
-              f"{out['seconds']:.2f}s = {rate:,.0f}/s (sample of {out['sample_verified']} "
-              f"verified here)", flush=True)
+        print(
+            f"{key}: pre-signed and stored {out['responses']} OCSP responses in "
+            f"{out['seconds']:.2f}s = {rate:,.0f}/s (sample of {out['sample_verified']} "
+            f"verified here)",
+            flush=True,
+        )
         if crl:
             from bench.crl import crl_once
 
-            extra = uvloop.run(crl_once(dsn, socket_of(config), config, issuer,
-                                           crl_entries))
-            print(f"{key}: CRL with {extra['crl_entries']} entries in "
-                  f"{extra['crl_seconds']:.2f}s ({extra['crl_bytes']:,} bytes)", flush=True)
+            extra = uvloop.run(crl_once(dsn, socket_of(config), config, issuer, crl_entries))
+            print(
+                f"{key}: CRL with {extra['crl_entries']} entries in "
+                f"{extra['crl_seconds']:.2f}s ({extra['crl_bytes']:,} bytes)",
+                flush=True,
+            )
     raw2 = raw_rate(config, workers, seconds)
     print(f"{key}: raw C_Sign again: {raw2:,.0f}/s", flush=True)
     raw = (raw1 + raw2) / 2
@@ -215,8 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     _setup_softhsm(root)
     cluster = start_cluster(root)
     try:
-        lines = [bench(k, args.workers, args.seconds, args.certificates, root, cluster,
-                       args.crl, args.crl_entries) for k in args.keys.split(",")]
+        lines = [
+            bench(
+                k,
+                args.workers,
+                args.seconds,
+                args.certificates,
+                root,
+                cluster,
+                args.crl,
+                args.crl_entries,
+            )
+            for k in args.keys.split(",")
+        ]
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -87,8 +87,10 @@ def owner_target(config: str | os.PathLike[str] | None, start: bool = False) -> 
     if start:
         ensure_running(pg_dir)
     elif not Cluster(pg_dir).is_running():
-        raise AdminError(f"the database is down: the embedded cluster under {pg_dir} is not "
-                         "running (start it with `ca-admin db-start`, or pass --start-db)")
+        raise AdminError(
+            f"the database is down: the embedded cluster under {pg_dir} is not "
+            "running (start it with `ca-admin db-start`, or pass --start-db)"
+        )
     return Target(Cluster(pg_dir).dsn(user=str(db.get("owner", roles.OWNER))), password)
 
 
@@ -406,8 +408,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="ca-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
-    p.add_argument("--start-db", action="store_true",
-                   help="start the embedded database if it is not running (never otherwise)")
+    p.add_argument(
+        "--start-db",
+        action="store_true",
+        help="start the embedded database if it is not running (never otherwise)",
+    )
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("migrate", help="apply pending SQL migrations")
     for verb, text in (

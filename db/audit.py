@@ -51,7 +51,12 @@ def _timestamp(at: datetime) -> str:
 
 
 def canonical_parts(
-    *, at: datetime, actor: str, action: str, target: str, details: Mapping[str, Any],
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any],
 ) -> tuple[bytes, bytes]:
     """The row's canonical JSON around its id: ``head + str(id) + tail``. The keys sort as
     action, actor, at, details, id, target, so the id is the only part not known before the
@@ -64,19 +69,23 @@ def canonical_parts(
     return head[:-1] + b',"id":', b',"target":' + orjson.dumps(target) + b"}"
 
 
-def _normalise(at: datetime, details: Mapping[str, Any] | None
-               ) -> tuple[datetime, dict[str, Any]]:
+def _normalise(at: datetime, details: Mapping[str, Any] | None) -> tuple[datetime, dict[str, Any]]:
     """The time in UTC (microseconds are what PostgreSQL keeps) and the details as they come
     back from JSON: what is stored and what the hash covers, canonicalised once."""
     return at.astimezone(UTC), orjson.loads(orjson.dumps(dict(details or {})))
 
 
 def row_hash(
-    *, id: int, at: datetime, actor: str, action: str, target: str,
-    details: Mapping[str, Any], prev_hash: bytes,
+    *,
+    id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any],
+    prev_hash: bytes,
 ) -> bytes:
-    head, tail = canonical_parts(at=at, actor=actor, action=action, target=target,
-                                 details=details)
+    head, tail = canonical_parts(at=at, actor=actor, action=action, target=target, details=details)
     return hashlib.sha256(head + str(id).encode() + tail + prev_hash).digest()
 
 
@@ -97,13 +106,25 @@ async def append(
     new_id = 1 if last is None else last["id"] + 1
     prev = GENESIS if last is None else bytes(last["hash"])
     digest = row_hash(
-        id=new_id, at=at, actor=actor, action=action, target=target, details=clean,
+        id=new_id,
+        at=at,
+        actor=actor,
+        action=action,
+        target=target,
+        details=clean,
         prev_hash=prev,
     )
     await conn.execute(
         """INSERT INTO audit_events (id, at, actor, action, target, details, prev_hash, hash)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        new_id, at, actor, action, target, clean, prev, digest,
+        new_id,
+        at,
+        actor,
+        action,
+        target,
+        clean,
+        prev,
+        digest,
     )
     return AuditEvent(new_id, at, actor, action, target, clean, prev, digest)
 
@@ -111,8 +132,9 @@ async def append(
 async def _lock_head(conn: asyncpg.Connection) -> asyncpg.Record | None:
     """Take the append lock (transaction-scoped), then read the chain head: one round trip
     (``audit_lock_head``, migration 004). None for an empty chain."""
-    row = await conn.fetchrow("SELECT head_id AS id, head_hash AS hash FROM audit_lock_head($1)",
-                              LOCK_KEY)
+    row = await conn.fetchrow(
+        "SELECT head_id AS id, head_hash AS hash FROM audit_lock_head($1)", LOCK_KEY
+    )
     return None if row is None or row["id"] is None else row
 
 
@@ -130,15 +152,21 @@ class NewEvent:
         """(at, details, head, tail) as ``append`` would store and hash them, ``now`` for an
         event without a time; the database completes the hash with the row id."""
         at, details = _normalise(self.at or now, self.details)
-        head, tail = canonical_parts(at=at, actor=self.actor, action=self.action,
-                                     target=self.target, details=details)
+        head, tail = canonical_parts(
+            at=at, actor=self.actor, action=self.action, target=self.target, details=details
+        )
         return at, details, head, tail
 
 
 def _event(row: asyncpg.Record) -> AuditEvent:
     return AuditEvent(
-        id=row["id"], at=row["at"], actor=row["actor"], action=row["action"],
-        target=row["target"], details=row["details"], prev_hash=bytes(row["prev_hash"]),
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        details=row["details"],
+        prev_hash=bytes(row["prev_hash"]),
         hash=bytes(row["hash"]),
     )
 
@@ -150,13 +178,15 @@ async def list_events(conn: asyncpg.Connection, *, after_id: int, limit: int) ->
     return [_event(r) for r in rows]
 
 
-async def list_events_newest_first(conn: asyncpg.Connection, *, before_id: int, limit: int
-                                   ) -> list[AuditEvent]:
+async def list_events_newest_first(
+    conn: asyncpg.Connection, *, before_id: int, limit: int
+) -> list[AuditEvent]:
     """The ``limit`` events before ``before_id`` (0: from the newest), newest first: what a
     person reviewing the log reads first."""
     rows = await conn.fetch(
         "SELECT * FROM audit_events WHERE $1 = 0 OR id < $1 ORDER BY id DESC LIMIT $2",
-        before_id, limit,
+        before_id,
+        limit,
     )
     return [_event(r) for r in rows]
 
@@ -177,8 +207,13 @@ async def verify(conn: asyncpg.Connection, *, batch: int = 5000) -> VerifyResult
             if ev.prev_hash != prev:
                 return VerifyResult(False, checked, ev.id, "prev_hash does not match previous row")
             digest = row_hash(
-                id=ev.id, at=ev.at, actor=ev.actor, action=ev.action, target=ev.target,
-                details=ev.details, prev_hash=ev.prev_hash,
+                id=ev.id,
+                at=ev.at,
+                actor=ev.actor,
+                action=ev.action,
+                target=ev.target,
+                details=ev.details,
+                prev_hash=ev.prev_hash,
             )
             if digest != ev.hash:
                 return VerifyResult(False, checked, ev.id, "row content does not match its hash")

@@ -41,9 +41,16 @@ Check = Callable[[list[T]], Awaitable[list["R | None"]]]
 
 
 class Batcher(Generic[T, R]):
-    def __init__(self, flush: Flush, *, max_items: int = 64, max_wait: float = 0.0,
-                 max_inflight: int = 1, name: str = "batch", check: Check | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        flush: Flush,
+        *,
+        max_items: int = 64,
+        max_wait: float = 0.0,
+        max_inflight: int = 1,
+        name: str = "batch",
+        check: Check | None = None,
+    ) -> None:
         self._flush_fn = flush
         self._check_fn = check
         self.max_items = max_items
@@ -66,8 +73,11 @@ class Batcher(Generic[T, R]):
             self._maybe_start()
         elif self._timer is None and self._inflight < self.max_inflight:
             # let the requests of this loop iteration join; a lone one waits up to max_wait
-            self._timer = (loop.call_later(self.max_wait, self._on_timer) if self.max_wait > 0
-                           else loop.call_soon(self._on_timer))
+            self._timer = (
+                loop.call_later(self.max_wait, self._on_timer)
+                if self.max_wait > 0
+                else loop.call_soon(self._on_timer)
+            )
         return await fut
 
     def _on_timer(self) -> None:
@@ -76,8 +86,10 @@ class Batcher(Generic[T, R]):
 
     def _maybe_start(self) -> None:
         while self._waiting and self._inflight < self.max_inflight:
-            batch, self._waiting = (self._waiting[: self.max_items],
-                                    self._waiting[self.max_items :])
+            batch, self._waiting = (
+                self._waiting[: self.max_items],
+                self._waiting[self.max_items :],
+            )
             self._inflight += 1
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
@@ -95,14 +107,16 @@ class Batcher(Generic[T, R]):
             self._inflight -= 1
             self._maybe_start()  # whatever queued up meanwhile goes out now, as one batch
 
-    async def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], *,
-                       retried: bool = False) -> None:
+    async def _deliver(
+        self, batch: list[tuple[T, asyncio.Future[R]]], *, retried: bool = False
+    ) -> None:
         items = [item for item, _ in batch]
         try:
             results = await self._flush_fn(items)
             if len(results) != len(items):
-                raise RuntimeError(f"{self.name}: flush answered {len(results)} results "
-                                   f"for {len(items)} items")
+                raise RuntimeError(
+                    f"{self.name}: flush answered {len(results)} results for {len(items)} items"
+                )
         except Exception as exc:
             batch = await self._unresolved(batch, exc)
             if not batch:
@@ -115,8 +129,13 @@ class Batcher(Generic[T, R]):
             level = logging.WARNING if now - self._warned_at >= WARN_EVERY else logging.DEBUG
             if level == logging.WARNING:
                 self._warned_at = now
-            log.log(level, "%s of %d items failed (%s); retrying them one by one",
-                    self.name, len(batch), exc)
+            log.log(
+                level,
+                "%s of %d items failed (%s); retrying them one by one",
+                self.name,
+                len(batch),
+                exc,
+            )
             for one in batch:
                 await self._deliver([one], retried=True)
             return
@@ -127,8 +146,9 @@ class Batcher(Generic[T, R]):
         for (_, fut), res in zip(batch, results, strict=True):
             _settle(fut, res)
 
-    async def _unresolved(self, batch: list[tuple[T, asyncio.Future[R]]], exc: Exception
-                          ) -> list[tuple[T, asyncio.Future[R]]]:
+    async def _unresolved(
+        self, batch: list[tuple[T, asyncio.Future[R]]], exc: Exception
+    ) -> list[tuple[T, asyncio.Future[R]]]:
         """After a failed flush: answer the items whose effect ``check`` finds committed and
         return the others. Without ``check`` all are unresolved; if the check fails, every
         item gets ``exc`` and none is left to retry."""
@@ -137,8 +157,9 @@ class Batcher(Generic[T, R]):
         try:
             found = await self._check_fn([item for item, _ in batch])
             if len(found) != len(batch):
-                raise RuntimeError(f"{self.name}: check answered {len(found)} results "
-                                   f"for {len(batch)} items")
+                raise RuntimeError(
+                    f"{self.name}: check answered {len(found)} results for {len(batch)} items"
+                )
         except Exception:
             for _, fut in batch:
                 _settle(fut, exc)

@@ -144,9 +144,12 @@ class Cluster:
         self._run(
             [
                 str(bindir / "initdb"),
-                "-D", str(self.data_dir),
-                "-U", SUPERUSER,
-                "-E", "UTF8",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
                 "--locale=C.UTF-8",
                 "--auth-local=reject",
                 "--auth-host=reject",
@@ -202,8 +205,9 @@ class Cluster:
     def is_running(self) -> bool:
         if not self.initialised:
             return False
-        proc = self._run([str(find_bindir() / "pg_ctl"), "status", "-D", str(self.data_dir)],
-                         check=False)
+        proc = self._run(
+            [str(find_bindir() / "pg_ctl"), "status", "-D", str(self.data_dir)], check=False
+        )
         return proc.returncode == 0
 
     def start(self) -> None:
@@ -216,10 +220,13 @@ class Cluster:
             [
                 str(find_bindir() / "pg_ctl"),
                 "start",
-                "-D", str(self.data_dir),
-                "-l", str(self.log_file),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
                 "-w",
-                "-t", "60",
+                "-t",
+                "60",
             ]
         )
 
@@ -244,13 +251,22 @@ class Cluster:
         proc = subprocess.run(
             [
                 str(find_bindir() / "psql"),
-                "-X", "-q", "-t", "-A",
-                "-v", "ON_ERROR_STOP=1",
-                "-h", str(self.socket_dir),
-                "-p", str(PORT),
-                "-U", SUPERUSER,
-                "-d", dbname,
-                "-c", sql,
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(PORT),
+                "-U",
+                SUPERUSER,
+                "-d",
+                dbname,
+                "-c",
+                sql,
             ],
             capture_output=True,
             text=True,

@@ -49,8 +49,14 @@ class BoundedPool(asyncpg.Pool):
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
-                      acquire_timeout: float = ACQUIRE_TIMEOUT, **kwargs: Any) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    acquire_timeout: float = ACQUIRE_TIMEOUT,
+    **kwargs: Any,
+) -> asyncpg.Pool:
     kwargs.setdefault("timeout", CONNECT_TIMEOUT)
     pool = BoundedPool(
         dsn,

@@ -79,10 +79,16 @@ def _database(pool: asyncpg.Pool | None):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[keys.CONFIG]
         own = pool is None
-        db = pool if pool is not None else await create_pool(
-            database_url(config), min_size=config.pool_min, max_size=config.pool_max,
-            password=database_password(config),
-            acquire_timeout=config.acquire_timeout,
+        db = (
+            pool
+            if pool is not None
+            else await create_pool(
+                database_url(config),
+                min_size=config.pool_min,
+                max_size=config.pool_max,
+                password=database_password(config),
+                acquire_timeout=config.acquire_timeout,
+            )
         )
         try:
             if config.migrate_on_start:
@@ -125,29 +131,42 @@ def _signer(client: keys.SignerHealth | None):
 async def _services(app: web.Application) -> AsyncIterator[None]:
     config, clock, rt = app[keys.CONFIG], app[keys.CLOCK], app[keys.RUNTIME]
     metrics = app[keys.METRICS]
-    hashing = HashingExecutor(workers=config.password_workers or default_workers(),
-                              queue=config.password_queue,
-                              on_change=metrics.password_in_flight.set)
+    hashing = HashingExecutor(
+        workers=config.password_workers or default_workers(),
+        queue=config.password_queue,
+        on_change=metrics.password_in_flight.set,
+    )
     passwords = await asyncio.to_thread(
         Passwords, minimum=config.password_min, maximum=config.password_max, executor=hashing
     )
-    sessions = SessionStore(idle_seconds=config.session_idle_timeout,
-                            absolute_seconds=config.session_absolute_timeout)
+    sessions = SessionStore(
+        idle_seconds=config.session_idle_timeout, absolute_seconds=config.session_absolute_timeout
+    )
     rt.captcha = (
         CaptchaService(ttl_seconds=config.captcha_ttl, clock=clock, pepper=config.session_key)
-        if config.captcha else None
+        if config.captcha
+        else None
     )
-    rt.ratelimits = RateLimiter(pool=rt.db, clock=clock, limits=config.ratelimit,
-                                metrics=metrics)
+    rt.ratelimits = RateLimiter(pool=rt.db, clock=clock, limits=config.ratelimit, metrics=metrics)
     rt.accounts = AccountService(
-        pool=rt.db, clock=clock, passwords=passwords, sessions=sessions, captcha=rt.captcha,
-        metrics=metrics, max_failures=config.login_max_failures,
-        officer_max_failures=config.officer_max_failures, limits=rt.ratelimits,
+        pool=rt.db,
+        clock=clock,
+        passwords=passwords,
+        sessions=sessions,
+        captcha=rt.captcha,
+        metrics=metrics,
+        max_failures=config.login_max_failures,
+        officer_max_failures=config.officer_max_failures,
+        limits=rt.ratelimits,
     )
     rt.registration = RegistrationService(pool=rt.db, clock=clock, passwords=passwords)
     rt.officer_factors = OfficerFactors(
-        pool=rt.db, clock=clock, sessions=sessions, policy=config.officer_second_factor,  # type: ignore[arg-type]
-        public_url=config.public_url, officer_max_failures=config.officer_max_failures,
+        pool=rt.db,
+        clock=clock,
+        sessions=sessions,
+        policy=config.officer_second_factor,  # type: ignore[arg-type]
+        public_url=config.public_url,
+        officer_max_failures=config.officer_max_failures,
     )
     rt.officers = OfficerService(pool=rt.db, clock=clock)
     bounds = purge.Bounds.from_config(config)
@@ -207,7 +226,7 @@ def make_app(
     setup_operator(app)  # /operator/: live charts from this gateway's metrics
     if not config.captcha:
         log.warning(
-            "!!! CAPTCHA IS OFF ([gateway] captcha = \"off\"): logins are protected only by the "
+            '!!! CAPTCHA IS OFF ([gateway] captcha = "off"): logins are protected only by the '
             "account lock. Use this for automated deployments and tests only. !!!"
         )
     return app

@@ -96,15 +96,17 @@ class CaptchaService:
         # dark ink would come out faint: it draws light ink on black, and the inversion gives
         # dark ink on white
         r, g, b, _ = _ink()
-        drawn = self._image.generate_image(answer, bg_color=(0, 0, 0),
-                                           fg_color=(255 - r, 255 - g, 255 - b, 255))
+        drawn = self._image.generate_image(
+            answer, bg_color=(0, 0, 0), fg_color=(255 - r, 255 - g, 255 - b, 255)
+        )
         image = ImageOps.invert(drawn.convert("RGB"))
         out = io.BytesIO()
         image.save(out, format="PNG")
         return out.getvalue()
 
-    async def create_audio(self, conn: asyncpg.Connection | asyncpg.Pool, lang: str
-                           ) -> AudioCaptcha:
+    async def create_audio(
+        self, conn: asyncpg.Connection | asyncpg.Pool, lang: str
+    ) -> AudioCaptcha:
         """Spoken digits; raises speech.SpeechUnavailable when espeak-ng cannot speak."""
         answer = new_audio_answer()
         captcha_id = secrets.token_urlsafe(24)
@@ -112,14 +114,21 @@ class CaptchaService:
         await self._store(conn, captcha_id, answer)
         return AudioCaptcha(captcha_id, wav)
 
-    async def _store(self, conn: asyncpg.Connection | asyncpg.Pool, captcha_id: str,
-                     answer: str) -> None:
+    async def _store(
+        self, conn: asyncpg.Connection | asyncpg.Pool, captcha_id: str, answer: str
+    ) -> None:
         now = self._clock()
-        await q.insert(conn, id=captcha_id, answer_hash=self._hash(captcha_id, answer),  # type: ignore[arg-type]
-                       now=now, expires_at=now + self._ttl)
+        await q.insert(
+            conn,
+            id=captcha_id,
+            answer_hash=self._hash(captcha_id, answer),  # type: ignore[arg-type]
+            now=now,
+            expires_at=now + self._ttl,
+        )
 
-    async def check(self, conn: asyncpg.Connection | asyncpg.Pool, captcha_id: str,
-                    answer: str) -> bool:
+    async def check(
+        self, conn: asyncpg.Connection | asyncpg.Pool, captcha_id: str, answer: str
+    ) -> bool:
         """Consume the challenge; True only for a known, unexpired one with the right answer."""
         if not captcha_id or len(captcha_id) > 64:
             return False

@@ -34,8 +34,9 @@ def _warn_if_shared_identity(raw: RawConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ca-gateway", description=__doc__)
     parser.add_argument("--config", help="configuration file (default: $CA_CONFIG or var/ca.toml)")
-    parser.add_argument("--check-config", action="store_true",
-                        help="parse the configuration and exit")
+    parser.add_argument(
+        "--check-config", action="store_true", help="parse the configuration and exit"
+    )
     args = parser.parse_args(argv)
     try:
         raw = load(args.config)
@@ -67,10 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
     _warn_if_shared_identity(raw)
-    log.info("listening", extra={"host": config.host, "port": config.port,
-                                 "public_url": config.public_url})
-    web.run_app(make_app(config), host=config.host, port=config.port, access_log=None,
-                print=None, loop=loop, handle_signals=True)
+    log.info(
+        "listening",
+        extra={"host": config.host, "port": config.port, "public_url": config.public_url},
+    )
+    web.run_app(
+        make_app(config),
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        print=None,
+        loop=loop,
+        handle_signals=True,
+    )
     return 0
 
 

@@ -21,30 +21,69 @@ from signer.client import ClientTls
 APP_PASSWORD_FILE = "secrets/db-app.password"  # noqa: S105 -- a path (db/roles.py writes it)
 
 GATEWAY_KEYS = {
-    "host", "port", "public_url", "captcha", "signers", "session_key_file", "session_key_env",
-    "session_idle_timeout", "session_absolute_timeout", "captcha_ttl", "log_level",
-    "crl_refresh_seconds", "notice_interval_seconds", "audit_checkpoint_seconds",
+    "host",
+    "port",
+    "public_url",
+    "captcha",
+    "signers",
+    "session_key_file",
+    "session_key_env",
+    "session_idle_timeout",
+    "session_absolute_timeout",
+    "captcha_ttl",
+    "log_level",
+    "crl_refresh_seconds",
+    "notice_interval_seconds",
+    "audit_checkpoint_seconds",
     "pending_sweep_seconds",
-    "signer_tls_cert", "signer_tls_key_file", "signer_tls_key_env", "signer_tls_ca",
+    "signer_tls_cert",
+    "signer_tls_key_file",
+    "signer_tls_key_env",
+    "signer_tls_ca",
     "officer_second_factor",
-    "password_workers", "password_queue", "housekeeping_seconds", "captcha_max_rows",
-    "ocsp_fresh_per_second", "ocsp_fresh_burst",
-    "cmp_max_skew_seconds", "cmp_replay_window_seconds", "cmp_secret_days",
+    "password_workers",
+    "password_queue",
+    "housekeeping_seconds",
+    "captcha_max_rows",
+    "ocsp_fresh_per_second",
+    "ocsp_fresh_burst",
+    "cmp_max_skew_seconds",
+    "cmp_replay_window_seconds",
+    "cmp_secret_days",
 }
 OFFICER_SECOND_FACTOR = ("optional", "required")
 DATABASE_KEYS = {
-    "url", "pool_min", "pool_max", "migrate_on_start", "user", "password_file", "password_env",
-    "owner", "owner_password_file", "owner_password_env", "acquire_timeout",
+    "url",
+    "pool_min",
+    "pool_max",
+    "migrate_on_start",
+    "user",
+    "password_file",
+    "password_env",
+    "owner",
+    "owner_password_file",
+    "owner_password_env",
+    "acquire_timeout",
 }
 POLICY_KEYS = {
-    "renewal_window_days", "certificate_validity_days", "password_min", "password_max",
-    "login_max_failures", "officer_max_failures", "crl_next_update_hours",
-    "unknown_login_retention_hours", "unknown_login_max_rows",
+    "renewal_window_days",
+    "certificate_validity_days",
+    "password_min",
+    "password_max",
+    "login_max_failures",
+    "officer_max_failures",
+    "crl_next_update_hours",
+    "unknown_login_retention_hours",
+    "unknown_login_max_rows",
 }
 SMTP_KEYS = {"host", "port", "from"}
 LIMIT_KEYS = (
-    "login_per_address", "login_per_account", "officer_login_per_address",
-    "officer_login_per_account", "password_per_address", "password_per_account",
+    "login_per_address",
+    "login_per_account",
+    "officer_login_per_address",
+    "officer_login_per_account",
+    "password_per_address",
+    "password_per_account",
     "captcha_per_address",
 )
 RATELIMIT_KEYS = {"window_seconds", "proxy_header", "trusted_proxies", *LIMIT_KEYS}
@@ -170,7 +209,7 @@ def _onoff(value: Any, where: str) -> bool:
         return True
     if isinstance(value, str) and value.strip().lower() in {"off", "false", "no", "0"}:
         return False
-    raise ConfigError(f"{where}: expected \"on\" or \"off\", got {value!r}")
+    raise ConfigError(f'{where}: expected "on" or "off", got {value!r}')
 
 
 def _signer_tls(cfg: RawConfig, gw: dict[str, Any], signers: list[str]) -> ClientTls | None:
@@ -222,10 +261,16 @@ def _ratelimits(sec: dict[str, Any]) -> RateLimits:
         except ValueError as exc:
             raise ConfigError(f"[ratelimit] trusted_proxies: {p!r} is no address") from exc
     if header and not raw:
-        raise ConfigError("[ratelimit] proxy_header needs trusted_proxies (the proxies whose "
-                          "header is believed); anyone could set it otherwise")
-    return RateLimits(window_seconds=_int(sec, "window_seconds", 60, "ratelimit", minimum=1),
-                      proxy_header=header, trusted_proxies=tuple(raw), **limits)
+        raise ConfigError(
+            "[ratelimit] proxy_header needs trusted_proxies (the proxies whose "
+            "header is believed); anyone could set it otherwise"
+        )
+    return RateLimits(
+        window_seconds=_int(sec, "window_seconds", 60, "ratelimit", minimum=1),
+        proxy_header=header,
+        trusted_proxies=tuple(raw),
+        **limits,
+    )
 
 
 def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> GatewayConfig:
@@ -279,7 +324,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
 
     second_factor = _str(gw, "officer_second_factor", "optional", "gateway").strip().lower()
     if second_factor not in OFFICER_SECOND_FACTOR:
-        raise ConfigError("[gateway] officer_second_factor: \"optional\" or \"required\"")
+        raise ConfigError('[gateway] officer_second_factor: "optional" or "required"')
 
     fresh = _int(gw, "ocsp_fresh_per_second", 50, "gateway")
     url = environ.get("DATABASE_URL") or _str(db, "url", "", "database")
@@ -289,9 +334,11 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
     cmp_skew = _int(gw, "cmp_max_skew_seconds", 300, "gateway", minimum=1)
     cmp_window = _int(gw, "cmp_replay_window_seconds", 900, "gateway", minimum=1)
     if cmp_window < cmp_skew:
-        raise ConfigError("[gateway] cmp_replay_window_seconds must not be below "
-                          "cmp_max_skew_seconds (a replay must be refused until its "
-                          "messageTime is too old)")
+        raise ConfigError(
+            "[gateway] cmp_replay_window_seconds must not be below "
+            "cmp_max_skew_seconds (a replay must be refused until its "
+            "messageTime is too old)"
+        )
     return GatewayConfig(
         host=_str(gw, "host", "127.0.0.1", "gateway"),
         port=port,
@@ -301,8 +348,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         signer_tls=signer_tls,
         session_key=key,
         session_idle_timeout=_int(gw, "session_idle_timeout", 900, "gateway", minimum=1),
-        session_absolute_timeout=_int(gw, "session_absolute_timeout", 28800, "gateway",
-                                      minimum=1),
+        session_absolute_timeout=_int(gw, "session_absolute_timeout", 28800, "gateway", minimum=1),
         captcha_ttl=_int(gw, "captcha_ttl", 180, "gateway", minimum=1),
         log_level=log_level,
         database_url=url,
@@ -312,8 +358,7 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         database_password_env=_str(db, "password_env", "", "database"),
         pool_min=_int(db, "pool_min", 1, "database", minimum=0),
         pool_max=_int(db, "pool_max", 10, "database", minimum=1),
-        migrate_on_start=_onoff(db.get("migrate_on_start", False),
-                                "[database] migrate_on_start"),
+        migrate_on_start=_onoff(db.get("migrate_on_start", False), "[database] migrate_on_start"),
         acquire_timeout=_int(db, "acquire_timeout", 5, "database", minimum=1),
         renewal_window_days=_int(pol, "renewal_window_days", 30, "policy", minimum=1),
         certificate_validity_days=validity,
@@ -338,10 +383,10 @@ def gateway_config(cfg: RawConfig, environ: dict[str, str] | None = None) -> Gat
         password_queue=_int(gw, "password_queue", 16, "gateway"),
         housekeeping_seconds=_int(gw, "housekeeping_seconds", 60, "gateway", minimum=1),
         captcha_max_rows=_int(gw, "captcha_max_rows", 100_000, "gateway", minimum=1),
-        unknown_login_retention_hours=_int(pol, "unknown_login_retention_hours", 24, "policy",
-                                           minimum=1),
-        unknown_login_max_rows=_int(pol, "unknown_login_max_rows", 100_000, "policy",
-                                    minimum=1),
+        unknown_login_retention_hours=_int(
+            pol, "unknown_login_retention_hours", 24, "policy", minimum=1
+        ),
+        unknown_login_max_rows=_int(pol, "unknown_login_max_rows", 100_000, "policy", minimum=1),
         cmp_max_skew_seconds=cmp_skew,
         cmp_replay_window_seconds=cmp_window,
         cmp_secret_days=_int(gw, "cmp_secret_days", 14, "gateway", minimum=1),
@@ -360,11 +405,14 @@ def database_password(cfg: GatewayConfig) -> str | None:
     except FileNotFoundError:
         if cfg.database_url:
             return None  # the DSN may carry its own credentials
-        raise ConfigError(f"[database] password_file: {cfg.database_password_file} is missing "
-                          "(`make run` writes it with the roles)") from None
+        raise ConfigError(
+            f"[database] password_file: {cfg.database_password_file} is missing "
+            "(`make run` writes it with the roles)"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"[database] password_file: cannot read "
-                          f"{cfg.database_password_file}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"[database] password_file: cannot read {cfg.database_password_file}: {exc.strerror}"
+        ) from exc
 
 
 def database_url(cfg: GatewayConfig) -> str:

@@ -97,8 +97,9 @@ assert set(HTTP_STATUS) == set(Kind)
 class ApiError(Exception):
     """Raised anywhere in the gateway; the error middleware turns it into the JSON answer."""
 
-    def __init__(self, kind: Kind, message: str, *, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, kind: Kind, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.kind = Kind(kind)
         self.message = message

@@ -32,6 +32,7 @@ class SignerHealth(Protocol):
 
 Clock = Callable[[], datetime]
 
+
 class Runtime:
     """Resources made at start-up (after the app is frozen), one ``cleanup_ctx`` each."""
 

@@ -29,26 +29,34 @@ class GatewayMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.logins = Counter(
-            "ca_gateway_logins_total", "Successful logins, by kind (subscriber, officer)",
-            ["kind"], registry=registry,
+            "ca_gateway_logins_total",
+            "Successful logins, by kind (subscriber, officer)",
+            ["kind"],
+            registry=registry,
         )
         self.login_failures = Counter(
             "ca_gateway_login_failures_total",
             "Failed logins (wrong password, unknown or locked account), by kind",
-            ["kind"], registry=registry,
+            ["kind"],
+            registry=registry,
         )
         self.account_locks = Counter(
-            "ca_gateway_account_locks_total", "Accounts locked by consecutive failures, by kind",
-            ["kind"], registry=registry,
+            "ca_gateway_account_locks_total",
+            "Accounts locked by consecutive failures, by kind",
+            ["kind"],
+            registry=registry,
         )
         self.captcha_failures = Counter(
             "ca_gateway_captcha_failures_total",
-            "Captcha answers refused (wrong, unknown, used or expired)", registry=registry,
+            "Captcha answers refused (wrong, unknown, used or expired)",
+            registry=registry,
         )
         self.rate_limited = Counter(
             "ca_gateway_rate_limited_total",
             "Attempts refused with 429 rate_limited (not evaluated), by the limit that was "
-            "exhausted ([ratelimit] key)", ["limit"], registry=registry,
+            "exhausted ([ratelimit] key)",
+            ["limit"],
+            registry=registry,
         )
         self.password_busy = Counter(
             "ca_gateway_password_busy_total",
@@ -64,56 +72,68 @@ class GatewayMetrics:
         self.issuance_latency = Histogram(
             "ca_gateway_issuance_duration_seconds",
             "Time from a valid application to the stored, signed certificate (sign + store)",
-            ["operation"], registry=registry, buckets=ISSUANCE_BUCKETS,
+            ["operation"],
+            registry=registry,
+            buckets=ISSUANCE_BUCKETS,
         )
         self.certificates_issued = Counter(
             "ca_gateway_certificates_issued_total",
             "Certificates issued and stored, by profile and subject key type (rsa2048, p256..)",
-            ["profile", "key"], registry=registry,
+            ["profile", "key"],
+            registry=registry,
         )
         self.certificates_revoked = Counter(
-            "ca_gateway_certificates_revoked_total", "Certificates revoked, by reason",
-            ["reason"], registry=registry,
+            "ca_gateway_certificates_revoked_total",
+            "Certificates revoked, by reason",
+            ["reason"],
+            registry=registry,
         )
         self.signer_errors = Counter(
             "ca_gateway_signer_errors_total",
             "Signer calls that failed, by signer error kind (unavailable, overloaded, ...)",
-            ["kind"], registry=registry,
+            ["kind"],
+            registry=registry,
         )
         # CRL and OCSP
         self.crl_next_update = Gauge(
             "ca_gateway_crl_next_update_timestamp_seconds",
             "nextUpdate of the latest stored CRL, Unix time, by issuer",
-            ["issuer"], registry=registry,
+            ["issuer"],
+            registry=registry,
         )
         self.crl_this_update = Gauge(
             "ca_gateway_crl_this_update_timestamp_seconds",
             "thisUpdate of the latest stored CRL, Unix time, by issuer",
-            ["issuer"], registry=registry,
+            ["issuer"],
+            registry=registry,
         )
         self.ocsp_responses = Counter(
             "ca_gateway_ocsp_responses_total",
             "OCSP answers, by source (stored: pre-signed, signed: signed on request, cached: "
             "the cached answer for a serial never issued)",
-            ["source"], registry=registry,
+            ["source"],
+            registry=registry,
         )
         self.ocsp_budget = Counter(
             "ca_gateway_ocsp_budget_total",
             "OCSP requests that needed a fresh signature, by outcome (fresh: signed within the "
             "budget; stored: over it, the stored answer served without the nonce; try_later: "
             "over it and nothing stored)",
-            ["outcome"], registry=registry,
+            ["outcome"],
+            registry=registry,
         )
         for outcome in ("fresh", "stored", "try_later"):
             self.ocsp_budget.labels(outcome=outcome)
         self.ocsp_presigned = Counter(
             "ca_gateway_ocsp_presigned_total",
             "OCSP responses pre-signed and stored by the pre-signing job, by issuer",
-            ["issuer"], registry=registry,
+            ["issuer"],
+            registry=registry,
         )
         self.ocsp_presign_seconds = Histogram(
             "ca_gateway_ocsp_presign_duration_seconds",
-            "Duration of one pre-signing run for one issuer", registry=registry,
+            "Duration of one pre-signing run for one issuer",
+            registry=registry,
             buckets=(0.1, 0.5, 1, 5, 15, 60, 180, 600, 1800),
         )
         self.db_pool = DbPoolCollector()
@@ -153,10 +173,12 @@ class DbPoolCollector(Collector):
     def _families(pool: Any) -> list[GaugeMetricFamily]:
         conns = GaugeMetricFamily(
             "ca_gateway_db_pool_connections",
-            "Database pool connections, by state (in_use, idle)", labels=["state"],
+            "Database pool connections, by state (in_use, idle)",
+            labels=["state"],
         )
-        size = GaugeMetricFamily("ca_gateway_db_pool_max_connections",
-                                 "Upper bound of the database pool")
+        size = GaugeMetricFamily(
+            "ca_gateway_db_pool_max_connections", "Upper bound of the database pool"
+        )
         if pool is not None:
             total, idle = pool.get_size(), pool.get_idle_size()
             conns.add_metric(["in_use"], total - idle)

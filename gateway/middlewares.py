@@ -59,9 +59,15 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if access_log.isEnabledFor(logging.INFO):  # skip building the record below info
             access_log.info(
                 "request",
-                extra={"request_id": rid, "method": request.method, "route": route,
-                       "path": request.path, "status": status,
-                       "duration_ms": round(elapsed * 1000, 2), "remote": request.remote},
+                extra={
+                    "request_id": rid,
+                    "method": request.method,
+                    "route": route,
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "remote": request.remote,
+                },
             )
         request_id_var.reset(token)
 
@@ -76,11 +82,21 @@ async def strict_transport_security(request: web.Request, response: web.StreamRe
     response.headers.setdefault("Strict-Transport-Security", HSTS)
 
 
-def error_response(kind: Kind, message: str, *, status: int | None = None,
-                   headers: dict[str, str] | None = None, **extra: object) -> web.Response:
+def error_response(
+    kind: Kind,
+    message: str,
+    *,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: object,
+) -> web.Response:
     body = {"error": kind.value, "message": message, **extra}
-    return web.Response(body=orjson.dumps(body), status=status or HTTP_STATUS[kind],
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status or HTTP_STATUS[kind],
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 @web.middleware
@@ -109,8 +125,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             Kind.METHOD_NOT_ALLOWED: f"{request.method} is not allowed here",
             Kind.TOO_LARGE: "the request body is larger than the limit",
         }
-        return error_response(kind, messages.get(kind, exc.reason), status=exc.status,
-                              headers=headers)
+        return error_response(
+            kind, messages.get(kind, exc.reason), status=exc.status, headers=headers
+        )
     except Exception as exc:
         if (outage := database_outage(exc, request)) is not None:
             return outage
@@ -126,6 +143,8 @@ def database_outage(exc: Exception, request: web.Request) -> web.Response | None
     if reason is None:
         return None
     dbfaults.outages.record(reason, f"{request.method} {request.path}")
-    return error_response(Kind.DATABASE_UNAVAILABLE,
-                          "the database is unavailable; try again shortly",
-                          headers={"Retry-After": str(dbfaults.RETRY_AFTER_SECONDS)})
+    return error_response(
+        Kind.DATABASE_UNAVAILABLE,
+        "the database is unavailable; try again shortly",
+        headers={"Retry-After": str(dbfaults.RETRY_AFTER_SECONDS)},
+    )

@@ -106,8 +106,9 @@ def list_objects(handle: TokenHandle) -> list[TokenObject]:
     return rows
 
 
-def check(handle: TokenHandle, entries: list[IssuerEntry], *, root_token: bool = False
-          ) -> list[str]:
+def check(
+    handle: TokenHandle, entries: list[IssuerEntry], *, root_token: bool = False
+) -> list[str]:
     """Problems found; an empty list means every CA key is fit for purpose.
 
     On the online token (``root_token`` False) the issuing CAs are checked and a root key is a
@@ -132,8 +133,9 @@ def check(handle: TokenHandle, entries: list[IssuerEntry], *, root_token: bool =
     for entry in entries:
         if (entry.role == "root") == root_token:
             problems.extend(_check_issuer(handle, entry))
-        elif entry.role == "root" and any(r.label == entry.key_label for r in list_objects(handle)
-                                          if r.cls == "private"):
+        elif entry.role == "root" and any(
+            r.label == entry.key_label for r in list_objects(handle) if r.cls == "private"
+        ):
             problems.append(f"root {entry.name!r}: its private key is on the online token")
     return problems
 

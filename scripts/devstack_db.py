@@ -78,11 +78,14 @@ async def _create_officer(target: Any, password: str) -> bool:
             if await officers.by_login(conn, FIRST_OFFICER) is not None:
                 return False
             # the first officer may unlock others (a lockout must not stop the RA)
-            officer_id = await officers.insert(conn, FIRST_OFFICER, password_hash,
-                                               can_unlock=True)
-            await audit.append(conn, actor="devstack", action="officer_created",
-                               target=FIRST_OFFICER,
-                               details={"officer_id": officer_id, "can_unlock": True})
+            officer_id = await officers.insert(conn, FIRST_OFFICER, password_hash, can_unlock=True)
+            await audit.append(
+                conn,
+                actor="devstack",
+                action="officer_created",
+                target=FIRST_OFFICER,
+                details={"officer_id": officer_id, "can_unlock": True},
+            )
         return True
     except asyncpg.UniqueViolationError:
         return False

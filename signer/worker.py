@@ -218,8 +218,9 @@ def open_cmp_key(
     key, public = found
     _test_signature(key, public, "cmp")
     issuer = registry.issuers[scfg.active_issuer.name]
-    slot = CmpSlot(issuer, key, scfg.state_dir, scfg.ocsp_responder_validity_days,
-                   scfg.cmp_key_label)
+    slot = CmpSlot(
+        issuer, key, scfg.state_dir, scfg.ocsp_responder_validity_days, scfg.cmp_key_label
+    )
     slot.refresh(registry.clock())
     return CmpSigner(slot)
 

@@ -21,7 +21,10 @@ async def insert(
     await conn.execute(
         """INSERT INTO captcha_challenges (id, answer_hash, created_at, expires_at)
            VALUES ($1, $2, $3, $4)""",
-        id, answer_hash, now, expires_at,
+        id,
+        answer_hash,
+        now,
+        expires_at,
     )
 
 

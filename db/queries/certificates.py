@@ -51,14 +51,23 @@ _FROM = """FROM certificates c
 
 def _row(r: asyncpg.Record) -> CertificateRow:
     return CertificateRow(
-        id=r["id"], serial=r["serial"], usage=r["usage"], status=r["status"],
-        subject=r["subject"], issuer_subject=r["issuer_subject"],
+        id=r["id"],
+        serial=r["serial"],
+        usage=r["usage"],
+        status=r["status"],
+        subject=r["subject"],
+        issuer_subject=r["issuer_subject"],
         der=bytes(r["der"]) if r["der"] is not None else None,
-        not_before=r["not_before"], not_after=r["not_after"],
-        downloaded_at=r["downloaded_at"], superseded_by=r["superseded_by"],
-        revoked_at=r["revoked_at"], revocation_reason=r["revocation_reason"],
-        subscriber_id=r["subscriber_id"], issuer_id=r["issuer_id"],
-        issuer_name=r["issuer_name"], public_key_sha256=bytes(r["public_key_sha256"]),
+        not_before=r["not_before"],
+        not_after=r["not_after"],
+        downloaded_at=r["downloaded_at"],
+        superseded_by=r["superseded_by"],
+        revoked_at=r["revoked_at"],
+        revocation_reason=r["revocation_reason"],
+        subscriber_id=r["subscriber_id"],
+        issuer_id=r["issuer_id"],
+        issuer_name=r["issuer_name"],
+        public_key_sha256=bytes(r["public_key_sha256"]),
         renewed_from=r["renewed_from"],
     )
 
@@ -88,7 +97,10 @@ async def issued_for_subscriber(
 
 
 async def issued_by_id(
-    conn: asyncpg.Connection, cert_id: int, *, subscriber_id: int | None = None,
+    conn: asyncpg.Connection,
+    cert_id: int,
+    *,
+    subscriber_id: int | None = None,
     for_update: bool = False,
 ) -> CertificateRow | None:
     """One issued certificate; with ``subscriber_id``, only if it is that subscriber's."""
@@ -97,7 +109,8 @@ async def issued_by_id(
         f"""SELECT {_COLS} {_FROM}
             WHERE c.id = $1 AND c.status = 'issued'
               AND ($2::bigint IS NULL OR c.subscriber_id = $2){lock}""",
-        cert_id, subscriber_id,
+        cert_id,
+        subscriber_id,
     )
     return _row(r) if r else None
 
@@ -146,13 +159,20 @@ async def apply_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[s
         " $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bytea[],"
         " $10::timestamptz[], $11::timestamptz[], $12::text[], $13::timestamptz[],"
         " $14::timestamptz[])",
-        [i.subscriber_id for i in intents], [i.account_id for i in intents],
-        [i.usage for i in intents], [i.exclude_id for i in intents],
-        [i.serial for i in intents], [i.issuer_id for i in intents],
-        [i.profile for i in intents], [i.subject for i in intents],
-        [i.public_key_sha256 for i in intents], [i.not_before for i in intents],
-        [i.not_after for i in intents], [i.terms_version for i in intents],
-        [i.now for i in intents], [i.pending_since for i in intents],
+        [i.subscriber_id for i in intents],
+        [i.account_id for i in intents],
+        [i.usage for i in intents],
+        [i.exclude_id for i in intents],
+        [i.serial for i in intents],
+        [i.issuer_id for i in intents],
+        [i.profile for i in intents],
+        [i.subject for i in intents],
+        [i.public_key_sha256 for i in intents],
+        [i.not_before for i in intents],
+        [i.not_after for i in intents],
+        [i.terms_version for i in intents],
+        [i.now for i in intents],
+        [i.pending_since for i in intents],
     )
     return {r[1]: r[0] for r in rows}
 
@@ -160,8 +180,9 @@ async def apply_batch(conn: asyncpg.Connection, intents: list[Intent]) -> dict[s
 async def ids_by_serial(conn: asyncpg.Connection, serials: list[str]) -> dict[str, int]:
     """{serial: id} of the rows with these serials: which pending rows of a batch whose commit
     outcome is unknown were written."""
-    rows = await conn.fetch("SELECT serial, id FROM certificates WHERE serial = ANY($1::text[])",
-                            serials)
+    rows = await conn.fetch(
+        "SELECT serial, id FROM certificates WHERE serial = ANY($1::text[])", serials
+    )
     return {r["serial"]: r["id"] for r in rows}
 
 
@@ -188,12 +209,13 @@ async def blockers(conn: asyncpg.Connection, intents: list[Intent]) -> list[Bloc
                   AND c.superseded_by IS NULL AND c.not_after > u.now)
               OR (c.status = 'pending' AND c.created_at >= u.since)
            ORDER BY u.ord, c.id DESC""",
-        [i.subscriber_id for i in intents], [i.usage for i in intents],
-        [i.exclude_id for i in intents], [i.now for i in intents],
+        [i.subscriber_id for i in intents],
+        [i.usage for i in intents],
+        [i.exclude_id for i in intents],
+        [i.now for i in intents],
         [i.pending_since for i in intents],
     )
-    by_ord = {r["ord"]: Blocker(r["id"], r["status"], bytes(r["public_key_sha256"]))
-              for r in rows}
+    by_ord = {r["ord"]: Blocker(r["id"], r["status"], bytes(r["public_key_sha256"])) for r in rows}
     return [by_ord.get(k) for k in range(1, len(intents) + 1)]
 
 
@@ -219,8 +241,9 @@ class Issued:
     event: audit.NewEvent
 
 
-async def issue_batch(conn: asyncpg.Connection, items: list[Issued], now: datetime
-                      ) -> list[CertificateRow]:
+async def issue_batch(
+    conn: asyncpg.Connection, items: list[Issued], now: datetime
+) -> list[CertificateRow]:
     """Pending rows become issued and each gets its audit event, in one round trip and one
     transaction (``certificates_issue_batch``, migration 005); returns the rows that were still
     pending (an abandoned one was swept meanwhile, and is not audited), as stored."""
@@ -230,24 +253,44 @@ async def issue_batch(conn: asyncpg.Connection, items: list[Issued], now: dateti
         "SELECT * FROM certificates_issue_batch($1::bigint[], $2::bytea[], $3::text[],"
         " $4::timestamptz[], $5::timestamptz[], $6, $7, $8::timestamptz[], $9::text[],"
         " $10::text[], $11::text[], $12::jsonb[], $13::bytea[], $14::bytea[])",
-        [i.id for i in items], [i.der for i in items], [i.subject for i in items],
-        [i.not_before for i in items], [i.not_after for i in items], now, audit.LOCK_KEY,
-        [e[0] for e in events], [i.event.actor for i in items],
-        [i.event.action for i in items], [i.event.target for i in items],
-        [e[1] for e in events], [e[2] for e in events], [e[3] for e in events],
+        [i.id for i in items],
+        [i.der for i in items],
+        [i.subject for i in items],
+        [i.not_before for i in items],
+        [i.not_after for i in items],
+        now,
+        audit.LOCK_KEY,
+        [e[0] for e in events],
+        [i.event.actor for i in items],
+        [i.event.action for i in items],
+        [i.event.target for i in items],
+        [e[1] for e in events],
+        [e[2] for e in events],
+        [e[3] for e in events],
     )
     return [_row(r) for r in rows]
 
 
 async def mark_issued(
-    conn: asyncpg.Connection, cert_id: int, *, der: bytes, subject: str, not_before: datetime,
-    not_after: datetime, now: datetime,
+    conn: asyncpg.Connection,
+    cert_id: int,
+    *,
+    der: bytes,
+    subject: str,
+    not_before: datetime,
+    not_after: datetime,
+    now: datetime,
 ) -> bool:
     done = await conn.fetchval(
         """UPDATE certificates SET status = 'issued', der = $2, subject = $3,
                not_before = $4, not_after = $5, issued_at = $6
            WHERE id = $1 AND status = 'pending' RETURNING id""",
-        cert_id, der, subject, not_before, not_after, now,
+        cert_id,
+        der,
+        subject,
+        not_before,
+        not_after,
+        now,
     )
     return done is not None
 
@@ -256,7 +299,8 @@ async def mark_failed(conn: asyncpg.Connection, cert_id: int, reason: str) -> No
     await conn.execute(
         """UPDATE certificates SET status = 'failed', failure_reason = $2
            WHERE id = $1 AND status = 'pending'""",
-        cert_id, reason[:500],
+        cert_id,
+        reason[:500],
     )
 
 
@@ -278,7 +322,8 @@ async def mark_downloaded(conn: asyncpg.Connection, cert_id: int, now: datetime)
     done = await conn.fetchval(
         """UPDATE certificates SET downloaded_at = $2
            WHERE id = $1 AND status = 'issued' AND downloaded_at IS NULL RETURNING id""",
-        cert_id, now,
+        cert_id,
+        now,
     )
     return done is not None
 
@@ -288,7 +333,8 @@ async def link_renewal(conn: asyncpg.Connection, *, old_id: int, new_id: int) ->
     done = await conn.fetchval(
         """UPDATE certificates SET superseded_by = $2
            WHERE id = $1 AND superseded_by IS NULL RETURNING id""",
-        old_id, new_id,
+        old_id,
+        new_id,
     )
     if done is None:
         return False
@@ -311,7 +357,8 @@ async def serial_status(
         """SELECT r.revoked_at, r.reason FROM certificates c
            LEFT JOIN revocations r ON r.certificate_id = c.id
            WHERE c.serial = $1 AND c.issuer_id = $2 AND c.status = 'issued'""",
-        serial, issuer_id,
+        serial,
+        issuer_id,
     )
     if r is None:
         return None

@@ -27,8 +27,14 @@ async def current(conn: asyncpg.Connection, issuer_id: int) -> StoredCrl | None:
     )
     if r is None:
         return None
-    return StoredCrl(r["issuer_id"], bytes(r["der"]) if r["der"] is not None else None,
-                     r["der_number"], r["this_update"], r["next_update"], r["dirty"])
+    return StoredCrl(
+        r["issuer_id"],
+        bytes(r["der"]) if r["der"] is not None else None,
+        r["der_number"],
+        r["this_update"],
+        r["next_update"],
+        r["dirty"],
+    )
 
 
 async def allocate_number(conn: asyncpg.Connection, issuer_id: int) -> int:
@@ -50,21 +56,31 @@ async def revoked_entries(
         """SELECT c.serial, r.revoked_at, r.reason FROM revocations r
            JOIN certificates c ON c.id = r.certificate_id
            WHERE c.issuer_id = $1 ORDER BY r.certificate_id""",
-        issuer_id, prefetch=prefetch,
+        issuer_id,
+        prefetch=prefetch,
     ):
         yield r[0], r[1], r[2]
 
 
 async def store(
-    conn: asyncpg.Connection, issuer_id: int, *, number: int, der: bytes,
-    this_update: datetime, next_update: datetime,
+    conn: asyncpg.Connection,
+    issuer_id: int,
+    *,
+    number: int,
+    der: bytes,
+    this_update: datetime,
+    next_update: datetime,
 ) -> bool:
     """Keep the CRL unless a later number is stored already (another gateway was faster)."""
     done = await conn.fetchval(
         """UPDATE crl_state SET der = $3, der_number = $2, this_update = $4, next_update = $5
            WHERE issuer_id = $1 AND (der_number IS NULL OR der_number < $2)
            RETURNING issuer_id""",
-        issuer_id, number, der, this_update, next_update,
+        issuer_id,
+        number,
+        der,
+        this_update,
+        next_update,
     )
     return done is not None
 
@@ -73,14 +89,16 @@ async def mark_dirty(conn: asyncpg.Connection, issuer_id: int) -> None:
     await conn.execute("UPDATE crl_state SET dirty = true WHERE issuer_id = $1", issuer_id)
 
 
-async def due(conn: asyncpg.Connection, *, refreshed_before: datetime,
-              next_update_before: datetime) -> list[int]:
+async def due(
+    conn: asyncpg.Connection, *, refreshed_before: datetime, next_update_before: datetime
+) -> list[int]:
     """Issuers whose CRL is missing, marked dirty, older than the refresh interval or close to
     its nextUpdate."""
     rows = await conn.fetch(
         """SELECT issuer_id FROM crl_state
            WHERE der IS NULL OR dirty OR this_update < $1 OR next_update < $2
            ORDER BY issuer_id""",
-        refreshed_before, next_update_before,
+        refreshed_before,
+        next_update_before,
     )
     return [r[0] for r in rows]

@@ -8,8 +8,15 @@ import asyncpg
 
 
 async def upsert(
-    conn: asyncpg.Connection, *, name: str, role: str, subject: str, cert_der: bytes,
-    not_before: datetime, not_after: datetime, active: bool,
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    role: str,
+    subject: str,
+    cert_der: bytes,
+    not_before: datetime,
+    not_after: datetime,
+    active: bool,
 ) -> tuple[int, bool]:
     """Insert or refresh one issuer; returns (id, certificate_changed)."""
     old = await conn.fetchval("SELECT cert_der FROM issuers WHERE name = $1", name)
@@ -20,7 +27,13 @@ async def upsert(
                cert_der = EXCLUDED.cert_der, not_before = EXCLUDED.not_before,
                not_after = EXCLUDED.not_after, active = EXCLUDED.active
            RETURNING id""",
-        name, role, subject, cert_der, not_before, not_after, active,
+        name,
+        role,
+        subject,
+        cert_der,
+        not_before,
+        not_after,
+        active,
     )
     await conn.execute(
         "INSERT INTO crl_state (issuer_id) VALUES ($1) ON CONFLICT DO NOTHING", issuer_id

@@ -20,8 +20,10 @@ Table = Literal["accounts", "ra_officers"]
 _TABLES: frozenset[str] = frozenset({"accounts", "ra_officers"})
 UnknownTable = Literal["unknown_login_failures", "unknown_officer_failures"]
 # table -> its name column; names go into SQL text: only these, ever
-_UNKNOWN: dict[str, str] = {"unknown_login_failures": "account",
-                            "unknown_officer_failures": "login"}
+_UNKNOWN: dict[str, str] = {
+    "unknown_login_failures": "account",
+    "unknown_officer_failures": "login",
+}
 
 
 def _table(table: Table) -> str:
@@ -60,7 +62,9 @@ async def record_failure(
             FROM prev WHERE x.id = prev.id
             RETURNING x.failed_attempts, x.locked_at IS NOT NULL AS locked,
                       (prev.locked_at IS NULL AND x.locked_at IS NOT NULL) AS locked_now""",  # noqa: S608
-        row_id, lock_at, now,
+        row_id,
+        lock_at,
+        now,
     )
     if r is None:  # the row went away between loading and recording
         return Failure(0, False, False)
@@ -76,7 +80,8 @@ async def record_success(
         f"""UPDATE {_table(table)} SET failed_attempts = 0
             WHERE id = $1 AND locked_at IS NULL AND password_hash = $2
             RETURNING id""",  # noqa: S608
-        row_id, password_hash,
+        row_id,
+        password_hash,
     )
     return r is not None
 
@@ -92,7 +97,8 @@ async def record_unknown_failure(
               SET failed_attempts = {t}.failed_attempts + 1,
                   last_failed_at = EXCLUDED.last_failed_at
            RETURNING failed_attempts""",  # noqa: S608
-        name, now,
+        name,
+        now,
     )
 
 
@@ -103,14 +109,19 @@ async def forget_unknown(conn: asyncpg.Connection, table: UnknownTable, name: st
 
 
 async def purge_unknown(
-    conn: asyncpg.Connection | asyncpg.Pool, table: UnknownTable, *, failed_before: datetime,
+    conn: asyncpg.Connection | asyncpg.Pool,
+    table: UnknownTable,
+    *,
+    failed_before: datetime,
     keep: int,
 ) -> int:
     """Delete counters whose last failure is older than ``failed_before``, then all but the
     ``keep`` most recent: the table stays bounded whatever a flood of names does."""
     t, col = _unknown(table)
-    old = await conn.execute(f"DELETE FROM {t} WHERE last_failed_at < $1",  # noqa: S608
-                             failed_before)
+    old = await conn.execute(
+        f"DELETE FROM {t} WHERE last_failed_at < $1",  # noqa: S608
+        failed_before,
+    )
     over = await conn.execute(
         f"""DELETE FROM {t} WHERE {col} IN (
                 SELECT {col} FROM {t} ORDER BY last_failed_at DESC, {col} OFFSET $1)""",  # noqa: S608

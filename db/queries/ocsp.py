@@ -89,7 +89,11 @@ async def due_chunk(
                   OR o.revoked_at IS DISTINCT FROM r.revoked_at)
            ORDER BY c.id
            LIMIT $4""",
-        issuer, now, after_id, limit, refresh_before,
+        issuer,
+        now,
+        after_id,
+        limit,
+        refresh_before,
     )
     return [CertState(r["id"], r["serial"], r["revoked_at"], r["reason"]) for r in rows]
 
@@ -117,8 +121,13 @@ async def store_batch(
                   der = EXCLUDED.der, this_update = EXCLUDED.this_update,
                   next_update = EXCLUDED.next_update, produced_at = now()
               WHERE o.this_update <= EXCLUDED.this_update""",
-        issuer, this_update, next_update,
-        [c.id for c in certs], [c.status for c in certs], [c.revoked_at for c in certs], ders,
+        issuer,
+        this_update,
+        next_update,
+        [c.id for c in certs],
+        [c.status for c in certs],
+        [c.revoked_at for c in certs],
+        ders,
     )
     return int(result.rsplit(" ", 1)[-1])
 
@@ -138,9 +147,17 @@ async def lookup(conn: asyncpg.Connection | asyncpg.Pool, serial: str) -> Stored
     if r is None:
         return None
     return StoredResponse(
-        r["id"], r["issuer_id"], r["status"], r["not_after"], r["revoked_at"], r["reason"],
-        bytes(r["der"]) if r["der"] is not None else None, r["stored_status"],
-        r["stored_revoked_at"], r["this_update"], r["next_update"],
+        r["id"],
+        r["issuer_id"],
+        r["status"],
+        r["not_after"],
+        r["revoked_at"],
+        r["reason"],
+        bytes(r["der"]) if r["der"] is not None else None,
+        r["stored_status"],
+        r["stored_revoked_at"],
+        r["this_update"],
+        r["next_update"],
     )
 
 
@@ -150,8 +167,7 @@ class Coverage:
     fresh: int  # of which have a stored response valid now and stating the current status
 
 
-async def coverage(conn: asyncpg.Connection | asyncpg.Pool, issuer: int, now: datetime
-                   ) -> Coverage:
+async def coverage(conn: asyncpg.Connection | asyncpg.Pool, issuer: int, now: datetime) -> Coverage:
     r = await conn.fetchrow(
         """SELECT count(*) AS certificates,
                   count(*) FILTER (
@@ -163,6 +179,7 @@ async def coverage(conn: asyncpg.Connection | asyncpg.Pool, issuer: int, now: da
            LEFT JOIN revocations r ON r.certificate_id = c.id
            LEFT JOIN ocsp_responses o ON o.certificate_id = c.id
            WHERE c.issuer_id = $1 AND c.status = 'issued' AND c.not_after > $2""",
-        issuer, now,
+        issuer,
+        now,
     )
     return Coverage(int(r["certificates"]), int(r["fresh"]))

@@ -25,18 +25,27 @@ class Officer:
 
 
 def _officer(r: asyncpg.Record) -> Officer:
-    return Officer(r["id"], r["login"], r["password_hash"], r["failed_attempts"], r["locked_at"],
-                   bool(r["can_unlock"]))
+    return Officer(
+        r["id"],
+        r["login"],
+        r["password_hash"],
+        r["failed_attempts"],
+        r["locked_at"],
+        bool(r["can_unlock"]),
+    )
 
 
-async def insert(conn: asyncpg.Connection, login: str, password_hash: str, *,
-                 can_unlock: bool = False) -> int:
+async def insert(
+    conn: asyncpg.Connection, login: str, password_hash: str, *, can_unlock: bool = False
+) -> int:
     # a login that failed before it existed starts clean
     await lockout.forget_unknown(conn, "unknown_officer_failures", login)
     return await conn.fetchval(
         """INSERT INTO ra_officers (login, password_hash, can_unlock) VALUES ($1, $2, $3)
            RETURNING id""",
-        login, password_hash, can_unlock,
+        login,
+        password_hash,
+        can_unlock,
     )
 
 
@@ -46,8 +55,9 @@ async def all_officers(conn: asyncpg.Connection | asyncpg.Pool) -> list[Officer]
 
 async def set_can_unlock(conn: asyncpg.Connection, login: str, allowed: bool) -> bool:
     """Give or take the right to unlock other officers (ca-admin only). False: no officer."""
-    status = await conn.execute("UPDATE ra_officers SET can_unlock = $2 WHERE login = $1",
-                                login, allowed)
+    status = await conn.execute(
+        "UPDATE ra_officers SET can_unlock = $2 WHERE login = $1", login, allowed
+    )
     return status.endswith(" 1")
 
 
@@ -71,11 +81,11 @@ async def record_failure(
     return await lockout.record_failure(conn, "ra_officers", officer_id, lock_at=lock_at, now=now)
 
 
-async def record_success(conn: asyncpg.Connection, officer_id: int, *, password_hash: str
-                         ) -> bool:
+async def record_success(conn: asyncpg.Connection, officer_id: int, *, password_hash: str) -> bool:
     """Reset the count, unless the officer was locked or the password changed meanwhile."""
-    return await lockout.record_success(conn, "ra_officers", officer_id,
-                                        password_hash=password_hash)
+    return await lockout.record_success(
+        conn, "ra_officers", officer_id, password_hash=password_hash
+    )
 
 
 async def record_unknown_failure(conn: asyncpg.Connection, login: str, *, now: datetime) -> int:

@@ -9,13 +9,20 @@ import asyncpg
 
 
 async def insert_challenge(
-    conn: asyncpg.Connection, *, challenge_hash: bytes, certificate_id: int, now: datetime,
+    conn: asyncpg.Connection,
+    *,
+    challenge_hash: bytes,
+    certificate_id: int,
+    now: datetime,
     expires_at: datetime,
 ) -> None:
     await conn.execute(
         """INSERT INTO renewal_challenges (challenge_hash, certificate_id, created_at, expires_at)
            VALUES ($1, $2, $3, $4)""",
-        challenge_hash, certificate_id, now, expires_at,
+        challenge_hash,
+        certificate_id,
+        now,
+        expires_at,
     )
 
 
@@ -33,7 +40,8 @@ async def consume_challenge(
         """UPDATE renewal_challenges SET used_at = $2
            WHERE challenge_hash = $1 AND used_at IS NULL
            RETURNING certificate_id, expires_at""",
-        challenge_hash, now,
+        challenge_hash,
+        now,
     )
     return Challenge(r["certificate_id"], r["expires_at"]) if r else None
 
@@ -54,8 +62,12 @@ class NoticeTarget:
 
 
 async def claim_notices(
-    conn: asyncpg.Connection, *, now: datetime, window_start_before: datetime,
-    stale_claim_before: datetime, limit: int = 100,
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    window_start_before: datetime,
+    stale_claim_before: datetime,
+    limit: int = 100,
 ) -> list[NoticeTarget]:
     """Claim certificates that entered the renewal window and have no notice yet.
 
@@ -89,16 +101,24 @@ async def claim_notices(
            JOIN subscribers s ON s.id = c.subscriber_id
            JOIN accounts a ON a.subscriber_id = s.id
            ORDER BY c.not_after""",
-        now, window_start_before, stale_claim_before, limit,
+        now,
+        window_start_before,
+        stale_claim_before,
+        limit,
     )
-    return [NoticeTarget(r["id"], r["serial"], r["usage"], r["not_after"], r["email"],
-                         r["name"], r["account"]) for r in rows]
+    return [
+        NoticeTarget(
+            r["id"], r["serial"], r["usage"], r["not_after"], r["email"], r["name"], r["account"]
+        )
+        for r in rows
+    ]
 
 
 async def notice_sent(conn: asyncpg.Connection, certificate_id: int, now: datetime) -> None:
     await conn.execute(
         "UPDATE renewal_notices SET sent_at = $2, last_error = NULL WHERE certificate_id = $1",
-        certificate_id, now,
+        certificate_id,
+        now,
     )
 
 
@@ -109,5 +129,7 @@ async def notice_failed(
     await conn.execute(
         """UPDATE renewal_notices SET last_error = $2, claimed_at = $3
            WHERE certificate_id = $1 AND sent_at IS NULL""",
-        certificate_id, error[:500], retry_claimed_at,
+        certificate_id,
+        error[:500],
+        retry_claimed_at,
     )

@@ -11,13 +11,24 @@ Kind = Literal["subscriber", "officer"]
 
 
 async def insert(
-    conn: asyncpg.Connection, *, id_hash: bytes, kind: Kind, account_id: int | None,
-    officer_id: int | None, csrf_hash: bytes, now: datetime,
+    conn: asyncpg.Connection,
+    *,
+    id_hash: bytes,
+    kind: Kind,
+    account_id: int | None,
+    officer_id: int | None,
+    csrf_hash: bytes,
+    now: datetime,
 ) -> None:
     await conn.execute(
         """INSERT INTO sessions (id_hash, kind, account_id, officer_id, csrf_hash, created_at,
                last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)""",
-        id_hash, kind, account_id, officer_id, csrf_hash, now,
+        id_hash,
+        kind,
+        account_id,
+        officer_id,
+        csrf_hash,
+        now,
     )
 
 
@@ -66,14 +77,20 @@ LEFT JOIN ra_officers o ON o.id = s.officer_id
 
 
 async def authenticate_many(
-    conn: asyncpg.Connection, keys: list[tuple[bytes, Kind]], *, now: datetime,
-    idle: timedelta, absolute: timedelta, touch_after: timedelta,
+    conn: asyncpg.Connection,
+    keys: list[tuple[bytes, Kind]],
+    *,
+    now: datetime,
+    idle: timedelta,
+    absolute: timedelta,
+    touch_after: timedelta,
 ) -> dict[tuple[bytes, str], asyncpg.Record]:
     """Per (id hash, kind) found: the session row (column ``live``: inside both timeouts; a
     dead one is deleted) joined with its account + subscriber (``a_*``/``s_*`` columns as in
     ``db.queries.subscribers``) or its officer (``o_*``). Keys with no session are absent."""
-    rows = await conn.fetch(_AUTH, [k[0] for k in keys], [k[1] for k in keys], now, idle,
-                            absolute, touch_after)
+    rows = await conn.fetch(
+        _AUTH, [k[0] for k in keys], [k[1] for k in keys], now, idle, absolute, touch_after
+    )
     return {(bytes(r["id_hash"]), r["kind"]): r for r in rows}
 
 
@@ -86,7 +103,8 @@ async def delete_for_account(
 ) -> int:
     status = await conn.execute(
         "DELETE FROM sessions WHERE account_id = $1 AND id_hash IS DISTINCT FROM $2",
-        account_id, except_hash,
+        account_id,
+        except_hash,
     )
     return int(status.split()[-1])
 
@@ -101,6 +119,7 @@ async def delete_expired(
 ) -> int:
     status = await conn.execute(
         "DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2",
-        idle_before, created_before,
+        idle_before,
+        created_before,
     )
     return int(status.split()[-1])

@@ -69,18 +69,30 @@ _ACC_COLS = """a.id AS a_id, a.subscriber_id, a.account, a.password_hash,
 
 def _subscriber(r: asyncpg.Record) -> Subscriber:
     return Subscriber(
-        id=r["s_id"], id_number=r["id_number"], name=r["name"], email=r["email"],
-        phone=r["phone"], address=r["address"], subject_cn=r["subject_cn"],
-        subject_ou=tuple(r["subject_ou"]), subject_o=r["subject_o"], subject_c=r["subject_c"],
-        usages=tuple(r["usages"]), created_at=r["s_created_at"],
+        id=r["s_id"],
+        id_number=r["id_number"],
+        name=r["name"],
+        email=r["email"],
+        phone=r["phone"],
+        address=r["address"],
+        subject_cn=r["subject_cn"],
+        subject_ou=tuple(r["subject_ou"]),
+        subject_o=r["subject_o"],
+        subject_c=r["subject_c"],
+        usages=tuple(r["usages"]),
+        created_at=r["s_created_at"],
     )
 
 
 def _account(r: asyncpg.Record) -> Account:
     return Account(
-        id=r["a_id"], subscriber_id=r["subscriber_id"], account=r["account"],
-        password_hash=r["password_hash"], must_change_password=r["must_change_password"],
-        failed_attempts=r["failed_attempts"], locked_at=r["locked_at"],
+        id=r["a_id"],
+        subscriber_id=r["subscriber_id"],
+        account=r["account"],
+        password_hash=r["password_hash"],
+        must_change_password=r["must_change_password"],
+        failed_attempts=r["failed_attempts"],
+        locked_at=r["locked_at"],
     )
 
 
@@ -95,8 +107,17 @@ async def insert_subscriber(
         """INSERT INTO subscribers (id_number, name, email, phone, address, subject_cn,
                subject_ou, subject_o, subject_c, usages, registered_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
-        new.id_number, new.name, new.email, new.phone, new.address, new.subject_cn,
-        list(new.subject_ou), new.subject_o, new.subject_c, list(new.usages), registered_by,
+        new.id_number,
+        new.name,
+        new.email,
+        new.phone,
+        new.address,
+        new.subject_cn,
+        list(new.subject_ou),
+        new.subject_o,
+        new.subject_c,
+        list(new.usages),
+        registered_by,
     )
 
 
@@ -108,7 +129,9 @@ async def insert_account(
     return await conn.fetchval(
         """INSERT INTO accounts (subscriber_id, account, password_hash)
            VALUES ($1, $2, $3) RETURNING id""",
-        subscriber_id, account, password_hash,
+        subscriber_id,
+        account,
+        password_hash,
     )
 
 
@@ -120,8 +143,10 @@ async def account_by_name(
     conn: asyncpg.Connection, account: str, *, for_update: bool = False
 ) -> Account | None:
     lock = " FOR UPDATE" if for_update else ""
-    r = await conn.fetchrow(f"SELECT {_ACC_COLS} FROM accounts a WHERE a.account = $1{lock}",  # noqa: S608 - constant column lists and lock clause only
-                            account)
+    r = await conn.fetchrow(
+        f"SELECT {_ACC_COLS} FROM accounts a WHERE a.account = $1{lock}",  # noqa: S608 - constant column lists and lock clause only
+        account,
+    )
     return _account(r) if r else None
 
 
@@ -129,8 +154,10 @@ async def account_by_id(
     conn: asyncpg.Connection, account_id: int, *, for_update: bool = False
 ) -> Account | None:
     lock = " FOR UPDATE" if for_update else ""
-    r = await conn.fetchrow(f"SELECT {_ACC_COLS} FROM accounts a WHERE a.id = $1{lock}",  # noqa: S608 - constant column lists and lock clause only
-                            account_id)
+    r = await conn.fetchrow(
+        f"SELECT {_ACC_COLS} FROM accounts a WHERE a.id = $1{lock}",  # noqa: S608 - constant column lists and lock clause only
+        account_id,
+    )
     return _account(r) if r else None
 
 
@@ -168,7 +195,8 @@ async def search(conn: asyncpg.Connection, q: str, *, limit: int = 200) -> list[
                OR s.id_number ILIKE $1 OR a.account ILIKE $1 OR s.name ILIKE $1
                OR s.subject_cn ILIKE $1 OR s.email ILIKE $1
             ORDER BY s.id LIMIT $2""",  # noqa: S608 - constant columns
-        pattern, limit,
+        pattern,
+        limit,
     )
     return [SubscriberView(_subscriber(r), _account(r)) for r in rows]
 
@@ -180,11 +208,9 @@ async def record_failure(
     return await lockout.record_failure(conn, "accounts", account_id, lock_at=lock_at, now=now)
 
 
-async def record_success(conn: asyncpg.Connection, account_id: int, *, password_hash: str
-                         ) -> bool:
+async def record_success(conn: asyncpg.Connection, account_id: int, *, password_hash: str) -> bool:
     """Reset the count, unless the account was locked or its password changed meanwhile."""
-    return await lockout.record_success(conn, "accounts", account_id,
-                                        password_hash=password_hash)
+    return await lockout.record_success(conn, "accounts", account_id, password_hash=password_hash)
 
 
 async def record_unknown_failure(conn: asyncpg.Connection, account: str, *, now: datetime) -> int:
@@ -192,7 +218,11 @@ async def record_unknown_failure(conn: asyncpg.Connection, account: str, *, now:
 
 
 async def set_password(
-    conn: asyncpg.Connection, account_id: int, *, password_hash: str, must_change: bool,
+    conn: asyncpg.Connection,
+    account_id: int,
+    *,
+    password_hash: str,
+    must_change: bool,
     now: datetime,
 ) -> None:
     """New password; also clears the failure count and the lock (an RA reset unlocks)."""
@@ -200,5 +230,8 @@ async def set_password(
         """UPDATE accounts SET password_hash = $2, must_change_password = $3,
                failed_attempts = 0, locked_at = NULL, password_changed_at = $4
            WHERE id = $1""",
-        account_id, password_hash, must_change, now,
+        account_id,
+        password_hash,
+        must_change,
+        now,
     )

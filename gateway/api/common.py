@@ -24,19 +24,22 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON answer from a declared model (``gateway.api.models``) or plain data."""
     body = msgspec.json.encode(data) if isinstance(data, msgspec.Struct) else orjson.dumps(data)
-    return web.Response(body=body, status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
 
 
 def certificate(request: web.Request, row: CertificateRow) -> models.Certificate:
     """The certificate object of API.md for a stored row, as of the injected clock."""
-    return msgspec.convert(certificate_object(row, request.app[keys.CLOCK](),
-                                              request.app[keys.CONFIG].renewal_window_days),
-                           models.Certificate)
+    return msgspec.convert(
+        certificate_object(
+            row, request.app[keys.CLOCK](), request.app[keys.CONFIG].renewal_window_days
+        ),
+        models.Certificate,
+    )
 
 
 def rfc3339(at: datetime) -> str:
@@ -63,17 +66,29 @@ def session_token(request: web.Request, base: str) -> str | None:
     return request.cookies.get(session_cookie_name(base, https=https))
 
 
-def set_session_cookie(request: web.Request, response: web.StreamResponse, name: str,
-                       token: str) -> None:
+def set_session_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, token: str
+) -> None:
     https = request.app[keys.CONFIG].https
-    response.set_cookie(session_cookie_name(name, https=https), token, path="/",
-                        httponly=True, samesite="Strict", secure=https)
+    response.set_cookie(
+        session_cookie_name(name, https=https),
+        token,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=https,
+    )
 
 
 def clear_session_cookie(request: web.Request, response: web.StreamResponse, name: str) -> None:
     https = request.app[keys.CONFIG].https
-    response.del_cookie(session_cookie_name(name, https=https), path="/", secure=https,
-                        httponly=True, samesite="Strict")
+    response.del_cookie(
+        session_cookie_name(name, https=https),
+        path="/",
+        secure=https,
+        httponly=True,
+        samesite="Strict",
+    )
 
 
 def _check_csrf(request: web.Request, auth: SubscriberAuth | OfficerAuth) -> None:
@@ -83,8 +98,7 @@ def _check_csrf(request: web.Request, auth: SubscriberAuth | OfficerAuth) -> Non
         raise ApiError(Kind.CSRF_FAILED, f"missing or wrong {CSRF_HEADER} header")
 
 
-async def subscriber(request: web.Request, *, during_forced_change: bool = False
-                     ) -> SubscriberAuth:
+async def subscriber(request: web.Request, *, during_forced_change: bool = False) -> SubscriberAuth:
     """Session first, then CSRF, then the forced password change."""
     auth = await keys.runtime(request).accounts.authenticate(
         session_token(request, SUBSCRIBER_COOKIE)
@@ -95,8 +109,7 @@ async def subscriber(request: web.Request, *, during_forced_change: bool = False
     return auth
 
 
-async def officer(request: web.Request, *, second_factor_pending: bool = False
-                  ) -> OfficerAuth:
+async def officer(request: web.Request, *, second_factor_pending: bool = False) -> OfficerAuth:
     """Session first (a session whose second factor is due only with
     ``second_factor_pending``), then CSRF."""
     auth = await keys.runtime(request).accounts.authenticate_officer(

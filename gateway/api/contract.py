@@ -117,9 +117,7 @@ OFFICER_LOGIN = Param(
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     # -- public
-    ("GET", "/healthz"): Operation(
-        "liveness", "public", (Ok(200, models.Health),), database=False
-    ),
+    ("GET", "/healthz"): Operation("liveness", "public", (Ok(200, models.Health),), database=False),
     ("GET", "/readyz"): Operation(
         "readiness: the database and at least one signer answer",
         "public",

@@ -20,8 +20,16 @@ from gateway.api.contract import JSON, Operation
 from gateway.signer_errors import RETRY_AFTER_SECONDS
 
 REF = "#/components/schemas/{name}"
-PUBLISHED = ("/api/", "/healthz", "/readyz", "/metrics", "/ca", "/crl/", "/ocsp",
-             "/.well-known/cmp")
+PUBLISHED = (
+    "/api/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/ca",
+    "/crl/",
+    "/ocsp",
+    "/.well-known/cmp",
+)
 SUBSCRIBER_SCHEME = "subscriberSession"
 OFFICER_SCHEME = "officerSession"
 CSRF_SCHEME = "csrfToken"

@@ -27,8 +27,10 @@ routes = web.RouteTableDef()
 log = logging.getLogger("gateway.public")
 READY_TIMEOUT = 2.0
 # a new transaction's read-only flag (follows default_transaction_read_only) and standby mode
-WRITABLE_SQL = ("SELECT pg_is_in_recovery() AS in_recovery, "
-                "current_setting('transaction_read_only') AS read_only")
+WRITABLE_SQL = (
+    "SELECT pg_is_in_recovery() AS in_recovery, "
+    "current_setting('transaction_read_only') AS read_only"
+)
 
 
 @routes.get("/healthz")
@@ -78,8 +80,10 @@ async def captcha(request: web.Request) -> web.Response:
         raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
     await keys.runtime(request).ratelimits.captcha(client=client_address(request))
     challenge = await service.create(keys.runtime(request).db)
-    return json_response(models.Captcha(captcha_id=challenge.id, image=challenge.data_url),
-                         headers={"Cache-Control": "no-store"})
+    return json_response(
+        models.Captcha(captcha_id=challenge.id, image=challenge.data_url),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @routes.get("/api/v1/captcha/audio")
@@ -95,8 +99,10 @@ async def captcha_audio(request: web.Request) -> web.Response:
         challenge = await service.create_audio(keys.runtime(request).db, query.lang)
     except speech.SpeechUnavailable as exc:
         raise ApiError(Kind.SPEECH_UNAVAILABLE, "the audio captcha is not available") from exc
-    return json_response(models.CaptchaAudio(captcha_id=challenge.id, audio=challenge.data_url),
-                         headers={"Cache-Control": "no-store"})
+    return json_response(
+        models.CaptchaAudio(captcha_id=challenge.id, audio=challenge.data_url),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @routes.get("/api/v1/openapi.json")
@@ -115,18 +121,30 @@ MAX_OCSP_REQUEST = 16 * 1024
 @routes.get("/ca")
 async def ca_list(request: web.Request) -> web.Response:
     issuers = lifecycle(request).issuers.issuers
-    return json_response(models.Issuers(issuers=[
-        models.Issuer(name=i.name, subject=i.subject, not_before=rfc3339(i.not_before),
-                      not_after=rfc3339(i.not_after), active=i.active, role=i.role)
-        for i in issuers
-    ]))
+    return json_response(
+        models.Issuers(
+            issuers=[
+                models.Issuer(
+                    name=i.name,
+                    subject=i.subject,
+                    not_before=rfc3339(i.not_before),
+                    not_after=rfc3339(i.not_after),
+                    active=i.active,
+                    role=i.role,
+                )
+                for i in issuers
+            ]
+        )
+    )
 
 
 @routes.get("/ca/chain.pem")
 async def ca_chain(request: web.Request) -> web.Response:
-    return web.Response(body=lifecycle(request).issuers.chain_pem(),
-                        content_type="application/x-pem-file",
-                        headers={"Cache-Control": "public, max-age=3600"})
+    return web.Response(
+        body=lifecycle(request).issuers.chain_pem(),
+        content_type="application/x-pem-file",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
 
 
 @routes.get(r"/ca/{name:[a-z0-9-]+}.crt")
@@ -134,8 +152,9 @@ async def ca_certificate(request: web.Request) -> web.Response:
     issuer = lifecycle(request).issuers.get(request.match_info["name"])
     if issuer is None:
         raise ApiError(Kind.NOT_FOUND, "no such issuer")
-    return web.Response(body=issuer.der, content_type=PKIX_CERT,
-                        headers={"Cache-Control": "public, max-age=3600"})
+    return web.Response(
+        body=issuer.der, content_type=PKIX_CERT, headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 @routes.get(r"/crl/{name:[a-z0-9-]+}.crl")
@@ -148,13 +167,13 @@ async def crl(request: web.Request) -> web.Response:
     # short caching: a revocation must show in the served CRL within 60 seconds; a root's
     # CRL changes only in a ceremony
     max_age = 3600 if issuer is not None and issuer.offline else 30
-    return web.Response(body=der, content_type=PKIX_CRL,
-                        headers={"Cache-Control": f"public, max-age={max_age}"})
+    return web.Response(
+        body=der, content_type=PKIX_CRL, headers={"Cache-Control": f"public, max-age={max_age}"}
+    )
 
 
 def _ocsp_response(der: bytes) -> web.Response:
-    return web.Response(body=der, content_type=OCSP_RESPONSE,
-                        headers={"Cache-Control": "no-cache"})
+    return web.Response(body=der, content_type=OCSP_RESPONSE, headers={"Cache-Control": "no-cache"})
 
 
 @routes.post("/ocsp")

@@ -24,8 +24,7 @@ from gateway.services.sessions import csrf_for
 
 routes = web.RouteTableDef()
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "portal" /
-                                   "templates"),
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "portal" / "templates"),
     autoescape=True,
 )
 
@@ -34,14 +33,16 @@ _TEMPLATES = jinja2.Environment(
 async def login(request: web.Request) -> web.Response:
     body = await decode.body(request, models.OfficerLogin)
     new = await keys.runtime(request).accounts.officer_login(
-        login=body.login, password=body.password,
+        login=body.login,
+        password=body.password,
         previous_token=common.session_token(request, common.OFFICER_COOKIE),
         client=common.client_address(request),
     )
     # the second factor is a separate step (gateway.api.ra_factors): mark what is still due
     second_factor = await keys.runtime(request).officer_factors.gate(new)
-    response = json_response(models.OfficerLoginResult(csrf_token=new.csrf_token,
-                                                       second_factor=second_factor))
+    response = json_response(
+        models.OfficerLoginResult(csrf_token=new.csrf_token, second_factor=second_factor)
+    )
     common.set_session_cookie(request, response, common.OFFICER_COOKIE, new.token)
     return response
 
@@ -67,10 +68,17 @@ async def logout(request: web.Request) -> web.Response:
 def _new_subscriber(body: models.NewSubscriber) -> NewSubscriber:
     subject = body.subject
     return NewSubscriber(
-        id_number=body.id_number, name=body.name, email=body.email, phone=body.phone or "",
-        address=body.address or "", subject_cn=subject.cn,
-        subject_ou=tuple(subject.ou or ()), subject_o=subject.o or "",
-        subject_c=subject.c or "TW", usages=tuple(dict.fromkeys(body.usages)))
+        id_number=body.id_number,
+        name=body.name,
+        email=body.email,
+        phone=body.phone or "",
+        address=body.address or "",
+        subject_cn=subject.cn,
+        subject_ou=tuple(subject.ou or ()),
+        subject_o=subject.o or "",
+        subject_c=subject.c or "TW",
+        usages=tuple(dict.fromkeys(body.usages)),
+    )
 
 
 def _wants_html(request: web.Request) -> bool:
@@ -80,22 +88,29 @@ def _wants_html(request: web.Request) -> bool:
     return html >= 0 and (js < 0 or html < js)
 
 
-def _slip_response(request: web.Request, slip: Slip, *, status: int, reset: bool
-                   ) -> web.Response:
+def _slip_response(request: web.Request, slip: Slip, *, status: int, reset: bool) -> web.Response:
     headers = {"Cache-Control": "no-store"}
     if _wants_html(request):
         page = _TEMPLATES.get_template("password_slip.html").render(
-            slip=slip, reset=reset, portal_url=request.app[keys.CONFIG].public_url,
+            slip=slip,
+            reset=reset,
+            portal_url=request.app[keys.CONFIG].public_url,
             issued_at=common.rfc3339(request.app[keys.CLOCK]()),
             password_min=request.app[keys.CONFIG].password_min,
             password_max=request.app[keys.CONFIG].password_max,
         )
-        return web.Response(text=page, status=status, content_type="text/html",
-                            charset="utf-8", headers=headers)
+        return web.Response(
+            text=page, status=status, content_type="text/html", charset="utf-8", headers=headers
+        )
     body: models.Slip | models.ResetSlip = (
-        models.ResetSlip(account=slip.account, initial_password=slip.initial_password) if reset
-        else models.Slip(subscriber_id=slip.subscriber_id, account=slip.account,
-                         initial_password=slip.initial_password))
+        models.ResetSlip(account=slip.account, initial_password=slip.initial_password)
+        if reset
+        else models.Slip(
+            subscriber_id=slip.subscriber_id,
+            account=slip.account,
+            initial_password=slip.initial_password,
+        )
+    )
     return json_response(body, status=status, headers=headers)
 
 
@@ -109,17 +124,27 @@ async def register(request: web.Request) -> web.Response:
     return _slip_response(request, slip, status=201, reset=False)
 
 
-def _subscriber_object(request: web.Request, view: SubscriberView,
-                       certs: list[CertificateRow]) -> models.Subscriber:
+def _subscriber_object(
+    request: web.Request, view: SubscriberView, certs: list[CertificateRow]
+) -> models.Subscriber:
     s, a = view.subscriber, view.account
     return models.Subscriber(
-        subscriber_id=s.id, account=a.account, id_number=s.id_number, name=s.name,
-        email=s.email, phone=s.phone, address=s.address,
-        subject=models.Subject(cn=s.subject_cn, ou=list(s.subject_ou), o=s.subject_o,
-                               c=s.subject_c),
-        usages=list(s.usages), locked=a.locked, failed_attempts=a.failed_attempts,
+        subscriber_id=s.id,
+        account=a.account,
+        id_number=s.id_number,
+        name=s.name,
+        email=s.email,
+        phone=s.phone,
+        address=s.address,
+        subject=models.Subject(
+            cn=s.subject_cn, ou=list(s.subject_ou), o=s.subject_o, c=s.subject_c
+        ),
+        usages=list(s.usages),
+        locked=a.locked,
+        failed_attempts=a.failed_attempts,
         must_change_password=a.must_change_password,
-        certificates=[common.certificate(request, c) for c in certs])
+        certificates=[common.certificate(request, c) for c in certs],
+    )
 
 
 @routes.get("/api/v1/ra/subscribers")
@@ -127,8 +152,9 @@ async def search(request: web.Request) -> web.Response:
     await common.officer(request)
     query = decode.query(request, models.SearchQuery)
     found = await keys.runtime(request).registration.search(query.q.strip())
-    return json_response(models.Subscribers(
-        subscribers=[_subscriber_object(request, v, c) for v, c in found]))
+    return json_response(
+        models.Subscribers(subscribers=[_subscriber_object(request, v, c) for v, c in found])
+    )
 
 
 def _subscriber_id(request: web.Request) -> int:
@@ -157,12 +183,23 @@ async def audit_log(request: web.Request) -> web.Response:
     query = decode.query(request, models.AuditQuery)
     registration = keys.runtime(request).registration
     if query.order == "desc":  # an extension of API.md: newest first, paged with before_id
-        events = await registration.audit_events_newest_first(before_id=query.before_id,
-                                                              limit=query.limit)
+        events = await registration.audit_events_newest_first(
+            before_id=query.before_id, limit=query.limit
+        )
     else:
         events = await registration.audit_events(after_id=query.after_id, limit=query.limit)
-    return json_response(models.AuditEvents(events=[
-        models.AuditEvent(id=e.id, at=common.rfc3339(e.at), actor=e.actor, action=e.action,
-                          target=e.target, details=e.details)
-        for e in events
-    ]))
+    return json_response(
+        models.AuditEvents(
+            events=[
+                models.AuditEvent(
+                    id=e.id,
+                    at=common.rfc3339(e.at),
+                    actor=e.actor,
+                    action=e.action,
+                    target=e.target,
+                    details=e.details,
+                )
+                for e in events
+            ]
+        )
+    )

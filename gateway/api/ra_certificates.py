@@ -17,7 +17,9 @@ async def revoke(request: web.Request) -> web.Response:
     serial = decode.path_serial(request)
     body = await decode.body(request, models.Revocation)
     row = await lifecycle(request).revocation.revoke(
-        serial=serial, reason=body.reason,
-        officer_id=auth.officer.id, officer_login=auth.officer.login,
+        serial=serial,
+        reason=body.reason,
+        officer_id=auth.officer.id,
+        officer_login=auth.officer.login,
     )
     return json_response(common.certificate(request, row))

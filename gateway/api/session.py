@@ -20,14 +20,18 @@ async def login(request: web.Request) -> web.Response:
     if keys.runtime(request).captcha is None:
         captcha_id = captcha_answer = ""
     result = await keys.runtime(request).accounts.login(
-        account=body.account, password=body.password, captcha_id=captcha_id,
+        account=body.account,
+        password=body.password,
+        captcha_id=captcha_id,
         captcha_answer=captcha_answer,
         previous_token=common.session_token(request, common.SUBSCRIBER_COOKIE),
         client=common.client_address(request),
     )
-    response = json_response(models.LoginResult(
-        csrf_token=result.session.csrf_token,
-        must_change_password=result.must_change_password))
+    response = json_response(
+        models.LoginResult(
+            csrf_token=result.session.csrf_token, must_change_password=result.must_change_password
+        )
+    )
     common.set_session_cookie(request, response, common.SUBSCRIBER_COOKIE, result.session.token)
     return response
 
@@ -38,9 +42,12 @@ async def current_session(request: web.Request) -> web.Response:
     restored tab: the token lives in one tab's sessionStorage). 401 without a live session."""
     auth = await common.subscriber(request, during_forced_change=True)
     token = common.session_token(request, common.SUBSCRIBER_COOKIE) or ""
-    return json_response(models.LoginResult(csrf_token=csrf_for(token),
-                                            must_change_password=auth.account.must_change_password),
-                         headers={"Cache-Control": "no-store"})
+    return json_response(
+        models.LoginResult(
+            csrf_token=csrf_for(token), must_change_password=auth.account.must_change_password
+        ),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @routes.delete("/api/v1/session")
@@ -57,7 +64,8 @@ async def change_password(request: web.Request) -> web.Response:
     auth = await common.subscriber(request, during_forced_change=True)
     body = await decode.body(request, models.PasswordChange)
     await keys.runtime(request).accounts.change_password(
-        auth, old=body.old_password, new=body.new_password, client=common.client_address(request))
+        auth, old=body.old_password, new=body.new_password, client=common.client_address(request)
+    )
     return web.Response(status=204)
 
 
@@ -66,10 +74,18 @@ async def me(request: web.Request) -> web.Response:
     auth = await common.subscriber(request, during_forced_change=True)
     view = await keys.runtime(request).accounts.me(auth)
     s = view.subscriber
-    return json_response(models.Me(
-        account=view.account.account, id_number=s.id_number, name=s.name,
-        subscriber_name=s.subject_cn, email=s.email, phone=s.phone, address=s.address,
-        usages=list(s.usages)))
+    return json_response(
+        models.Me(
+            account=view.account.account,
+            id_number=s.id_number,
+            name=s.name,
+            subscriber_name=s.subject_cn,
+            email=s.email,
+            phone=s.phone,
+            address=s.address,
+            usages=list(s.usages),
+        )
+    )
 
 
 @routes.get("/api/v1/terms")

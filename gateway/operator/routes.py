@@ -26,15 +26,18 @@ from gateway.operator.stats import Sampler, snapshot
 log = logging.getLogger("gateway.operator")
 STATIC = Path(__file__).resolve().parent / "static"
 SAMPLER = web.AppKey("operator_sampler", Sampler)
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 SIGNER_TIMEOUT = 1.0
 _FILES = {"operator.js": "text/javascript", "operator.css": "text/css", "uplot.css": "text/css"}
 
 
 def _static(name: str, content_type: str) -> web.Response:
-    response = web.Response(body=(STATIC / name).read_bytes(), content_type=content_type,
-                            charset="utf-8")
+    response = web.Response(
+        body=(STATIC / name).read_bytes(), content_type=content_type, charset="utf-8"
+    )
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -92,10 +92,22 @@ def _ms(seconds: float | None) -> float | None:
 
 def series(snaps: list[Snapshot]) -> dict[str, Any]:
     """One point per interval between consecutive snapshots."""
-    points: dict[str, list[Any]] = {k: [] for k in (
-        "t", "certs_per_s", "requests_per_s", "errors_5xx_per_s", "errors_4xx_per_s",
-        "signer_errors_per_s", "issuance_p50_ms", "issuance_p99_ms", "http_p50_ms",
-        "http_p99_ms", "queue_depth")}
+    points: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "t",
+            "certs_per_s",
+            "requests_per_s",
+            "errors_5xx_per_s",
+            "errors_4xx_per_s",
+            "signer_errors_per_s",
+            "issuance_p50_ms",
+            "issuance_p99_ms",
+            "http_p50_ms",
+            "http_p99_ms",
+            "queue_depth",
+        )
+    }
     for a, b in itertools.pairwise(snaps):
         dt = b.at - a.at
         if dt <= 0:
@@ -119,8 +131,9 @@ def series(snaps: list[Snapshot]) -> dict[str, Any]:
 
 
 class Sampler:
-    def __init__(self, registry: CollectorRegistry, *, interval: float = 2.0, keep: int = 150
-                 ) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, interval: float = 2.0, keep: int = 150
+    ) -> None:
         self.registry = registry
         self.interval = interval
         self.snaps: deque[Snapshot] = deque(maxlen=keep + 1)
@@ -141,7 +154,11 @@ class Sampler:
                 "signer_errors": last.signer_errors,
                 "login_failures": last.login_failures,
             },
-            "signer": {"status": last.signer_status, "queue_depth": last.queue,
-                       "workers_ready": last.workers_ready, "workers": last.workers},
+            "signer": {
+                "status": last.signer_status,
+                "queue_depth": last.queue,
+                "workers_ready": last.workers_ready,
+                "workers": last.workers,
+            },
             "series": series(snaps),
         }

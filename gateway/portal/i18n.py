@@ -39,7 +39,7 @@ ZH: dict[str, str] = {
     "err_invalid_credentials": "帳號或密碼不正確。連續三次錯誤將鎖定帳號。",
     "err_invalid_captcha": "驗證碼不正確或已過期，請輸入新圖片中的驗證碼。",
     "err_account_locked": "帳號已鎖定（連續三次密碼錯誤）。請填寫密碼重新設定申請單，"
-                          "攜帶身分證明文件至註冊窗口 (RA) 辦理，領取新的密碼單後再登入。",
+    "攜帶身分證明文件至註冊窗口 (RA) 辦理，領取新的密碼單後再登入。",
     "err_network": "無法連線到伺服器，請稍後再試。",
     "err_rate_limited": "嘗試次數過多，請稍候再試。",
     "err_busy": "系統忙碌中，請稍後再試。",
@@ -48,7 +48,7 @@ ZH: dict[str, str] = {
     # home
     "home_title": "歡迎使用電子憑證作業網站",
     "home_text": "請由左側選單選擇作業。首次申請請先執行「憑證申請」，再執行「憑證下載」，"
-                 "並立即匯出備份。",
+    "並立即匯出備份。",
     "reg_data": "申請人註冊資料",
     "id_number": "身分證號或統編",
     "name": "用戶名稱",
@@ -74,8 +74,8 @@ ZH: dict[str, str] = {
     # apply
     "apply_title": "憑證申請",
     "apply_intro": "請確認下列註冊資料是否正確，詳讀約定條款後勾選同意，"
-                   "再選擇憑證用途並按「確定」。"
-                   "金鑰對將在本瀏覽器中產生，私密金鑰不會傳送到伺服器。",
+    "再選擇憑證用途並按「確定」。"
+    "金鑰對將在本瀏覽器中產生，私密金鑰不會傳送到伺服器。",
     "terms": "用戶約定條款",
     "terms_accept": "我已讀過並接受用戶約定條款",
     "usage": "憑證用途",
@@ -97,15 +97,15 @@ ZH: dict[str, str] = {
     # download
     "dl_title": "憑證下載",
     "dl_intro": "請勾選要下載的憑證並按「確定下載」。下載必須在申請憑證的同一個瀏覽器中進行，"
-                "憑證才能與私密金鑰配對。",
+    "憑證才能與私密金鑰配對。",
     "dl_submit": "確定下載",
     "dl_none": "目前沒有可下載的憑證。",
     "dl_done": "憑證下載完成，已與本瀏覽器中的私密金鑰配對。",
     "dl_nokey": "憑證已下載，但本瀏覽器中找不到對應的私密金鑰。"
-                "請在原電腦匯出備份後於此「匯入復原」。",
+    "請在原電腦匯出備份後於此「匯入復原」。",
     "dl_pick": "請先勾選憑證。",
     "backup_urge": "請立即匯出備份：將私密金鑰與憑證存成受密碼保護的 PKCS#12 檔並妥善保管，"
-                   "更換電腦或金鑰毀損時才能復原。",
+    "更換電腦或金鑰毀損時才能復原。",
     # backup / import
     "export": "匯出備份",
     "export_title": "私密金鑰與憑證匯出備份",
@@ -116,14 +116,14 @@ ZH: dict[str, str] = {
     "fmt_modern": "AES-256 + PBKDF2（建議）",
     "fmt_legacy": "舊式 3DES + SHA-1（相容舊系統）",
     "fmt_legacy_note": "舊式格式的加密強度較弱，請只在舊系統無法讀取建議格式時選用。"
-                       "此格式只支援 RSA 金鑰；ECDSA 金鑰只能以 AES-256 格式匯出。",
+    "此格式只支援 RSA 金鑰；ECDSA 金鑰只能以 AES-256 格式匯出。",
     "fmt_legacy_ec": "所選憑證的金鑰為 ECDSA，只能以 AES-256 格式匯出。",
     "err_legacy_rsa_only": "舊式 3DES 格式只支援 RSA 金鑰，請改選 AES-256 格式。",
     "export_done": "備份檔已產生，請妥善保管檔案並牢記密碼。",
     "export_err_pw": "保護密碼至少 8 個字，且兩次輸入須一致。",
     "import_title": "憑證匯入復原",
     "import_intro": "更換電腦或瀏覽器時，請選擇先前匯出的 PKCS#12 備份檔並輸入保護密碼，"
-                    "私密金鑰與憑證將存入本瀏覽器，之後即可在此展期。",
+    "私密金鑰與憑證將存入本瀏覽器，之後即可在此展期。",
     "import_file": "備份檔 (.p12)",
     "import_pw": "保護密碼",
     "import_submit": "匯入",
@@ -132,8 +132,8 @@ ZH: dict[str, str] = {
     # renew
     "renew_title": "憑證展期(更新)",
     "renew_intro": "憑證到期前 {days} 天內可線上展期。"
-                   "請確認註冊資料、勾選要展期的憑證並接受約定條款。"
-                   "本瀏覽器中的舊私密金鑰將簽署展期請求，並產生新的金鑰對。",
+    "請確認註冊資料、勾選要展期的憑證並接受約定條款。"
+    "本瀏覽器中的舊私密金鑰將簽署展期請求，並產生新的金鑰對。",
     "renew_table": "可展期憑證",
     "renew_none": "目前沒有可展期的憑證。",
     "renew_done": "您已完成憑證更新作業，請執行憑證下載。",
@@ -169,10 +169,10 @@ ZH: dict[str, str] = {
     "show_pem": "顯示憑證 (PEM)",
     "revoke_title": "憑證廢止",
     "revoke_when": "下列情形須申請廢止憑證：憑證有效期間內註冊資料"
-                   "（例如公司名稱、統一編號）有變更；"
-                   "或私密金鑰有毀損、遺失、外洩、遭竄改或可能被他人使用。",
+    "（例如公司名稱、統一編號）有變更；"
+    "或私密金鑰有毀損、遺失、外洩、遭竄改或可能被他人使用。",
     "revoke_how": "廢止須由註冊窗口 (RA) 辦理：請填寫憑證廢止申請單，郵寄或臨櫃送交註冊窗口；"
-                  "審核通過後由註冊窗口廢止憑證，廢止後立即生效且無法回復。",
+    "審核通過後由註冊窗口廢止憑證，廢止後立即生效且無法回復。",
     "revoke_list": "您的憑證",
     # RA
     "ra_login_title": "註冊窗口人員登入",
@@ -262,7 +262,7 @@ ZH: dict[str, str] = {
     "err_country": "國別請填兩個英文字母的國碼（ISO 3166，例：TW）。",
     "err_usages": "請至少勾選一種可申請用途。",
     "err_logout_failed": "登出失敗：無法通知伺服器，您的登入可能仍然有效。"
-                         "請再按一次「登出」，或關閉所有瀏覽器視窗。",
+    "請再按一次「登出」，或關閉所有瀏覽器視窗。",
     "err_captcha_empty": "請輸入驗證碼。",
     "captcha_audio": "語音驗證碼",
     "captcha_audio_hint": "請聆聽語音中的數字並輸入。",
@@ -279,7 +279,7 @@ ZH: dict[str, str] = {
     "rv_form_title": "憑證廢止申請單",
     "rv_print": "列印廢止申請單",
     "rv_intro": "請選擇要廢止的憑證並按「列印廢止申請單」，在申請單上勾選廢止原因、簽名後，"
-                "連同身分證明文件影本郵寄或臨櫃送交註冊窗口 (RA)。",
+    "連同身分證明文件影本郵寄或臨櫃送交註冊窗口 (RA)。",
     "rv_reasons": "廢止原因（請勾選）",
     "rv_other": "其他：",
     "rv_sign": "申請人簽名（蓋章）",
@@ -333,13 +333,13 @@ EN: dict[str, str] = {
     "captcha_alt": "verification code image",
     "login": "Log in",
     "login_hint": "Enter the account and password from your password slip and the code in the "
-                  "image.",
+    "image.",
     "err_invalid_credentials": "Wrong account or password. Three failures in a row lock the "
-                               "account.",
+    "account.",
     "err_invalid_captcha": "Wrong or expired verification code; type the code of the new image.",
     "err_account_locked": "The account is locked after three wrong passwords. Fill in the "
-                          "password reset form and bring your ID to the registration authority "
-                          "(RA); log in with the new password slip it gives you.",
+    "password reset form and bring your ID to the registration authority "
+    "(RA); log in with the new password slip it gives you.",
     "err_network": "The server cannot be reached; try again later.",
     "err_rate_limited": "Too many attempts; wait a moment and try again.",
     "err_busy": "The server has too much to do right now; try again shortly.",
@@ -347,7 +347,7 @@ EN: dict[str, str] = {
     "err_session": "Your session ended; please log in again.",
     "home_title": "Welcome to the certificate operations portal",
     "home_text": "Choose a task in the menu on the left. First apply for a certificate, then "
-                 "download it, then export a backup at once.",
+    "download it, then export a backup at once.",
     "reg_data": "Registration data",
     "id_number": "ID or company number",
     "name": "Name",
@@ -357,7 +357,7 @@ EN: dict[str, str] = {
     "address": "Address",
     "pw_title": "Change portal password",
     "pw_forced": "You logged in with the password from your slip; set a new portal password "
-                 "before anything else.",
+    "before anything else.",
     "pw_old_hint": "Enter your current portal password",
     "pw_old": "Current password",
     "pw_new_hint": "Choose a new portal password of {min} to {max} characters",
@@ -372,8 +372,8 @@ EN: dict[str, str] = {
     "pw_err_policy": "The new password does not meet the rules.",
     "apply_title": "Apply for a certificate",
     "apply_intro": "Check your registration data, read the terms and accept them, choose the "
-                   "usage and press OK. The key pair is made in this browser; the private key is "
-                   "never sent to the server.",
+    "usage and press OK. The key pair is made in this browser; the private key is "
+    "never sent to the server.",
     "terms": "Terms of use",
     "terms_accept": "I have read and accept the terms of use",
     "usage": "Usage",
@@ -389,23 +389,22 @@ EN: dict[str, str] = {
     "err_terms": "Accept the terms of use first.",
     "err_no_usage": "No certificate usage is open to you.",
     "err_already_has_valid": "You already hold a valid certificate of this usage; renew it "
-                             "instead.",
+    "instead.",
     "err_usage_not_allowed": "Your registration does not allow this usage.",
     "err_signer_unavailable": "The signing system is busy; try again later.",
     "err_no_webcrypto": "This browser lacks the Web Crypto functions needed to make keys.",
     "dl_title": "Download certificates",
     "dl_intro": "Tick the certificate to download and press Download. Download in the browser "
-                "you applied with, so the certificate meets its private key.",
+    "you applied with, so the certificate meets its private key.",
     "dl_submit": "Download",
     "dl_none": "There is nothing to download.",
-    "dl_done": "Download complete; the certificate is paired with the private key in this "
-               "browser.",
+    "dl_done": "Download complete; the certificate is paired with the private key in this browser.",
     "dl_nokey": "The certificate was downloaded, but its private key is not in this browser. "
-                "Export a backup on the original computer and import it here.",
+    "Export a backup on the original computer and import it here.",
     "dl_pick": "Tick a certificate first.",
     "backup_urge": "Export a backup now: save the private key and certificate as a "
-                   "password-protected PKCS#12 file and keep it safe; it is the only way to "
-                   "restore them on another computer or after a loss.",
+    "password-protected PKCS#12 file and keep it safe; it is the only way to "
+    "restore them on another computer or after a loss.",
     "export": "Export backup",
     "export_title": "Export key and certificate",
     "export_cert": "Certificate to back up",
@@ -415,17 +414,17 @@ EN: dict[str, str] = {
     "fmt_modern": "AES-256 + PBKDF2 (recommended)",
     "fmt_legacy": "Legacy 3DES + SHA-1 (for older systems)",
     "fmt_legacy_note": "The legacy format is weaker; choose it only when an older system cannot "
-                       "read the recommended one. It holds RSA keys only: ECDSA keys export in "
-                       "the AES-256 format alone.",
+    "read the recommended one. It holds RSA keys only: ECDSA keys export in "
+    "the AES-256 format alone.",
     "fmt_legacy_ec": "The key of the chosen certificate is ECDSA: it can only be exported in "
-                     "the AES-256 format.",
+    "the AES-256 format.",
     "err_legacy_rsa_only": "The legacy 3DES format supports RSA keys only; choose AES-256.",
     "export_done": "The backup file was created; keep it safe and remember the password.",
     "export_err_pw": "The password needs at least 8 characters and both entries must match.",
     "import_title": "Import a backup",
     "import_intro": "On a new computer or browser, choose the PKCS#12 backup you exported and "
-                    "enter its password; the key and certificate are stored in this browser and "
-                    "can be renewed here.",
+    "enter its password; the key and certificate are stored in this browser and "
+    "can be renewed here.",
     "import_file": "Backup file (.p12)",
     "import_pw": "Password",
     "import_submit": "Import",
@@ -433,14 +432,14 @@ EN: dict[str, str] = {
     "import_err": "The backup cannot be read: wrong password or unsupported format.",
     "renew_title": "Renew a certificate",
     "renew_intro": "A certificate can be renewed online in the {days} days before it expires. "
-                   "Check your data, tick the certificate and accept the terms. The old private "
-                   "key in this browser signs the request and a new key pair is made.",
+    "Check your data, tick the certificate and accept the terms. The old private "
+    "key in this browser signs the request and a new key pair is made.",
     "renew_table": "Renewable certificates",
     "renew_none": "No certificate can be renewed now.",
     "renew_done": "The renewal is complete. Now download the new certificate.",
     "renew_pick": "Tick the certificate to renew first.",
     "renew_nokey": "The private key of this certificate is not in this browser; import its "
-                   "backup first.",
+    "backup first.",
     "err_not_renewable": "This certificate cannot be renewed now.",
     "err_bad_challenge": "The renewal check expired; try again.",
     "err_pop_failed": "The key check failed.",
@@ -469,11 +468,11 @@ EN: dict[str, str] = {
     "show_pem": "Show certificate (PEM)",
     "revoke_title": "Revoke a certificate",
     "revoke_when": "Ask for revocation when your registration data (company name, number, …) "
-                   "changes while the certificate is valid, or when the private key may be "
-                   "damaged, lost, disclosed, altered or used by someone else.",
+    "changes while the certificate is valid, or when the private key may be "
+    "damaged, lost, disclosed, altered or used by someone else.",
     "revoke_how": "The registration authority (RA) revokes certificates: send the revocation "
-                  "form by mail or bring it to the RA desk. After checking it the RA revokes "
-                  "the certificate; this takes effect at once and cannot be undone.",
+    "form by mail or bring it to the RA desk. After checking it the RA revokes "
+    "the certificate; this takes effect at once and cannot be undone.",
     "revoke_list": "Your certificates",
     "ra_login_title": "RA officer login",
     "ra_login": "Login",
@@ -545,10 +544,10 @@ EN: dict[str, str] = {
     "err_unsupported_media_type": "This kind of data is not supported.",
     "err_not_ready": "The service is not ready yet; try again later.",
     "err_internal": "Something went wrong on our side; try again later, and ask the RA if it "
-                    "keeps happening.",
+    "keeps happening.",
     "err_bad_csr": "The certificate request (CSR) is malformed.",
     "err_weak_key": "The key is too weak or of an unsupported type (RSA of 2048 bits or more, or "
-                    "ECDSA P-256/P-384).",
+    "ECDSA P-256/P-384).",
     "err_terms_not_accepted": "Read and accept the current terms of use first.",
     "err_already_revoked": "This certificate is already revoked.",
     "err_unavailable": "The service is unavailable for the moment; try again later.",
@@ -556,16 +555,16 @@ EN: dict[str, str] = {
     "err_database_unavailable": "The service is unavailable for the moment; try again later.",
     "err_timeout": "The service did not answer in time; try again later.",
     "err_speech_unavailable": "The audio code is not available now; use the image or try "
-                              "again later.",
+    "again later.",
     "err_required": "Fill in “{field}”.",
     "err_password_too_long": "The password is too long: 256 characters at most.",
     "err_id_number": "Not a valid national ID, resident certificate or company number (check "
-                     "digit).",
+    "digit).",
     "err_email": "Not a valid e-mail address.",
     "err_country": "Enter the two-letter country code (ISO 3166, e.g. TW).",
     "err_usages": "Tick at least one allowed usage.",
     "err_logout_failed": "Logging out failed: the server could not be told, so your session may "
-                         "still be active. Press Log out again, or close every browser window.",
+    "still be active. Press Log out again, or close every browser window.",
     "err_captcha_empty": "Enter the verification code.",
     "captcha_audio": "Audio code",
     "captcha_audio_hint": "Listen to the digits and type them.",
@@ -579,12 +578,12 @@ EN: dict[str, str] = {
     "dl_cer": "Download the certificate (.cer)",
     "dl_chain": "Download the CA chain (chain.pem)",
     "dl_chain_note": "The CA chain holds the issuing and root CA certificates that other "
-                     "computers need to check your certificate.",
+    "computers need to check your certificate.",
     "rv_form_title": "Certificate revocation request",
     "rv_print": "Print the revocation request",
     "rv_intro": "Choose the certificate to revoke and press Print the revocation request; tick "
-                "the reason on the form, sign it and send it with a copy of your ID to the "
-                "registration authority (RA) by mail or at the desk.",
+    "the reason on the form, sign it and send it with a copy of your ID to the "
+    "registration authority (RA) by mail or at the desk.",
     "rv_reasons": "Reason for revocation (tick one)",
     "rv_other": "Other:",
     "rv_sign": "Signature of the applicant",
@@ -616,88 +615,150 @@ EN: dict[str, str] = {
 }
 
 # RA officers' second factor (ra_factors.html, ra_verify.html, web/src/ra_factors.js)
-ZH.update({
-    "ra_m_factors": "第二因素驗證",
-    "f_verify_title": "第二因素驗證",
-    "f_use_key": "請使用您已註冊的安全金鑰或通行金鑰完成登入。",
-    "f_webauthn_login": "使用安全金鑰登入",
-    "f_code": "驗證器 App 顯示的 6 位數字",
-    "f_kind": "類型",
-    "f_kind_webauthn": "安全金鑰 / 通行金鑰",
-    "f_kind_totp": "驗證器 App (TOTP)",
-    "f_name": "名稱",
-    "f_created": "註冊時間",
-    "f_last_used": "最後使用",
-    "f_none": "尚未註冊第二因素。",
-    "f_add_webauthn": "註冊安全金鑰 / 通行金鑰",
-    "f_add_totp": "註冊驗證器 App",
-    "f_totp_instructions": "請在驗證器 App 中手動輸入下列金鑰，再輸入 App 顯示的數字確認。",
-    "f_confirm": "確認",
-    "f_enrolled": "第二因素已註冊，之後每次登入都需要使用。",
-    "f_enrol_required": "本系統要求第二因素驗證：請先註冊安全金鑰或驗證器 App。",
-    "f_recovery": "遺失安全金鑰或手機時，請系統管理者以 ca-admin remove-officer-factors 移除。",
-    "f_no_webauthn": "此瀏覽器不支援 WebAuthn，請改用驗證器 App。",
-    "f_webauthn_error": "安全金鑰作業未完成或被取消。",
-    "err_second_factor_failed": "第二因素驗證失敗。連續五次失敗將鎖定帳號。",
-    "err_second_factor_required": "請先完成第二因素驗證。",
-    "f_retry": "驗證已過期或已使用，請再試一次。",
-    "err_factor_rejected": "驗證碼或安全金鑰的回應不正確，請重新開始註冊。",
-    "err_second_factor_not_due": "此登入目前不需要第二因素驗證。",
-    "err_not_enrolled": "尚未註冊安全金鑰，請改用驗證器 App 或先註冊安全金鑰。",
-    "err_forbidden": "您沒有執行此作業的權限。",
-})
-EN.update({
-    "ra_m_factors": "Second factor",
-    "f_verify_title": "Second factor",
-    "f_use_key": "Use your enrolled security key or passkey to complete the login.",
-    "f_webauthn_login": "Log in with the security key",
-    "f_code": "The 6-digit code of your authenticator app",
-    "f_kind": "Kind",
-    "f_kind_webauthn": "Security key / passkey",
-    "f_kind_totp": "Authenticator app (TOTP)",
-    "f_name": "Name",
-    "f_created": "Enrolled",
-    "f_last_used": "Last used",
-    "f_none": "No second factor is enrolled.",
-    "f_add_webauthn": "Enrol a security key / passkey",
-    "f_add_totp": "Enrol an authenticator app",
-    "f_totp_instructions": "Enter this key into your authenticator app, then the code it shows.",
-    "f_confirm": "Confirm",
-    "f_enrolled": "Second factor enrolled; every login needs it from now on.",
-    "f_enrol_required": "A second factor is required: enrol a security key or an "
-    "authenticator app first.",
-    "f_recovery": "Lost the key or the phone? An administrator removes it with "
-    "ca-admin remove-officer-factors.",
-    "f_no_webauthn": "This browser has no WebAuthn; use an authenticator app instead.",
-    "f_webauthn_error": "The security key step was not completed or was cancelled.",
-    "err_second_factor_failed": "The second factor was not accepted. Five failures in a row "
-    "lock the account.",
-    "err_second_factor_required": "Complete the login with your second factor first.",
-    "f_retry": "This check expired or was used; please try again.",
-    "err_factor_rejected": "The code or the key's answer was not right; start the enrolment "
-    "again.",
-    "err_second_factor_not_due": "This login does not need a second factor now.",
-    "err_not_enrolled": "No security key is enrolled; use the authenticator app or enrol a key.",
-    "err_forbidden": "You do not have the right to do this.",
-})
+ZH.update(
+    {
+        "ra_m_factors": "第二因素驗證",
+        "f_verify_title": "第二因素驗證",
+        "f_use_key": "請使用您已註冊的安全金鑰或通行金鑰完成登入。",
+        "f_webauthn_login": "使用安全金鑰登入",
+        "f_code": "驗證器 App 顯示的 6 位數字",
+        "f_kind": "類型",
+        "f_kind_webauthn": "安全金鑰 / 通行金鑰",
+        "f_kind_totp": "驗證器 App (TOTP)",
+        "f_name": "名稱",
+        "f_created": "註冊時間",
+        "f_last_used": "最後使用",
+        "f_none": "尚未註冊第二因素。",
+        "f_add_webauthn": "註冊安全金鑰 / 通行金鑰",
+        "f_add_totp": "註冊驗證器 App",
+        "f_totp_instructions": "請在驗證器 App 中手動輸入下列金鑰，再輸入 App 顯示的數字確認。",
+        "f_confirm": "確認",
+        "f_enrolled": "第二因素已註冊，之後每次登入都需要使用。",
+        "f_enrol_required": "本系統要求第二因素驗證：請先註冊安全金鑰或驗證器 App。",
+        "f_recovery": "遺失安全金鑰或手機時，請系統管理者以 ca-admin remove-officer-factors 移除。",
+        "f_no_webauthn": "此瀏覽器不支援 WebAuthn，請改用驗證器 App。",
+        "f_webauthn_error": "安全金鑰作業未完成或被取消。",
+        "err_second_factor_failed": "第二因素驗證失敗。連續五次失敗將鎖定帳號。",
+        "err_second_factor_required": "請先完成第二因素驗證。",
+        "f_retry": "驗證已過期或已使用，請再試一次。",
+        "err_factor_rejected": "驗證碼或安全金鑰的回應不正確，請重新開始註冊。",
+        "err_second_factor_not_due": "此登入目前不需要第二因素驗證。",
+        "err_not_enrolled": "尚未註冊安全金鑰，請改用驗證器 App 或先註冊安全金鑰。",
+        "err_forbidden": "您沒有執行此作業的權限。",
+    }
+)
+EN.update(
+    {
+        "ra_m_factors": "Second factor",
+        "f_verify_title": "Second factor",
+        "f_use_key": "Use your enrolled security key or passkey to complete the login.",
+        "f_webauthn_login": "Log in with the security key",
+        "f_code": "The 6-digit code of your authenticator app",
+        "f_kind": "Kind",
+        "f_kind_webauthn": "Security key / passkey",
+        "f_kind_totp": "Authenticator app (TOTP)",
+        "f_name": "Name",
+        "f_created": "Enrolled",
+        "f_last_used": "Last used",
+        "f_none": "No second factor is enrolled.",
+        "f_add_webauthn": "Enrol a security key / passkey",
+        "f_add_totp": "Enrol an authenticator app",
+        "f_totp_instructions": (
+            "Enter this key into your authenticator app, then the code it shows."
+        ),
+        "f_confirm": "Confirm",
+        "f_enrolled": "Second factor enrolled; every login needs it from now on.",
+        "f_enrol_required": "A second factor is required: enrol a security key or an "
+        "authenticator app first.",
+        "f_recovery": "Lost the key or the phone? An administrator removes it with "
+        "ca-admin remove-officer-factors.",
+        "f_no_webauthn": "This browser has no WebAuthn; use an authenticator app instead.",
+        "f_webauthn_error": "The security key step was not completed or was cancelled.",
+        "err_second_factor_failed": "The second factor was not accepted. Five failures in a row "
+        "lock the account.",
+        "err_second_factor_required": "Complete the login with your second factor first.",
+        "f_retry": "This check expired or was used; please try again.",
+        "err_factor_rejected": "The code or the key's answer was not right; start the enrolment "
+        "again.",
+        "err_second_factor_not_due": "This login does not need a second factor now.",
+        "err_not_enrolled": (
+            "No security key is enrolled; use the authenticator app or enrol a key."
+        ),
+        "err_forbidden": "You do not have the right to do this.",
+    }
+)
 
 MESSAGES = {"zh-TW": ZH, "en": EN}
 assert set(ZH) == set(EN), set(ZH) ^ set(EN)
 
 # texts the browser code shows after the page loaded (errors, results, table cells)
-JS_KEYS = tuple(k for k in ZH if k.startswith(("err_", "st_", "pw_", "r_", "c_", "usage_",
-                                                 "act_", "answer_", "rv_", "dl_", "captcha_")))
+JS_KEYS = tuple(
+    k
+    for k in ZH
+    if k.startswith(
+        ("err_", "st_", "pw_", "r_", "c_", "usage_", "act_", "answer_", "rv_", "dl_", "captcha_")
+    )
+)
 JS_KEYS += (
-    "apply_done", "go_download", "working", "dl_done", "dl_nokey", "dl_pick", "dl_none",
-    "backup_urge", "export", "export_done", "ra_login", "password", "slip_reset_password",
-    "slip_password", "pick_cert", "name", "id_number", "subscriber_name", "email", "phone",
-    "address", "account", "captcha", "export_err_pw", "import_done", "import_err",
-    "renew_done", "renew_pick", "renew_nokey", "renew_none", "info_none", "show_pem", "yes",
-    "no", "ra_dup", "ra_invalid", "ra_none", "ra_view", "ra_locked", "ra_active",
-    "ra_reset_confirm", "ra_revoke", "ra_revoke_confirm", "ra_revoked_done", "ra_more",
-    "captcha_alt", "m_download", "export_pw", "export_pw2", "export_format", "fmt_modern",
-    "fmt_legacy", "fmt_legacy_note", "fmt_legacy_ec", "export_title", "submit", "ra_reason",
-    "slip_title", "slip_reset_title",
+    "apply_done",
+    "go_download",
+    "working",
+    "dl_done",
+    "dl_nokey",
+    "dl_pick",
+    "dl_none",
+    "backup_urge",
+    "export",
+    "export_done",
+    "ra_login",
+    "password",
+    "slip_reset_password",
+    "slip_password",
+    "pick_cert",
+    "name",
+    "id_number",
+    "subscriber_name",
+    "email",
+    "phone",
+    "address",
+    "account",
+    "captcha",
+    "export_err_pw",
+    "import_done",
+    "import_err",
+    "renew_done",
+    "renew_pick",
+    "renew_nokey",
+    "renew_none",
+    "info_none",
+    "show_pem",
+    "yes",
+    "no",
+    "ra_dup",
+    "ra_invalid",
+    "ra_none",
+    "ra_view",
+    "ra_locked",
+    "ra_active",
+    "ra_reset_confirm",
+    "ra_revoke",
+    "ra_revoke_confirm",
+    "ra_revoked_done",
+    "ra_more",
+    "captcha_alt",
+    "m_download",
+    "export_pw",
+    "export_pw2",
+    "export_format",
+    "fmt_modern",
+    "fmt_legacy",
+    "fmt_legacy_note",
+    "fmt_legacy_ec",
+    "export_title",
+    "submit",
+    "ra_reason",
+    "slip_title",
+    "slip_reset_title",
     "terms_accept",
 )
 JS_KEYS += tuple(k for k in ZH if k.startswith("f_"))  # the second-factor pages

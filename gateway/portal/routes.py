@@ -20,12 +20,18 @@ from gateway.portal import i18n
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 LANG_COOKIE = "lang"
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-       "form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
 
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                          trim_blocks=True, lstrip_blocks=True)
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 # page name -> (template, title key); subscriber pages live under /portal/, RA pages under /ra/
 SUBSCRIBER_PAGES = {
@@ -73,32 +79,41 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def _render(request: web.Request, template: str, *, page: str, area: str, title_key: str
-            ) -> web.Response:
+def _render(
+    request: web.Request, template: str, *, page: str, area: str, title_key: str
+) -> web.Response:
     lang = i18n.pick(request.query.get("lang"), request.cookies.get(LANG_COOKIE))
     t = i18n.translator(lang)
     cfg = request.app[keys.CONFIG]
     other = "en" if lang == "zh-TW" else "zh-TW"
     html = _ENV.get_template(template).render(
-        t=t, lang=lang, other_lang=other, page=page, area=area, title=t(title_key),
-        menu=MENU, ra_menu=RA_MENU, js_messages=i18n.js_messages(lang),
+        t=t,
+        lang=lang,
+        other_lang=other,
+        page=page,
+        area=area,
+        title=t(title_key),
+        menu=MENU,
+        ra_menu=RA_MENU,
+        js_messages=i18n.js_messages(lang),
         js_version=request.app[_VERSIONS]["portal.js"],
         legacy_js_version=request.app[_VERSIONS]["portal-legacy.js"],
         css_version=request.app[_VERSIONS]["portal.css"],
-        password_min=cfg.password_min, password_max=cfg.password_max,
-        renewal_days=cfg.renewal_window_days, public_url=cfg.public_url,
+        password_min=cfg.password_min,
+        password_max=cfg.password_max,
+        renewal_days=cfg.renewal_window_days,
+        public_url=cfg.public_url,
     )
-    response = web.Response(text=html, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
+    response = web.Response(
+        text=html, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
+    )
     if request.query.get("lang") in i18n.MESSAGES:
-        response.set_cookie(LANG_COOKIE, lang, path="/", samesite="Strict",
-                            max_age=365 * 86400)
+        response.set_cookie(LANG_COOKIE, lang, path="/", samesite="Strict", max_age=365 * 86400)
     return response
 
 
 async def login_page(request: web.Request) -> web.Response:
-    return _render(request, "login.html", page="login", area="subscriber",
-                   title_key="login_title")
+    return _render(request, "login.html", page="login", area="subscriber", title_key="login_title")
 
 
 async def subscriber_page(request: web.Request) -> web.Response:
@@ -110,8 +125,7 @@ async def subscriber_page(request: web.Request) -> web.Response:
 
 
 async def ra_login_page(request: web.Request) -> web.Response:
-    return _render(request, "ra_login.html", page="ra-login", area="ra",
-                   title_key="ra_login_title")
+    return _render(request, "ra_login.html", page="ra-login", area="ra", title_key="ra_login_title")
 
 
 async def ra_page(request: web.Request) -> web.Response:
@@ -124,8 +138,11 @@ async def ra_page(request: web.Request) -> web.Response:
 
 async def favicon(request: web.Request) -> web.Response:
     """Browsers ask for /favicon.ico on every site; answer with the portal's icon, not a 404."""
-    return web.Response(body=(STATIC / "favicon.ico").read_bytes(), content_type="image/x-icon",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return web.Response(
+        body=(STATIC / "favicon.ico").read_bytes(),
+        content_type="image/x-icon",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 async def portal_redirect(request: web.Request) -> web.Response:
@@ -141,8 +158,9 @@ _VERSIONS = web.AppKey("portal_static_versions", dict)
 
 def setup_portal(app: web.Application) -> None:
     """Register the pages, /static/ and the security-header middleware on ``app``."""
-    app[_VERSIONS] = {name: _version(name) for name in ("portal.js", "portal-legacy.js",
-                                                       "portal.css")}
+    app[_VERSIONS] = {
+        name: _version(name) for name in ("portal.js", "portal-legacy.js", "portal.css")
+    }
     app.middlewares.insert(0, security_headers)  # outermost: error bodies get it too
     r = app.router
     r.add_get("/", login_page)
@@ -153,5 +171,4 @@ def setup_portal(app: web.Application) -> None:
     r.add_get("/ra", ra_redirect)
     r.add_get("/ra/", ra_login_page)
     r.add_get("/ra/{page:[a-z]+}", ra_page)
-    r.add_static("/static/", STATIC, show_index=False, follow_symlinks=False,
-                 append_version=False)
+    r.add_static("/static/", STATIC, show_index=False, follow_symlinks=False, append_version=False)

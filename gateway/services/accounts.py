@@ -70,9 +70,17 @@ class OfficerAuth:
 
 class AccountService:
     def __init__(
-        self, *, pool: asyncpg.Pool, clock: Clock, passwords: Passwords, sessions: SessionStore,
-        captcha: CaptchaService | None, metrics: GatewayMetrics, max_failures: int,
-        officer_max_failures: int, limits: RateLimiter,
+        self,
+        *,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        passwords: Passwords,
+        sessions: SessionStore,
+        captcha: CaptchaService | None,
+        metrics: GatewayMetrics,
+        max_failures: int,
+        officer_max_failures: int,
+        limits: RateLimiter,
     ) -> None:
         self.pool = pool
         self.clock = clock
@@ -84,7 +92,8 @@ class AccountService:
         self.officer_max_failures = officer_max_failures
         self.limits = limits
         self._sessions: Batcher[tuple[bytes, session_q.Kind], Found | None] = Batcher(
-            self._flush_sessions, max_items=AUTH_BATCH_MAX, name="session batch")
+            self._flush_sessions, max_items=AUTH_BATCH_MAX, name="session batch"
+        )
 
     async def _session(self, token: str | None, kind: session_q.Kind) -> Found | None:
         """The live session of ``token`` with its account (or officer) row. Not cached: a
@@ -95,8 +104,9 @@ class AccountService:
             return None
         return await self._sessions.submit(key)
 
-    async def _flush_sessions(self, keys: list[tuple[bytes, session_q.Kind]]
-                              ) -> list[Found | BaseException | None]:
+    async def _flush_sessions(
+        self, keys: list[tuple[bytes, session_q.Kind]]
+    ) -> list[Found | BaseException | None]:
         async with self.pool.acquire() as conn:
             found = await self.sessions.authenticate_many(conn, keys, self.clock())
         return [found.get(k) for k in keys]
@@ -122,8 +132,14 @@ class AccountService:
             raise
 
     async def login(
-        self, *, account: str, password: str, captcha_id: str, captcha_answer: str,
-        previous_token: str | None, client: str,
+        self,
+        *,
+        account: str,
+        password: str,
+        captcha_id: str,
+        captcha_answer: str,
+        previous_token: str | None,
+        client: str,
     ) -> LoginResult:
         self._check_capacity()
         await self.limits.subscriber_login(client=client, account=account)
@@ -139,15 +155,27 @@ class AccountService:
         ok = await self._verify(acc.password_hash if usable else None, password)
 
         async with self.pool.acquire() as conn, conn.transaction():
-            if (acc is not None and usable and ok
-                    and await sub_q.record_success(conn, acc.id,
-                                                   password_hash=acc.password_hash)):
+            if (
+                acc is not None
+                and usable
+                and ok
+                and await sub_q.record_success(conn, acc.id, password_hash=acc.password_hash)
+            ):
                 new = await self.sessions.create(
-                    conn, kind="subscriber", now=now, account_id=acc.id,
+                    conn,
+                    kind="subscriber",
+                    now=now,
+                    account_id=acc.id,
                     replaces=previous_token,
                 )
-                await audit.append(conn, actor=acc.account, action="login_succeeded",
-                                   target=acc.account, details={"client": client}, at=now)
+                await audit.append(
+                    conn,
+                    actor=acc.account,
+                    action="login_succeeded",
+                    target=acc.account,
+                    details={"client": client},
+                    at=now,
+                )
                 self.metrics.logins.labels("subscriber").inc()
                 return LoginResult(new, acc.must_change_password)
 
@@ -165,17 +193,26 @@ class AccountService:
                 if locked_now:
                     await session_q.delete_for_account(conn, acc.id)
             await audit.append(
-                conn, actor=audit.ANONYMOUS, action="login_failed", target=account,
-                details={"reason": reason, "failures": failures, "client": client}, at=now,
+                conn,
+                actor=audit.ANONYMOUS,
+                action="login_failed",
+                target=account,
+                details={"reason": reason, "failures": failures, "client": client},
+                at=now,
             )
             if acc is None and failures == self.max_failures:
                 locked_now = True  # unknown names lock alike (API.md): nothing tells them apart
             if locked_now:
                 # API.md: the actor is the account, or anonymous for a name that is no account
                 self.metrics.account_locks.labels("subscriber").inc()
-                await audit.append(conn, actor=account if acc is not None else audit.ANONYMOUS,
-                                   action="account_locked", target=account,
-                                   details={"failures": failures}, at=now)
+                await audit.append(
+                    conn,
+                    actor=account if acc is not None else audit.ANONYMOUS,
+                    action="account_locked",
+                    target=account,
+                    details={"failures": failures},
+                    at=now,
+                )
         if locked:
             raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)
         raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
@@ -187,14 +224,16 @@ class AccountService:
         session, row = found
         if session.account_id is None or row["a_id"] is None or row["locked_at"] is not None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in first")
-        return SubscriberAuth(session, sub_q.account_from_record(row),
-                              sub_q.subscriber_from_record(row))
+        return SubscriberAuth(
+            session, sub_q.account_from_record(row), sub_q.subscriber_from_record(row)
+        )
 
     async def logout(self, auth: SubscriberAuth | OfficerAuth) -> None:
         await self.sessions.end(self.pool, auth.session.id_hash)
 
-    async def change_password(self, auth: SubscriberAuth, *, old: str, new: str,
-                              client: str = "") -> None:
+    async def change_password(
+        self, auth: SubscriberAuth, *, old: str, new: str, client: str = ""
+    ) -> None:
         # old-password guesses with a stolen session are limited, never counted to the lock
         self._check_capacity()
         await self.limits.password_change(client=client, account_id=auth.account.id)
@@ -208,13 +247,18 @@ class AccountService:
             current = await sub_q.account_by_id(conn, auth.account.id, for_update=True)
             if current is None or current.password_hash != auth.account.password_hash:
                 raise ApiError(Kind.INVALID_CREDENTIALS, "the old password is not correct")
-            await sub_q.set_password(conn, current.id, password_hash=new_hash,
-                                     must_change=False, now=now)
+            await sub_q.set_password(
+                conn, current.id, password_hash=new_hash, must_change=False, now=now
+            )
             # other sessions of this account end; this one stays valid
-            ended = await session_q.delete_for_account(conn, current.id,
-                                                       except_hash=auth.session.id_hash)
+            ended = await session_q.delete_for_account(
+                conn, current.id, except_hash=auth.session.id_hash
+            )
             await audit.append(
-                conn, actor=current.account, action="password_changed", target=current.account,
+                conn,
+                actor=current.account,
+                action="password_changed",
+                target=current.account,
                 details={"forced": current.must_change_password, "other_sessions_ended": ended},
                 at=now,
             )
@@ -242,13 +286,25 @@ class AccountService:
         ok = await self._verify(officer.password_hash if usable else None, password)
 
         async with self.pool.acquire() as conn, conn.transaction():
-            if (officer is not None and usable and ok
-                    and await officer_q.record_success(conn, officer.id,
-                                                       password_hash=officer.password_hash)):
-                new = await self.sessions.create(conn, kind="officer", now=now,
-                                                 officer_id=officer.id, replaces=previous_token)
-                await audit.append(conn, actor=officer.login, action="officer_login_succeeded",
-                                   target=officer.login, details={"client": client}, at=now)
+            if (
+                officer is not None
+                and usable
+                and ok
+                and await officer_q.record_success(
+                    conn, officer.id, password_hash=officer.password_hash
+                )
+            ):
+                new = await self.sessions.create(
+                    conn, kind="officer", now=now, officer_id=officer.id, replaces=previous_token
+                )
+                await audit.append(
+                    conn,
+                    actor=officer.login,
+                    action="officer_login_succeeded",
+                    target=officer.login,
+                    details={"client": client},
+                    at=now,
+                )
                 self.metrics.logins.labels("officer").inc()
                 return new
             self.metrics.login_failures.labels("officer").inc()
@@ -267,19 +323,30 @@ class AccountService:
                 if locked_now:
                     await session_q.delete_for_officer(conn, officer.id)
             await audit.append(
-                conn, actor=audit.ANONYMOUS, action="officer_login_failed", target=login,
-                details={"failures": failures, "client": client, "reason": reason}, at=now,
+                conn,
+                actor=audit.ANONYMOUS,
+                action="officer_login_failed",
+                target=login,
+                details={"failures": failures, "client": client, "reason": reason},
+                at=now,
             )
             if locked_now:
                 self.metrics.account_locks.labels("officer").inc()
-                await audit.append(conn, actor=login, action="officer_locked", target=login,
-                                   details={"failures": failures}, at=now)
+                await audit.append(
+                    conn,
+                    actor=login,
+                    action="officer_locked",
+                    target=login,
+                    details={"failures": failures},
+                    at=now,
+                )
         if locked:
             raise ApiError(Kind.ACCOUNT_LOCKED, LOCKED)
         raise ApiError(Kind.INVALID_CREDENTIALS, BAD_CREDENTIALS)
 
-    async def authenticate_officer(self, token: str | None, *, second_factor_pending: bool = False
-                                   ) -> OfficerAuth:
+    async def authenticate_officer(
+        self, token: str | None, *, second_factor_pending: bool = False
+    ) -> OfficerAuth:
         """The officer of a complete session; with ``second_factor_pending`` also of a session
         whose second factor is still due (only the factor endpoints and logout ask for that)."""
         found = await self._session(token, "officer")
@@ -288,10 +355,16 @@ class AccountService:
         session, row = found
         if session.officer_id is None or row["o_id"] is None or row["o_locked_at"] is not None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in as an RA officer first")
-        officer = officer_q.Officer(row["o_id"], row["o_login"], row["o_password_hash"],
-                                    row["o_failed_attempts"], row["o_locked_at"])
+        officer = officer_q.Officer(
+            row["o_id"],
+            row["o_login"],
+            row["o_password_hash"],
+            row["o_failed_attempts"],
+            row["o_locked_at"],
+        )
         state = row["officer_factor"]
         if state is not None and not second_factor_pending:
-            raise ApiError(Kind.SECOND_FACTOR_REQUIRED,
-                           "complete the login with your second factor first")
+            raise ApiError(
+                Kind.SECOND_FACTOR_REQUIRED, "complete the login with your second factor first"
+            )
         return OfficerAuth(session, officer, state)

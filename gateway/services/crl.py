@@ -41,8 +41,16 @@ def _read_file(path: Path | None) -> bytes | None:
 
 
 class CrlService:
-    def __init__(self, *, pool: asyncpg.Pool, signer: Any, issuers: IssuerRegistry,
-                 clock: Clock, next_update_hours: int, refresh_seconds: int) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        signer: Any,
+        issuers: IssuerRegistry,
+        clock: Clock,
+        next_update_hours: int,
+        refresh_seconds: int,
+    ) -> None:
         self.pool = pool
         self.signer: SignerOps = signer
         self.issuers = issuers
@@ -59,13 +67,19 @@ class CrlService:
         next_update = now + self.next_update
         async with self.pool.acquire() as conn, conn.transaction():
             number = await crl_q.allocate_number(conn, issuer_id)
-            entries = tuple([
-                RevokedEntry(int(serial, 16), int(at.timestamp()), reason)
-                async for serial, at, reason in crl_q.revoked_entries(conn, issuer_id)
-            ])
-        request = CrlRequest(issuer=issuer.name, crl_number=number,
-                             this_update=int(now.timestamp()),
-                             next_update=int(next_update.timestamp()), entries=entries)
+            entries = tuple(
+                [
+                    RevokedEntry(int(serial, 16), int(at.timestamp()), reason)
+                    async for serial, at, reason in crl_q.revoked_entries(conn, issuer_id)
+                ]
+            )
+        request = CrlRequest(
+            issuer=issuer.name,
+            crl_number=number,
+            this_update=int(now.timestamp()),
+            next_update=int(next_update.timestamp()),
+            entries=entries,
+        )
         try:
             der = await self.signer.sign_crl(request, time.time() + SIGN_DEADLINE_SECONDS)
         except Exception:
@@ -73,10 +87,13 @@ class CrlService:
                 await crl_q.mark_dirty(conn, issuer_id)
             raise
         async with self.pool.acquire() as conn:
-            await crl_q.store(conn, issuer_id, number=number, der=der, this_update=now,
-                              next_update=next_update)
-        log.info("CRL signed", extra={"issuer": issuer.name, "crl_number": number,
-                                      "entries": len(entries)})
+            await crl_q.store(
+                conn, issuer_id, number=number, der=der, this_update=now, next_update=next_update
+            )
+        log.info(
+            "CRL signed",
+            extra={"issuer": issuer.name, "crl_number": number, "entries": len(entries)},
+        )
         return der
 
     async def current(self, issuer_name: str) -> bytes | None:
@@ -98,8 +115,11 @@ class CrlService:
         """Regenerate every CRL that is due; returns how many were signed."""
         now = self.clock()
         async with self.pool.acquire() as conn:
-            due = await crl_q.due(conn, refreshed_before=now - self.refresh,
-                                  next_update_before=now + self.next_update / 2)
+            due = await crl_q.due(
+                conn,
+                refreshed_before=now - self.refresh,
+                next_update_before=now + self.next_update / 2,
+            )
         done = 0
         for issuer_id in due:
             issuer = self.issuers.by_id(issuer_id)

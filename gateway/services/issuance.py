@@ -74,12 +74,14 @@ class SignerOps(Protocol):
 
     async def issue(self, request: IssueRequest, deadline: float | None = None) -> bytes: ...
     async def sign_crl(self, request: CrlRequest, deadline: float | None = None) -> bytes: ...
-    async def sign_ocsp(self, requests: list[OcspRequest], deadline: float | None = None, *,
-                        bulk: bool = False) -> list[Result]: ...
+    async def sign_ocsp(
+        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
+    ) -> list[Result]: ...
 
 
-def signer_unavailable(message: str = "the signing service is unavailable; try again later"
-                       ) -> ApiError:
+def signer_unavailable(
+    message: str = "the signing service is unavailable; try again later",
+) -> ApiError:
     return ApiError(Kind.SIGNER_UNAVAILABLE, message, headers=retry_headers())
 
 
@@ -89,8 +91,10 @@ def csr_error(exc: CsrError) -> ApiError:
 
 def check_terms(version: object) -> str:
     if version != terms.VERSION:
-        raise ApiError(Kind.TERMS_NOT_ACCEPTED,
-                       f"accept the current terms of use (version {terms.VERSION}) first")
+        raise ApiError(
+            Kind.TERMS_NOT_ACCEPTED,
+            f"accept the current terms of use (version {terms.VERSION}) first",
+        )
     return terms.VERSION
 
 
@@ -114,9 +118,12 @@ def subject_of_certificate(cert: x509.Certificate) -> tuple[tuple[str, str], ...
 
 
 def rfc4514(pairs: tuple[tuple[str, str], ...]) -> str:
-    return x509.Name([x509.RelativeDistinguishedName(
-        [x509.NameAttribute(x509.ObjectIdentifier(oid), value)]) for oid, value in pairs
-    ]).rfc4514_string()
+    return x509.Name(
+        [
+            x509.RelativeDistinguishedName([x509.NameAttribute(x509.ObjectIdentifier(oid), value)])
+            for oid, value in pairs
+        ]
+    ).rfc4514_string()
 
 
 def spki_sha256(spki: bytes) -> bytes:
@@ -124,9 +131,16 @@ def spki_sha256(spki: bytes) -> bytes:
 
 
 class IssuanceService:
-    def __init__(self, *, pool: asyncpg.Pool, signer: Any, issuers: IssuerRegistry,
-                 clock: Clock, validity_days: int, metrics: GatewayMetrics | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        signer: Any,
+        issuers: IssuerRegistry,
+        clock: Clock,
+        validity_days: int,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.signer: SignerOps = signer
@@ -135,28 +149,44 @@ class IssuanceService:
         self.validity = timedelta(days=validity_days)
         # group commit of steps 2 and 4 across the requests in flight in this process
         self._intents: Batcher[cert_q.Intent, int | cert_q.CertificateRow] = Batcher(
-            self._flush_intents, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
-            name="pending-row batch", check=self._check_intents)
+            self._flush_intents,
+            max_items=BATCH_MAX,
+            max_inflight=BATCH_INFLIGHT,
+            name="pending-row batch",
+            check=self._check_intents,
+        )
         self._issued: Batcher[cert_q.Issued, cert_q.CertificateRow] = Batcher(
-            self._flush_issued, max_items=BATCH_MAX, max_inflight=BATCH_INFLIGHT,
-            name="issued-row batch", check=self._check_issued)
+            self._flush_issued,
+            max_items=BATCH_MAX,
+            max_inflight=BATCH_INFLIGHT,
+            name="issued-row batch",
+            check=self._check_issued,
+        )
 
-    async def apply(self, *, account_id: int, usage: object, csr_text: object,
-                    terms_version: object, view: sub_q.SubscriberView | None = None
-                    ) -> cert_q.CertificateRow:
+    async def apply(
+        self,
+        *,
+        account_id: int,
+        usage: object,
+        csr_text: object,
+        terms_version: object,
+        view: sub_q.SubscriberView | None = None,
+    ) -> cert_q.CertificateRow:
         """Validate a new application, then issue. ``view``: the subscriber as loaded with the
         session in this request (else it is loaded here)."""
         if usage not in USAGES:
-            raise ApiError(Kind.INVALID_FIELD, 'usage must be "signing" or "encryption"',
-                           field="usage")
+            raise ApiError(
+                Kind.INVALID_FIELD, 'usage must be "signing" or "encryption"', field="usage"
+            )
         if view is None or view.account.id != account_id:
             async with self.pool.acquire() as conn:
                 view = await sub_q.view_by_account_id(conn, account_id)
         if view is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in first")
         if usage not in view.subscriber.usages:
-            raise ApiError(Kind.USAGE_NOT_ALLOWED,
-                           f"your registration does not include {usage} certificates")
+            raise ApiError(
+                Kind.USAGE_NOT_ALLOWED, f"your registration does not include {usage} certificates"
+            )
         version = check_terms(terms_version)
         try:
             csr = parse_csr(csr_text)
@@ -164,33 +194,55 @@ class IssuanceService:
             raise csr_error(exc) from None
         return await self.issue(view=view, usage=str(usage), csr=csr, terms_version=version)
 
-    async def issue(self, *, view: sub_q.SubscriberView, usage: str, csr: CheckedCsr,
-                    terms_version: str, renewal_of: cert_q.CertificateRow | None = None,
-                    protocol: str | None = None) -> cert_q.CertificateRow:
+    async def issue(
+        self,
+        *,
+        view: sub_q.SubscriberView,
+        usage: str,
+        csr: CheckedCsr,
+        terms_version: str,
+        renewal_of: cert_q.CertificateRow | None = None,
+        protocol: str | None = None,
+    ) -> cert_q.CertificateRow:
         """The pipeline (inputs checked already), timed and counted for the dashboards.
         ``protocol``: the enrolment protocol other than the portal/JSON API (``"cmp"``),
         recorded in the audit event's details."""
         t0 = time.perf_counter()
         try:
-            row = await self._issue(view=view, usage=usage, csr=csr,
-                                    terms_version=terms_version, renewal_of=renewal_of,
-                                    protocol=protocol)
+            row = await self._issue(
+                view=view,
+                usage=usage,
+                csr=csr,
+                terms_version=terms_version,
+                renewal_of=renewal_of,
+                protocol=protocol,
+            )
         except (ApiError, SignerError) as exc:
             if self.metrics is not None and (
-                    isinstance(exc, SignerError) or exc.kind is Kind.SIGNER_UNAVAILABLE):
+                isinstance(exc, SignerError) or exc.kind is Kind.SIGNER_UNAVAILABLE
+            ):
                 self.metrics.signer_errors.labels(kind="unavailable").inc()
             raise
         if self.metrics is not None and not row.replayed:
             operation = "issue" if renewal_of is None else "renew"
             self.metrics.issuance_latency.labels(operation=operation).observe(
-                time.perf_counter() - t0)
+                time.perf_counter() - t0
+            )
             self.metrics.certificates_issued.labels(
-                profile=usage, key=key_label(csr.public_key)).inc()
+                profile=usage, key=key_label(csr.public_key)
+            ).inc()
         return row
 
-    async def _issue(self, *, view: sub_q.SubscriberView, usage: str, csr: CheckedCsr,
-                     terms_version: str, renewal_of: cert_q.CertificateRow | None,
-                     protocol: str | None = None) -> cert_q.CertificateRow:
+    async def _issue(
+        self,
+        *,
+        view: sub_q.SubscriberView,
+        usage: str,
+        csr: CheckedCsr,
+        terms_version: str,
+        renewal_of: cert_q.CertificateRow | None,
+        protocol: str | None = None,
+    ) -> cert_q.CertificateRow:
         """The pipeline; see the module docstring."""
         # 1. plan
         issuer = self.issuers.active
@@ -209,56 +261,100 @@ class IssuanceService:
 
         # 2. persist intent: a committed pending row before anything is signed (one
         # transaction for the applications in flight: see _flush_intents)
-        got = await self._intents.submit(cert_q.Intent(
-            subscriber_id=view.subscriber.id, account_id=view.account.id, usage=usage,
-            exclude_id=renewal_of.id if renewal_of else None, serial=format(serial, "x"),
-            issuer_id=self.issuers.ids[issuer.name], profile=usage, subject=subject_text,
-            public_key_sha256=spki_sha256(csr.spki), not_before=not_before,
-            not_after=not_after, terms_version=terms_version, now=now,
-            pending_since=now - PENDING_TIMEOUT,
-        ))  # raises the item's own error (e.g. 409 already_has_valid)
+        got = await self._intents.submit(
+            cert_q.Intent(
+                subscriber_id=view.subscriber.id,
+                account_id=view.account.id,
+                usage=usage,
+                exclude_id=renewal_of.id if renewal_of else None,
+                serial=format(serial, "x"),
+                issuer_id=self.issuers.ids[issuer.name],
+                profile=usage,
+                subject=subject_text,
+                public_key_sha256=spki_sha256(csr.spki),
+                not_before=not_before,
+                not_after=not_after,
+                terms_version=terms_version,
+                now=now,
+                pending_since=now - PENDING_TIMEOUT,
+            )
+        )  # raises the item's own error (e.g. 409 already_has_valid)
         if isinstance(got, cert_q.CertificateRow):
             return got  # a retry of an application that was issued: its stored certificate
         cert_id = got
 
         # 3. sign on the token, within a deadline
-        request = IssueRequest(spki=csr.spki, subject=subject, profile=usage, serial=serial,
-                               not_before=int(not_before.timestamp()),
-                               not_after=int(not_after.timestamp()), issuer=issuer.name)
+        request = IssueRequest(
+            spki=csr.spki,
+            subject=subject,
+            profile=usage,
+            serial=serial,
+            not_before=int(not_before.timestamp()),
+            not_after=int(not_after.timestamp()),
+            issuer=issuer.name,
+        )
         try:
             der = await self.signer.issue(request, time.time() + SIGN_DEADLINE_SECONDS)
             cert = x509.load_der_x509_certificate(der)
-            if cert.serial_number != serial or cert.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            ) != csr.spki:
+            if (
+                cert.serial_number != serial
+                or cert.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                != csr.spki
+            ):
                 raise SignerError(ErrorKind.INTERNAL, "the signer returned another certificate")
         except (SignerError, ValueError) as exc:
-            failure = exc if isinstance(exc, SignerError) else SignerError(
-                ErrorKind.INTERNAL, f"the signer's certificate does not parse: {exc}")
+            failure = (
+                exc
+                if isinstance(exc, SignerError)
+                else SignerError(
+                    ErrorKind.INTERNAL, f"the signer's certificate does not parse: {exc}"
+                )
+            )
             async with self.pool.acquire() as conn:
                 await cert_q.mark_failed(conn, cert_id, f"{failure.kind.value}: {exc}")
-            log.warning("issuance failed", extra={"serial": format(serial, "x"),
-                                                  "signer_error": failure.kind.value})
+            log.warning(
+                "issuance failed",
+                extra={"serial": format(serial, "x"), "signer_error": failure.kind.value},
+            )
             raise failure from None  # answered by gateway.signer_errors at the web edge
 
         # 4. persist the certificate, its renewal link and the audit event together
-        details: dict[str, Any] = {"id": cert_id, "usage": usage, "issuer": issuer.name,
-                                   "key": csr.key_description}
+        details: dict[str, Any] = {
+            "id": cert_id,
+            "usage": usage,
+            "issuer": issuer.name,
+            "key": csr.key_description,
+        }
         if protocol is not None:
             details["protocol"] = protocol
         issued = cert_q.Issued(
-            id=cert_id, der=der, subject=cert.subject.rfc4514_string(),
-            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            event=audit.NewEvent(actor=account, action="certificate_issued",
-                                 target=format(serial, "x"), details=details))
+            id=cert_id,
+            der=der,
+            subject=cert.subject.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            event=audit.NewEvent(
+                actor=account,
+                action="certificate_issued",
+                target=format(serial, "x"),
+                details=details,
+            ),
+        )
         if renewal_of is None:
             # 5. answer with what is stored (the rows the batch returns)
             return await self._issued.submit(issued)
 
         async with self.pool.acquire() as conn, conn.transaction():
             ok = await cert_q.mark_issued(
-                conn, cert_id, der=der, subject=issued.subject,
-                not_before=issued.not_before, not_after=issued.not_after, now=self.clock(),
+                conn,
+                cert_id,
+                der=der,
+                subject=issued.subject,
+                not_before=issued.not_before,
+                not_after=issued.not_after,
+                now=self.clock(),
             )
             if not ok:  # swept as abandoned meanwhile: never hand out an unrecorded row
                 raise signer_unavailable("the application timed out; apply again")
@@ -267,13 +363,20 @@ class IssuanceService:
             details["renewed_serial"] = renewal_of.serial
             # 5. answer with what is stored
             row = await cert_q.issued_by_id(conn, cert_id)
-            await audit.append(conn, actor=account, action="certificate_renewed",
-                               target=issued.event.target, details=details, at=self.clock())
+            await audit.append(
+                conn,
+                actor=account,
+                action="certificate_renewed",
+                target=issued.event.target,
+                details=details,
+                at=self.clock(),
+            )
         assert row is not None
         return row
 
-    async def _flush_intents(self, intents: list[cert_q.Intent]
-                             ) -> list[int | cert_q.CertificateRow | BaseException]:
+    async def _flush_intents(
+        self, intents: list[cert_q.Intent]
+    ) -> list[int | cert_q.CertificateRow | BaseException]:
         """Step 2 for a batch, one round trip that commits: lock the subscribers (id order),
         then one statement checks the one-valid-certificate rule for all, records the terms and
         writes the pending rows (``cert_q.apply_batch``). Intents it blocked are looked at
@@ -284,9 +387,14 @@ class IssuanceService:
             blocked = [i for i in intents if i.serial not in ids]
             found = await cert_q.blockers(conn, blocked) if blocked else []
             blocking = dict(zip((i.serial for i in blocked), found, strict=True))
-            same = [b.id for i, b in zip(blocked, found, strict=True)
-                    if b is not None and b.status == "issued"
-                    and b.public_key_sha256 == i.public_key_sha256 and i.exclude_id is None]
+            same = [
+                b.id
+                for i, b in zip(blocked, found, strict=True)
+                if b is not None
+                and b.status == "issued"
+                and b.public_key_sha256 == i.public_key_sha256
+                and i.exclude_id is None
+            ]
             stored = await cert_q.issued_by_ids(conn, same) if same else {}
         out: list[int | cert_q.CertificateRow | BaseException] = []
         for i in intents:
@@ -297,16 +405,23 @@ class IssuanceService:
             b = blocking[i.serial]
             if b is not None and b.id in stored:
                 out.append(dataclasses.replace(stored[b.id], replayed=True))
-            elif b is None or (b.status == "pending"
-                               and b.public_key_sha256 == i.public_key_sha256):
+            elif b is None or (
+                b.status == "pending" and b.public_key_sha256 == i.public_key_sha256
+            ):
                 # still in flight, or what blocked it was swept meanwhile: retryable
-                out.append(signer_unavailable(
-                    "an earlier application with this key is still being processed; "
-                    "try again shortly"))
+                out.append(
+                    signer_unavailable(
+                        "an earlier application with this key is still being processed; "
+                        "try again shortly"
+                    )
+                )
             else:
-                out.append(ApiError(
-                    Kind.ALREADY_HAS_VALID,
-                    f"you already hold a valid {i.usage} certificate (or one is being issued)"))
+                out.append(
+                    ApiError(
+                        Kind.ALREADY_HAS_VALID,
+                        f"you already hold a valid {i.usage} certificate (or one is being issued)",
+                    )
+                )
         return out
 
     async def _check_intents(self, intents: list[cert_q.Intent]) -> list[int | None]:
@@ -315,15 +430,15 @@ class IssuanceService:
             ids = await cert_q.ids_by_serial(conn, [i.serial for i in intents])
         return [ids.get(i.serial) for i in intents]
 
-    async def _check_issued(self, items: list[cert_q.Issued]
-                            ) -> list[cert_q.CertificateRow | None]:
+    async def _check_issued(self, items: list[cert_q.Issued]) -> list[cert_q.CertificateRow | None]:
         """After a step-4 batch failed: the rows it committed as issued anyway."""
         async with self.pool.acquire() as conn:
             rows = await cert_q.issued_by_ids(conn, [i.id for i in items])
         return [rows.get(i.id) for i in items]
 
-    async def _flush_issued(self, items: list[cert_q.Issued]
-                            ) -> list[cert_q.CertificateRow | BaseException]:
+    async def _flush_issued(
+        self, items: list[cert_q.Issued]
+    ) -> list[cert_q.CertificateRow | BaseException]:
         """Step 4 for a batch, one round trip that commits: the rows become issued and the
         audit events are appended under one advisory lock (``cert_q.issue_batch``)."""
         async with self.pool.acquire() as conn:
@@ -333,16 +448,16 @@ class IssuanceService:
             if missing:  # no longer pending: issued by an earlier attempt, or swept
                 by_id.update(await cert_q.issued_by_ids(conn, missing))
         # swept as abandoned meanwhile: never hand out an unrecorded row
-        return [by_id.get(i.id) or signer_unavailable(
-            "the application timed out; apply again") for i in items]
+        return [
+            by_id.get(i.id) or signer_unavailable("the application timed out; apply again")
+            for i in items
+        ]
 
     async def sweep_abandoned(self) -> int:
         """Fail pending rows past their signing deadline (``PENDING_EXPIRY``); see the module
         docstring. Runs every ``[gateway] pending_sweep_seconds`` (lifecycle)."""
         async with self.pool.acquire() as conn:
-            n = await cert_q.fail_stale_pending(
-                conn, created_before=self.clock() - PENDING_EXPIRY
-            )
+            n = await cert_q.fail_stale_pending(conn, created_before=self.clock() - PENDING_EXPIRY)
         if n:
             log.warning("failed %d pending applications past their signing deadline", n)
         return n

@@ -81,7 +81,7 @@ def _read_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
     pos += 2
     if length & 0x80:
         n = length & 0x7F
-        length = int.from_bytes(data[pos:pos + n], "big")
+        length = int.from_bytes(data[pos : pos + n], "big")
         pos += n
     return tag, pos, pos + length
 
@@ -92,7 +92,7 @@ def _spki_bit_string(spki: bytes) -> bytes:
     tag, bits_start, bits_end = _read_tlv(spki, alg_end)
     if tag != 0x03:
         raise ValueError("subjectPublicKey is not a BIT STRING")
-    return spki[bits_start + 1:bits_end]  # skip the unused-bits octet
+    return spki[bits_start + 1 : bits_end]  # skip the unused-bits octet
 
 
 class IssuerRegistry:
@@ -111,9 +111,17 @@ class IssuerRegistry:
         issuers = []
         for entry in load_manifest(path):
             cert = entry.load_certificate()
-            issuers.append(Issuer(entry.name, entry.role, entry.active, entry.parent, cert,
-                                  cert.public_bytes(DER),
-                                  entry.crl_path if entry.role == "root" else None))
+            issuers.append(
+                Issuer(
+                    entry.name,
+                    entry.role,
+                    entry.active,
+                    entry.parent,
+                    cert,
+                    cert.public_bytes(DER),
+                    entry.crl_path if entry.role == "root" else None,
+                )
+            )
         if not issuers:
             log.warning("no issuers in %s: issuance, CRL and OCSP are unavailable", path)
         return cls(issuers)
@@ -122,9 +130,14 @@ class IssuerRegistry:
         async with pool.acquire() as conn, conn.transaction():
             for issuer in self.issuers:
                 issuer_id, changed = await issuer_q.upsert(
-                    conn, name=issuer.name, role=issuer.role, subject=issuer.subject,
-                    cert_der=issuer.der, not_before=issuer.not_before,
-                    not_after=issuer.not_after, active=issuer.active,
+                    conn,
+                    name=issuer.name,
+                    role=issuer.role,
+                    subject=issuer.subject,
+                    cert_der=issuer.der,
+                    not_before=issuer.not_before,
+                    not_after=issuer.not_after,
+                    active=issuer.active,
                 )
                 if changed:
                     log.warning("issuer %s has a new certificate in the manifest", issuer.name)
@@ -149,8 +162,9 @@ class IssuerRegistry:
         roots = [i for i in self.issuers if i.role == "root"]
         return b"".join(i.pem() for i in [*first, *roots])
 
-    def match_cert_id(self, algorithm: hashes.HashAlgorithm, name_hash: bytes,
-                      key_hash: bytes) -> Issuer | None:
+    def match_cert_id(
+        self, algorithm: hashes.HashAlgorithm, name_hash: bytes, key_hash: bytes
+    ) -> Issuer | None:
         """The online issuer an OCSP CertID names (any of the hash algorithms clients use); the
         offline root is not answered for."""
         for issuer in self.issuers:

@@ -40,26 +40,48 @@ def build(app: web.Application) -> Lifecycle:
     config, clock, rt = app[keys.CONFIG], app[keys.CLOCK], app[keys.RUNTIME]
     issuers = IssuerRegistry.from_manifest(config.manifest_path)
     metrics = app[keys.METRICS]
-    issuance = IssuanceService(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock,
-                               validity_days=config.certificate_validity_days, metrics=metrics)
-    crl = CrlService(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock,
-                     next_update_hours=config.crl_next_update_hours,
-                     refresh_seconds=config.crl_refresh_seconds)
+    issuance = IssuanceService(
+        pool=rt.db,
+        signer=rt.signer,
+        issuers=issuers,
+        clock=clock,
+        validity_days=config.certificate_validity_days,
+        metrics=metrics,
+    )
+    crl = CrlService(
+        pool=rt.db,
+        signer=rt.signer,
+        issuers=issuers,
+        clock=clock,
+        next_update_hours=config.crl_next_update_hours,
+        refresh_seconds=config.crl_refresh_seconds,
+    )
     return Lifecycle(
         issuers=issuers,
         issuance=issuance,
-        renewal=RenewalService(pool=rt.db, clock=clock, window_days=config.renewal_window_days,
-                               issuance=issuance),
+        renewal=RenewalService(
+            pool=rt.db, clock=clock, window_days=config.renewal_window_days, issuance=issuance
+        ),
         revocation=RevocationService(pool=rt.db, clock=clock, crl=crl, metrics=metrics),
         crl=crl,
-        ocsp=OcspResponder(pool=rt.db, signer=rt.signer, issuers=issuers, clock=clock,
-                           metrics=metrics,
-                           budget=TokenBucket(config.ocsp_fresh_per_second,
-                                              config.ocsp_fresh_burst),
-                           db_concurrency=max(1, config.pool_max // 4)),
-        notices=NoticeService(pool=rt.db, clock=clock, window_days=config.renewal_window_days,
-                              smtp_host=config.smtp_host, smtp_port=config.smtp_port,
-                              sender=config.smtp_from, portal_url=config.public_url),
+        ocsp=OcspResponder(
+            pool=rt.db,
+            signer=rt.signer,
+            issuers=issuers,
+            clock=clock,
+            metrics=metrics,
+            budget=TokenBucket(config.ocsp_fresh_per_second, config.ocsp_fresh_burst),
+            db_concurrency=max(1, config.pool_max // 4),
+        ),
+        notices=NoticeService(
+            pool=rt.db,
+            clock=clock,
+            window_days=config.renewal_window_days,
+            smtp_host=config.smtp_host,
+            smtp_port=config.smtp_port,
+            sender=config.smtp_from,
+            portal_url=config.public_url,
+        ),
     )
 
 
@@ -88,15 +110,26 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
 
     tasks = []
     if lc.issuers.issuers:
-        tasks.append(asyncio.create_task(_every(
-            min(CRL_CHECK_SECONDS, config.crl_refresh_seconds), "CRL refresh", housekeeping)))
+        tasks.append(
+            asyncio.create_task(
+                _every(
+                    min(CRL_CHECK_SECONDS, config.crl_refresh_seconds), "CRL refresh", housekeeping
+                )
+            )
+        )
     # pending rows past their signing deadline: failed within seconds, so a subscriber whose
     # gateway died mid-application can apply again (see IssuanceService.sweep_abandoned)
-    tasks.append(asyncio.create_task(_every(
-        config.pending_sweep_seconds, "pending sweep", lc.issuance.sweep_abandoned)))
+    tasks.append(
+        asyncio.create_task(
+            _every(config.pending_sweep_seconds, "pending sweep", lc.issuance.sweep_abandoned)
+        )
+    )
     if lc.notices.enabled:
-        tasks.append(asyncio.create_task(_every(
-            config.notice_interval_seconds, "renewal notices", lc.notices.run_once)))
+        tasks.append(
+            asyncio.create_task(
+                _every(config.notice_interval_seconds, "renewal notices", lc.notices.run_once)
+            )
+        )
     try:
         yield
     finally:

@@ -30,8 +30,17 @@ USAGE_EN = {"signing": "signing", "encryption": "encryption"}
 
 
 class NoticeService:
-    def __init__(self, *, pool: asyncpg.Pool, clock: Clock, window_days: int, smtp_host: str,
-                 smtp_port: int, sender: str, portal_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        window_days: int,
+        smtp_host: str,
+        smtp_port: int,
+        sender: str,
+        portal_url: str,
+    ) -> None:
         self.pool = pool
         self.clock = clock
         self.window = timedelta(days=window_days)
@@ -75,7 +84,9 @@ class NoticeService:
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             targets = await renewal_q.claim_notices(
-                conn, now=now, window_start_before=now + self.window,
+                conn,
+                now=now,
+                window_start_before=now + self.window,
                 stale_claim_before=now - STALE_CLAIM,
             )
         sent = 0
@@ -83,17 +94,21 @@ class NoticeService:
             try:
                 await asyncio.to_thread(self._send, self.message(target))
             except (OSError, smtplib.SMTPException) as exc:
-                log.warning("renewal notice not sent: %s", exc,
-                            extra={"serial": target.serial})
+                log.warning("renewal notice not sent: %s", exc, extra={"serial": target.serial})
                 async with self.pool.acquire() as conn:
-                    await renewal_q.notice_failed(conn, target.certificate_id, str(exc),
-                                                  retry_claimed_at=now - STALE_CLAIM)
+                    await renewal_q.notice_failed(
+                        conn, target.certificate_id, str(exc), retry_claimed_at=now - STALE_CLAIM
+                    )
                 continue
             async with self.pool.acquire() as conn, conn.transaction():
                 await renewal_q.notice_sent(conn, target.certificate_id, self.clock())
-                await audit.append(conn, actor="system", action="renewal_notice_sent",
-                                   target=target.serial,
-                                   details={"account": target.account, "to": target.email},
-                                   at=self.clock())
+                await audit.append(
+                    conn,
+                    actor="system",
+                    action="renewal_notice_sent",
+                    target=target.serial,
+                    details={"account": target.account, "to": target.email},
+                    at=self.clock(),
+                )
             sent += 1
         return sent

@@ -56,10 +56,18 @@ def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
 
 
 class OcspResponder:
-    def __init__(self, *, pool: asyncpg.Pool, signer: Any, issuers: IssuerRegistry,
-                 clock: Clock, metrics: Any = None, budget: TokenBucket | None = None,
-                 unknown: UnknownCache | None = None,
-                 db_concurrency: int = DEFAULT_DB_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        signer: Any,
+        issuers: IssuerRegistry,
+        clock: Clock,
+        metrics: Any = None,
+        budget: TokenBucket | None = None,
+        unknown: UnknownCache | None = None,
+        db_concurrency: int = DEFAULT_DB_CONCURRENCY,
+    ) -> None:
         self.pool = pool
         self.signer: SignerOps = signer
         self.issuers = issuers
@@ -126,16 +134,20 @@ class OcspResponder:
             return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
         self._count(budget="fresh")
         revoked = row.revoked_at is not None
-        der = await self._sign(OcspRequest(
-            issuer=issuer.name, serial=serial, status="revoked" if revoked else "good",
-            **self._window(now),
-            revoked_at=int(row.revoked_at.timestamp()) if row.revoked_at else None,
-            reason=row.reason if revoked else None, nonce=nonce,
-        ))
+        der = await self._sign(
+            OcspRequest(
+                issuer=issuer.name,
+                serial=serial,
+                status="revoked" if revoked else "good",
+                **self._window(now),
+                revoked_at=int(row.revoked_at.timestamp()) if row.revoked_at else None,
+                reason=row.reason if revoked else None,
+                nonce=nonce,
+            )
+        )
         return der if der is not None else unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
 
-    async def _unknown(self, issuer: str, issuer_id: int, serial: int, now: datetime
-                       ) -> bytes:
+    async def _unknown(self, issuer: str, issuer_id: int, serial: int, now: datetime) -> bytes:
         """A serial this issuer never issued: the cached answer, else one signed now (budget
         permitting) without the nonce, so that it can be cached and served again."""
         cached = self.unknown.get(issuer_id, serial, now)
@@ -147,27 +159,35 @@ class OcspResponder:
             return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
         self._count(budget="fresh")
         window = self._window(now)
-        der = await self._sign(OcspRequest(issuer=issuer, serial=serial, status="unknown",
-                                           **window))
+        der = await self._sign(
+            OcspRequest(issuer=issuer, serial=serial, status="unknown", **window)
+        )
         if der is None:
             return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
-        self.unknown.put(issuer_id, serial, der,
-                         datetime.fromtimestamp(window["this_update"], UTC),
-                         datetime.fromtimestamp(window["next_update"], UTC))
+        self.unknown.put(
+            issuer_id,
+            serial,
+            der,
+            datetime.fromtimestamp(window["this_update"], UTC),
+            datetime.fromtimestamp(window["next_update"], UTC),
+        )
         return der
 
     @staticmethod
     def _window(now: datetime) -> dict[str, int]:
         start = now.replace(microsecond=0)
-        return {"this_update": int(start.timestamp()),
-                "next_update": int((start + VALIDITY).timestamp())}
+        return {
+            "this_update": int(start.timestamp()),
+            "next_update": int((start + VALIDITY).timestamp()),
+        }
 
     async def _sign(self, item: OcspRequest) -> bytes | None:
         """Signed in the signer's bulk lane: an applicant waiting for a certificate goes first.
         None when the signer cannot answer (the caller answers ``tryLater``)."""
         try:
-            (result,) = await self.signer.sign_ocsp([item], time.time() + SIGN_DEADLINE_SECONDS,
-                                                    bulk=True)
+            (result,) = await self.signer.sign_ocsp(
+                [item], time.time() + SIGN_DEADLINE_SECONDS, bulk=True
+            )
             der = result.unwrap()
         except Exception as exc:
             log.warning("OCSP response not signed: %s", exc)

@@ -40,8 +40,9 @@ DEFAULT_REFRESH_MARGIN = timedelta(hours=12)  # re-sign when less validity than 
 
 
 class OcspSigner(Protocol):
-    async def sign_ocsp(self, requests: list[OcspRequest], deadline: float | None = None, *,
-                        bulk: bool = False) -> list[Result]: ...
+    async def sign_ocsp(
+        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
+    ) -> list[Result]: ...
 
 
 @dataclass
@@ -108,9 +109,14 @@ class OcspPresigner:
         after = 0
         try:
             while not failures:
-                certs = await q.due_chunk(self.pool, issuer_id, now=now,
-                                          refresh_before=refresh_before, after_id=after,
-                                          limit=self.chunk)
+                certs = await q.due_chunk(
+                    self.pool,
+                    issuer_id,
+                    now=now,
+                    refresh_before=refresh_before,
+                    after_id=after,
+                    limit=self.chunk,
+                )
                 if not certs:
                     break
                 after = certs[-1].id
@@ -134,12 +140,22 @@ class OcspPresigner:
             self.metrics.ocsp_presign_seconds.observe(stats.seconds)
         return stats
 
-    async def _batch(self, issuer: str, issuer_id: int, certs: list[q.CertState],
-                     this_update: datetime, next_update: datetime, stats: PresignStats) -> None:
+    async def _batch(
+        self,
+        issuer: str,
+        issuer_id: int,
+        certs: list[q.CertState],
+        this_update: datetime,
+        next_update: datetime,
+        stats: PresignStats,
+    ) -> None:
         tu, nu = int(this_update.timestamp()), int(next_update.timestamp())
         requests = [
             OcspRequest(
-                issuer=issuer, serial=int(c.serial, 16), status=c.status, this_update=tu,
+                issuer=issuer,
+                serial=int(c.serial, 16),
+                status=c.status,
+                this_update=tu,
                 next_update=nu,
                 revoked_at=int(c.revoked_at.timestamp()) if c.revoked_at is not None else None,
                 reason=c.reason,
@@ -148,8 +164,9 @@ class OcspPresigner:
         ]
         # bulk: the signer serves these only while no applicant waits; under full load the
         # deadline sheds them and the next round (or the responder, on demand) catches up
-        results = await self.signer.sign_ocsp(requests, time.time() + BULK_DEADLINE_SECONDS,
-                                              bulk=True)
+        results = await self.signer.sign_ocsp(
+            requests, time.time() + BULK_DEADLINE_SECONDS, bulk=True
+        )
         ok_certs: list[q.CertState] = []
         ders: list[bytes] = []
         for cert, res in zip(certs, results, strict=True):
@@ -163,12 +180,14 @@ class OcspPresigner:
         stats.signed += len(ders)
         # not `stats.stored += await ...`: that reads the counter before awaiting, and
         # concurrent batches would overwrite each other's sums
-        stored = await q.store_batch(self.pool, issuer_id, ok_certs, ders,
-                                     this_update=this_update, next_update=next_update)
+        stored = await q.store_batch(
+            self.pool, issuer_id, ok_certs, ders, this_update=this_update, next_update=next_update
+        )
         stats.stored += stored
 
-    async def run_locked(self, issuers: list[str], *, refresh_margin: timedelta | None
-                         ) -> list[PresignStats] | None:
+    async def run_locked(
+        self, issuers: list[str], *, refresh_margin: timedelta | None
+    ) -> list[PresignStats] | None:
         """Run for each issuer unless another gateway holds the job's lock (then None)."""
         async with self.pool.acquire() as conn:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
@@ -196,9 +215,15 @@ async def _periodic(presigner: OcspPresigner, issuers: Any) -> None:
             done = await presigner.run_locked(names, refresh_margin=DEFAULT_REFRESH_MARGIN)
             for stats in done or []:
                 if stats.signed or stats.errors:
-                    log.info("OCSP responses pre-signed", extra={
-                        "issuer": stats.issuer, "signed": stats.signed, "errors": stats.errors,
-                        "seconds": round(stats.seconds, 2)})
+                    log.info(
+                        "OCSP responses pre-signed",
+                        extra={
+                            "issuer": stats.issuer,
+                            "signed": stats.signed,
+                            "errors": stats.errors,
+                            "seconds": round(stats.seconds, 2),
+                        },
+                    )
         except Exception as exc:  # the next round retries; the responder signs meanwhile
             log.warning("OCSP pre-signing failed: %s", exc)
         await asyncio.sleep(PRESIGN_INTERVAL_SECONDS)
@@ -209,23 +234,24 @@ async def _crl_gauges(pool: asyncpg.Pool, issuers: Any, metrics: Any) -> None:
     while True:
         try:
             rows = await pool.fetch(
-                "SELECT issuer_id, this_update, next_update FROM crl_state WHERE der IS NOT NULL")
+                "SELECT issuer_id, this_update, next_update FROM crl_state WHERE der IS NOT NULL"
+            )
             for r in rows:
                 issuer = issuers.by_id(r["issuer_id"])
                 if issuer is None:
                     continue
-                metrics.crl_this_update.labels(issuer=issuer.name).set(
-                    r["this_update"].timestamp())
-                metrics.crl_next_update.labels(issuer=issuer.name).set(
-                    r["next_update"].timestamp())
+                metrics.crl_this_update.labels(issuer=issuer.name).set(r["this_update"].timestamp())
+                metrics.crl_next_update.labels(issuer=issuer.name).set(r["next_update"].timestamp())
             for issuer in issuers.issuers:  # roots: the ceremony's CRL file
                 if issuer.offline and issuer.crl_path is not None and issuer.crl_path.exists():
                     crl = x509.load_der_x509_crl(issuer.crl_path.read_bytes())
                     metrics.crl_this_update.labels(issuer=issuer.name).set(
-                        crl.last_update_utc.timestamp())
+                        crl.last_update_utc.timestamp()
+                    )
                     if crl.next_update_utc is not None:
                         metrics.crl_next_update.labels(issuer=issuer.name).set(
-                            crl.next_update_utc.timestamp())
+                            crl.next_update_utc.timestamp()
+                        )
         except Exception as exc:
             log.warning("reading CRL state for metrics failed: %s", exc)
         await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
@@ -243,8 +269,7 @@ async def ctx(app: Any) -> AsyncIterator[None]:
     if lc is not None:
         tasks.append(asyncio.create_task(_crl_gauges(rt.db, lc.issuers, metrics)))
         if hasattr(rt.signer, "sign_ocsp") and lc.issuers.issuers:
-            presigner = OcspPresigner(pool=rt.db, signer=rt.signer, clock=clock,
-                                      metrics=metrics)
+            presigner = OcspPresigner(pool=rt.db, signer=rt.signer, clock=clock, metrics=metrics)
             tasks.append(asyncio.create_task(_periodic(presigner, lc.issuers)))
     try:
         yield

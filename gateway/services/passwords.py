@@ -20,13 +20,18 @@ ACCOUNT_REST = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
 class Passwords:
-    def __init__(self, *, minimum: int, maximum: int, hasher: PasswordHasher | None = None,
-                 executor: HashingExecutor | None = None):
+    def __init__(
+        self,
+        *,
+        minimum: int,
+        maximum: int,
+        hasher: PasswordHasher | None = None,
+        executor: HashingExecutor | None = None,
+    ):
         self.minimum = minimum
         self.maximum = maximum
         self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
-        self.executor = executor or HashingExecutor(workers=default_workers(),
-                                                    queue=DEFAULT_QUEUE)
+        self.executor = executor or HashingExecutor(workers=default_workers(), queue=DEFAULT_QUEUE)
         # verified against when the account does not exist, so timing looks the same
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
@@ -67,6 +72,4 @@ class Passwords:
 
 def generate_account_name() -> str:
     """Ten characters, not derived from anything about the subscriber."""
-    return secrets.choice(ACCOUNT_FIRST) + "".join(
-        secrets.choice(ACCOUNT_REST) for _ in range(9)
-    )
+    return secrets.choice(ACCOUNT_FIRST) + "".join(secrets.choice(ACCOUNT_REST) for _ in range(9))

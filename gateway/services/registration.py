@@ -33,8 +33,9 @@ class RegistrationService:
         self.clock = clock
         self.passwords = passwords
 
-    async def register(self, new: sub_q.NewSubscriber, *, officer_id: int,
-                       officer_login: str) -> Slip:
+    async def register(
+        self, new: sub_q.NewSubscriber, *, officer_id: int, officer_login: str
+    ) -> Slip:
         new = identity.checked(new)  # real ID numbers, country codes, e-mail: invalid_field
         password = self.passwords.generate()
         password_hash = await self.passwords.hash(password)
@@ -45,13 +46,19 @@ class RegistrationService:
                 try:
                     async with conn.transaction():
                         sid = await sub_q.insert_subscriber(conn, new, registered_by=officer_id)
-                        await sub_q.insert_account(conn, subscriber_id=sid, account=account,
-                                                   password_hash=password_hash)
+                        await sub_q.insert_account(
+                            conn, subscriber_id=sid, account=account, password_hash=password_hash
+                        )
                         await audit.append(
-                            conn, actor=officer_login, action="subscriber_registered",
+                            conn,
+                            actor=officer_login,
+                            action="subscriber_registered",
                             target=account,
-                            details={"subscriber_id": sid, "subject_cn": new.subject_cn,
-                                     "usages": list(new.usages)},
+                            details={
+                                "subscriber_id": sid,
+                                "subject_cn": new.subject_cn,
+                                "usages": list(new.usages),
+                            },
                             at=now,
                         )
                 except asyncpg.UniqueViolationError as exc:
@@ -61,20 +68,25 @@ class RegistrationService:
                         Kind.DUPLICATE, "a subscriber with this id_number or subject.cn exists"
                     ) from exc
                 except asyncpg.CheckViolationError as exc:
-                    raise ApiError(Kind.INVALID_FIELD, "a field is out of range",
-                                   field=exc.constraint_name or "") from exc
+                    raise ApiError(
+                        Kind.INVALID_FIELD,
+                        "a field is out of range",
+                        field=exc.constraint_name or "",
+                    ) from exc
                 return Slip(sid, account, password, new.name, new.subject_cn)
         raise ApiError(Kind.INTERNAL, "could not allocate an account name")
 
-    async def search(self, q: str) -> list[tuple[sub_q.SubscriberView,
-                                                  list[cert_q.CertificateRow]]]:
+    async def search(
+        self, q: str
+    ) -> list[tuple[sub_q.SubscriberView, list[cert_q.CertificateRow]]]:
         async with self.pool.acquire() as conn:
             views = await sub_q.search(conn, q)
             certs = await cert_q.issued_for_subscribers(conn, [v.subscriber.id for v in views])
         return [(v, certs.get(v.subscriber.id, [])) for v in views]
 
-    async def view(self, subscriber_id: int) -> tuple[sub_q.SubscriberView,
-                                                       list[cert_q.CertificateRow]]:
+    async def view(
+        self, subscriber_id: int
+    ) -> tuple[sub_q.SubscriberView, list[cert_q.CertificateRow]]:
         async with self.pool.acquire() as conn:
             view = await sub_q.view_by_subscriber_id(conn, subscriber_id)
             if view is None:
@@ -92,23 +104,33 @@ class RegistrationService:
             if view is None:
                 raise ApiError(Kind.NOT_FOUND, "no such subscriber")
             acc = view.account
-            await sub_q.set_password(conn, acc.id, password_hash=password_hash,
-                                     must_change=True, now=now)
+            await sub_q.set_password(
+                conn, acc.id, password_hash=password_hash, must_change=True, now=now
+            )
             ended = await session_q.delete_for_account(conn, acc.id)
             await audit.append(
-                conn, actor=officer_login, action="password_reset", target=acc.account,
-                details={"subscriber_id": subscriber_id, "was_locked": acc.locked,
-                         "failed_attempts": acc.failed_attempts, "sessions_ended": ended},
+                conn,
+                actor=officer_login,
+                action="password_reset",
+                target=acc.account,
+                details={
+                    "subscriber_id": subscriber_id,
+                    "was_locked": acc.locked,
+                    "failed_attempts": acc.failed_attempts,
+                    "sessions_ended": ended,
+                },
                 at=now,
             )
-        return Slip(subscriber_id, acc.account, password, view.subscriber.name,
-                    view.subscriber.subject_cn)
+        return Slip(
+            subscriber_id, acc.account, password, view.subscriber.name, view.subscriber.subject_cn
+        )
 
     async def audit_events(self, *, after_id: int, limit: int) -> list[audit.AuditEvent]:
         async with self.pool.acquire() as conn:
             return await audit.list_events(conn, after_id=after_id, limit=limit)
 
-    async def audit_events_newest_first(self, *, before_id: int, limit: int
-                                        ) -> list[audit.AuditEvent]:
+    async def audit_events_newest_first(
+        self, *, before_id: int, limit: int
+    ) -> list[audit.AuditEvent]:
         async with self.pool.acquire() as conn:
             return await audit.list_events_newest_first(conn, before_id=before_id, limit=limit)

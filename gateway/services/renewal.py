@@ -59,15 +59,17 @@ def old_key_signed(old_der: bytes, message: bytes, signature: bytes | None) -> b
 
 
 class RenewalService:
-    def __init__(self, *, pool: asyncpg.Pool, clock: Clock, window_days: int,
-                 issuance: IssuanceService) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, clock: Clock, window_days: int, issuance: IssuanceService
+    ) -> None:
         self.pool = pool
         self.clock = clock
         self.window = timedelta(days=window_days)
         self.issuance = issuance
 
-    async def _own(self, conn: asyncpg.Connection, subscriber_id: int, cert_id: int
-                   ) -> cert_q.CertificateRow:
+    async def _own(
+        self, conn: asyncpg.Connection, subscriber_id: int, cert_id: int
+    ) -> cert_q.CertificateRow:
         row = await cert_q.issued_by_id(conn, cert_id, subscriber_id=subscriber_id)
         if row is None:
             raise ApiError(Kind.NOT_FOUND, "no such certificate")
@@ -84,13 +86,26 @@ class RenewalService:
                 raise ApiError(Kind.NOT_RENEWABLE, "this certificate is not renewable now")
             raw = secrets.token_bytes(CHALLENGE_BYTES)
             expires = now + CHALLENGE_TTL
-            await renewal_q.insert_challenge(conn, challenge_hash=hashlib.sha256(raw).digest(),
-                                             certificate_id=row.id, now=now, expires_at=expires)
+            await renewal_q.insert_challenge(
+                conn,
+                challenge_hash=hashlib.sha256(raw).digest(),
+                certificate_id=row.id,
+                now=now,
+                expires_at=expires,
+            )
         return base64.b64encode(raw).decode("ascii"), expires
 
-    async def renew(self, *, account_id: int, subscriber_id: int, cert_id: int,
-                    csr_text: object, challenge: object, signature: object,
-                    terms_version: object) -> cert_q.CertificateRow:
+    async def renew(
+        self,
+        *,
+        account_id: int,
+        subscriber_id: int,
+        cert_id: int,
+        csr_text: object,
+        challenge: object,
+        signature: object,
+        terms_version: object,
+    ) -> cert_q.CertificateRow:
         now = self.clock()
         raw_challenge = _b64(challenge)
         async with self.pool.acquire() as conn:
@@ -98,7 +113,8 @@ class RenewalService:
             used = None
             if raw_challenge is not None:  # any attempt uses the challenge up
                 used = await renewal_q.consume_challenge(
-                    conn, hashlib.sha256(raw_challenge).digest(), now)
+                    conn, hashlib.sha256(raw_challenge).digest(), now
+                )
             view = await sub_q.view_by_account_id(conn, account_id)
         if view is None:
             raise ApiError(Kind.UNAUTHENTICATED, "log in first")
@@ -107,8 +123,10 @@ class RenewalService:
             raise ApiError(Kind.NOT_RENEWABLE, "this certificate is not renewable now")
         # 2. a challenge of ours, for this certificate, unused and not expired
         if used is None or used.certificate_id != old.id or used.expires_at <= now:
-            raise ApiError(Kind.BAD_CHALLENGE,
-                           "the challenge is unknown, used, expired or for another certificate")
+            raise ApiError(
+                Kind.BAD_CHALLENGE,
+                "the challenge is unknown, used, expired or for another certificate",
+            )
         assert raw_challenge is not None and old.der is not None
         # 3. the old private key signed challenge ‖ csr_der
         try:
@@ -116,15 +134,17 @@ class RenewalService:
         except CsrError as exc:
             raise csr_error(exc) from None
         if not old_key_signed(old.der, raw_challenge + der, _b64(signature)):
-            raise ApiError(Kind.POP_FAILED,
-                           "the signature by the current certificate's key does not verify")
+            raise ApiError(
+                Kind.POP_FAILED, "the signature by the current certificate's key does not verify"
+            )
         # 4. a new key
         try:
             new_key = request_public_key(request)
         except CsrError as exc:
             raise csr_error(exc) from None
         new_spki = new_key.public_bytes(  # type: ignore[attr-defined]
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         if spki_sha256(new_spki) == old.public_key_sha256:
             raise ApiError(Kind.KEY_REUSE, "the renewal needs a new key pair")
         # 5. the checks of applying
@@ -133,8 +153,9 @@ class RenewalService:
         except CsrError as exc:
             raise csr_error(exc) from None
         version = check_terms(terms_version)
-        return await self.issuance.issue(view=view, usage=old.usage, csr=csr,
-                                         terms_version=version, renewal_of=old)
+        return await self.issuance.issue(
+            view=view, usage=old.usage, csr=csr, terms_version=version, renewal_of=old
+        )
 
     async def purge_expired(self) -> None:
         async with self.pool.acquire() as conn:

@@ -64,8 +64,13 @@ class SessionStore:
         self.touch_after = min(TOUCH_INTERVAL, self.idle / 10)
 
     async def create(
-        self, conn: asyncpg.Connection, *, kind: Kind, now: datetime,
-        account_id: int | None = None, officer_id: int | None = None,
+        self,
+        conn: asyncpg.Connection,
+        *,
+        kind: Kind,
+        now: datetime,
+        account_id: int | None = None,
+        officer_id: int | None = None,
         replaces: str | None = None,
     ) -> NewSession:
         """A fresh id on every login; the session the client came with (if any) ends."""
@@ -74,8 +79,13 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         new = NewSession(token, csrf_for(token))
         await q.insert(
-            conn, id_hash=digest(new.token), kind=kind, account_id=account_id,
-            officer_id=officer_id, csrf_hash=digest(new.csrf_token), now=now,
+            conn,
+            id_hash=digest(new.token),
+            kind=kind,
+            account_id=account_id,
+            officer_id=officer_id,
+            csrf_hash=digest(new.csrf_token),
+            now=now,
         )
         return new
 
@@ -87,19 +97,35 @@ class SessionStore:
         return digest(token), kind
 
     async def authenticate_many(
-        self, conn: asyncpg.Connection, keys: list[tuple[bytes, Kind]], now: datetime,
+        self,
+        conn: asyncpg.Connection,
+        keys: list[tuple[bytes, Kind]],
+        now: datetime,
     ) -> dict[tuple[bytes, str], tuple[ActiveSession, asyncpg.Record]]:
         """The live sessions among ``keys`` with their account/subscriber (or officer) rows, in
         one statement; each record carries the columns of
         ``db.queries.sessions.authenticate_many``. Dead or unknown sessions are absent."""
         rows = await q.authenticate_many(
-            conn, keys, now=now, idle=self.idle, absolute=self.absolute,
+            conn,
+            keys,
+            now=now,
+            idle=self.idle,
+            absolute=self.absolute,
             touch_after=self.touch_after,
         )
         return {
-            key: (ActiveSession(key[0], row["kind"], row["account_id"], row["officer_id"],
-                                bytes(row["csrf_hash"])), row)
-            for key, row in rows.items() if row["live"]
+            key: (
+                ActiveSession(
+                    key[0],
+                    row["kind"],
+                    row["account_id"],
+                    row["officer_id"],
+                    bytes(row["csrf_hash"]),
+                ),
+                row,
+            )
+            for key, row in rows.items()
+            if row["live"]
         }
 
     async def end(self, conn: asyncpg.Connection | asyncpg.Pool, id_hash: bytes) -> None:
@@ -107,5 +133,7 @@ class SessionStore:
 
     async def purge_expired(self, conn: asyncpg.Connection | asyncpg.Pool, now: datetime) -> int:
         return await q.delete_expired(
-            conn, idle_before=now - self.idle, created_before=now - self.absolute  # type: ignore[arg-type]
+            conn,
+            idle_before=now - self.idle,
+            created_before=now - self.absolute,  # type: ignore[arg-type]
         )

@@ -36,9 +36,15 @@ from tests.support.signer_proc import running_signer
 from tests.support.softhsm import REPO, make_ca
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 OFFICER_LOGIN = "ra-e2e"
 OFFICER_PASSWORD = "officer-e2e-password"
 VALIDITY_DAYS = 10  # inside the 30-day renewal window from the start
@@ -81,9 +87,12 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, seconds: fl
 def _gateway(config: Path, env: dict[str, str], port: int, log: Path) -> Iterator[str]:
     """A ``ca-gateway`` process on ``port``; yields its base URL once /readyz answers."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "ca-gateway"), "--config", str(config)],
-                                env={**env, "CA_GATEWAY_PORT": str(port)}, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(BIN / "ca-gateway"), "--config", str(config)],
+            env={**env, "CA_GATEWAY_PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(base, proc, log)
@@ -98,8 +107,11 @@ def _gateway(config: Path, env: dict[str, str], port: int, log: Path) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def stack(pg_cluster: Any, db_credentials: roles.Credentials,  # noqa: F811
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def stack(
+    pg_cluster: Any,  # noqa: F811
+    db_credentials: roles.Credentials,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("e2e")
     port = _free_port()
     config = make_ca(tmp / "ca", "rsa2048", port=port)
@@ -111,18 +123,30 @@ def stack(pg_cluster: Any, db_credentials: roles.Credentials,  # noqa: F811
     roles.ensure_password_file(password_file)
     password_file.write_text(db_credentials.app_password + "\n", encoding="utf-8")
     log = tmp / "gateway.log"
-    env = {**os.environ, "CA_GATEWAY_CAPTCHA": "off",
-           "CA_POLICY_CERTIFICATE_VALIDITY_DAYS": str(VALIDITY_DAYS),
-           "DATABASE_URL": dsn.replace("postgresql://ca@", f"postgresql://{roles.APP}@", 1),
-           "CA_DATABASE_PASSWORD_FILE": str(password_file), "CA_CONFIG": str(config)}
+    env = {
+        **os.environ,
+        "CA_GATEWAY_CAPTCHA": "off",
+        "CA_POLICY_CERTIFICATE_VALIDITY_DAYS": str(VALIDITY_DAYS),
+        "DATABASE_URL": dsn.replace("postgresql://ca@", f"postgresql://{roles.APP}@", 1),
+        "CA_DATABASE_PASSWORD_FILE": str(password_file),
+        "CA_CONFIG": str(config),
+    }
     try:
         with running_signer(config, workers=1, log=tmp / "signer.log"):
             with _gateway(config, env, port, log) as base:
                 # ca-admin is the operator's: the owner role, never the gateway's
-                admin_env = {**env, "DATABASE_URL": role_dsn(dsn, roles.OWNER,
-                                                             db_credentials.owner_password)}
-                yield {"base": base, "config": config, "tmp": tmp, "log": log, "env": env,
-                       "admin_env": admin_env}
+                admin_env = {
+                    **env,
+                    "DATABASE_URL": role_dsn(dsn, roles.OWNER, db_credentials.owner_password),
+                }
+                yield {
+                    "base": base,
+                    "config": config,
+                    "tmp": tmp,
+                    "log": log,
+                    "env": env,
+                    "admin_env": admin_env,
+                }
     finally:
         pg_cluster.drop_database(name)
 
@@ -131,8 +155,7 @@ def stack(pg_cluster: Any, db_credentials: roles.Credentials,  # noqa: F811
 def captcha_gateway(stack: dict[str, Any]) -> Iterator[str]:
     """A second gateway on the same database and signer, with the login captcha on."""
     env = {**stack["env"], "CA_GATEWAY_CAPTCHA": "on"}
-    with _gateway(stack["config"], env, _free_port(), stack["tmp"] / "gateway-captcha.log"
-                  ) as base:
+    with _gateway(stack["config"], env, _free_port(), stack["tmp"] / "gateway-captcha.log") as base:
         yield base
 
 

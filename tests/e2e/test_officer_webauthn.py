@@ -91,8 +91,11 @@ def gateway(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
     port = _free_port()
     env = {**stack["env"], "CA_GATEWAY_PUBLIC_URL": f"http://localhost:{port}"}
     with _gateway(stack["config"], env, port, stack["tmp"] / "gateway-webauthn.log"):
-        yield {"base": f"http://localhost:{port}", "env": env,
-               "admin_dsn": stack["admin_env"]["DATABASE_URL"]}
+        yield {
+            "base": f"http://localhost:{port}",
+            "env": env,
+            "admin_dsn": stack["admin_env"]["DATABASE_URL"],
+        }
 
 
 @pytest.fixture(scope="module")
@@ -368,8 +371,11 @@ def required_gateway(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
         "CA_GATEWAY_OFFICER_SECOND_FACTOR": "required",
     }
     with _gateway(stack["config"], env, port, stack["tmp"] / "gateway-2fa-required.log"):
-        yield {"base": f"http://localhost:{port}", "env": env,
-               "admin_dsn": stack["admin_env"]["DATABASE_URL"]}
+        yield {
+            "base": f"http://localhost:{port}",
+            "env": env,
+            "admin_dsn": stack["admin_env"]["DATABASE_URL"],
+        }
 
 
 def test_required_policy_enrols_a_totp_app_in_the_browser(

@@ -37,8 +37,9 @@ def flow() -> dict[str, Any]:
 
 def _route_exists(base: str, method: str, path: str) -> bool:
     """Without a session a present route answers 401/403; an absent one 404/405."""
-    req = urllib.request.Request(base + path, method=method, data=b"{}",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base + path, method=method, data=b"{}", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=5):
             return True
@@ -55,8 +56,12 @@ class Browser:
     """One browser context (its own cookies, sessionStorage and IndexedDB)."""
 
     def __init__(self, browser: Any, base: str, shots: Path, tmp: Path) -> None:
-        self.ctx = browser.new_context(base_url=base, accept_downloads=True, locale="zh-TW",
-                                       viewport={"width": 1280, "height": 860})
+        self.ctx = browser.new_context(
+            base_url=base,
+            accept_downloads=True,
+            locale="zh-TW",
+            viewport={"width": 1280, "height": 860},
+        )
         self.page = self.ctx.new_page()
         self.page.on("console", self._console)
         self.page.on("dialog", lambda d: d.accept())
@@ -159,8 +164,7 @@ def test_ra_registers_a_subscriber(officer: Browser, flow: dict[str, Any]) -> No
     officer.shot("ra-subscriber")
 
 
-def test_subscriber_login_and_forced_password_change(alice: Browser, flow: dict[str, Any]
-                                                      ) -> None:
+def test_subscriber_login_and_forced_password_change(alice: Browser, flow: dict[str, Any]) -> None:
     p = alice.go("/")
     assert p.is_hidden("#captcha-box")  # captcha off in the test config
     for label in ("帳號", "密碼", "登入"):
@@ -203,8 +207,14 @@ def test_subscriber_login_and_forced_password_change(alice: Browser, flow: dict[
 
     p = alice.go("/portal/")
     menu = p.inner_text("nav.menu")
-    for item in ("憑證申請", "憑證展期(更新)", "憑證下載", "憑證廢止", "檢視憑證資訊",
-                 "網站密碼修改"):
+    for item in (
+        "憑證申請",
+        "憑證展期(更新)",
+        "憑證下載",
+        "憑證廢止",
+        "檢視憑證資訊",
+        "網站密碼修改",
+    ):
         assert item in menu
     assert "回首頁" in p.inner_text("header") and "登出" in p.inner_text("header")
     assert p.inner_text("#me-subscriber_name") == "A123456789-63-WANG"
@@ -214,8 +224,9 @@ def test_subscriber_login_and_forced_password_change(alice: Browser, flow: dict[
         alice.shot(name)
 
 
-def test_apply_for_signing_and_encryption(alice: Browser, stack: dict[str, Any],
-                                          flow: dict[str, Any]) -> None:
+def test_apply_for_signing_and_encryption(
+    alice: Browser, stack: dict[str, Any], flow: dict[str, Any]
+) -> None:
     _need(stack, "POST", "/api/v1/certificates", "applying for a certificate")
     p = alice.go("/portal/apply")
     for label in ("身分證號或統編", "用戶名稱", "用戶識別名稱", "E-mail", "聯絡電話", "連絡住址"):
@@ -249,8 +260,9 @@ def test_apply_for_signing_and_encryption(alice: Browser, stack: dict[str, Any],
     flow["applied"] = True
 
 
-def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack: dict[str, Any]
-                                    ) -> None:
+def test_download_and_export_pkcs12(
+    alice: Browser, flow: dict[str, Any], stack: dict[str, Any]
+) -> None:
     if not flow.get("applied"):
         pytest.xfail("no certificates were issued (see the previous test)")
     p = alice.go("/portal/download")
@@ -262,8 +274,11 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
 
     # back up the signing certificate
     options = p.locator("#export-cert option")
-    signing = [options.nth(i).get_attribute("value") for i in range(options.count())
-               if "簽章" in options.nth(i).inner_text()]
+    signing = [
+        options.nth(i).get_attribute("value")
+        for i in range(options.count())
+        if "簽章" in options.nth(i).inner_text()
+    ]
     assert signing, options.all_inner_texts()
     p.select_option("#export-cert", signing[0])
     p.fill("#export-password", P12_PASSWORD)
@@ -276,21 +291,36 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
     alice.shot("export-done")
     flow["p12"] = path
 
-    info = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(path), "-noenc",
-                           "-passin", f"pass:{P12_PASSWORD}"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    info = subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-info",
+            "-in",
+            str(path),
+            "-noenc",
+            "-passin",
+            f"pass:{P12_PASSWORD}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert info.returncode == 0, info.stderr
     # the default format: PBES2 (PBKDF2 + AES-256-CBC) for both bags, SHA-256 MAC
     assert "Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC" in info.stderr, info.stderr
     assert "PKCS7 Encrypted data: PBES2, PBKDF2, AES-256-CBC" in info.stderr, info.stderr
     assert "MAC: sha256" in info.stderr, info.stderr
     assert "BEGIN PRIVATE KEY" in info.stdout and "BEGIN CERTIFICATE" in info.stdout
-    wrong = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(path), "-noenc",
-                            "-passin", "pass:wrong"], capture_output=True, timeout=30,
-                           check=False)
+    wrong = subprocess.run(
+        ["openssl", "pkcs12", "-info", "-in", str(path), "-noenc", "-passin", "pass:wrong"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert wrong.returncode != 0
-    key, cert, chain = pkcs12.load_key_and_certificates(path.read_bytes(),
-                                                        P12_PASSWORD.encode())
+    key, cert, chain = pkcs12.load_key_and_certificates(path.read_bytes(), P12_PASSWORD.encode())
     assert key is not None and cert is not None
     # the CA chain travels with it: issuing CA, then the root
     assert len(chain) == 2 and chain[0].subject == cert.issuer
@@ -318,30 +348,66 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
     assert "備份檔已產生" in alice.wait_msg("ok")
     assert p.is_checked("#fmt-aes")  # the form is back to the default
     # 3DES is in OpenSSL 3's default provider: no -legacy needed (RC2 would need it)
-    info = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(legacy), "-noenc",
-                           "-passin", f"pass:{P12_PASSWORD}"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    info = subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-info",
+            "-in",
+            str(legacy),
+            "-noenc",
+            "-passin",
+            f"pass:{P12_PASSWORD}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert info.returncode == 0, info.stderr
     assert "MAC: sha1" in info.stderr, info.stderr
     assert "Shrouded Keybag: pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr, info.stderr
     assert "PKCS7 Encrypted data: pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr, info.stderr
     assert "BEGIN PRIVATE KEY" in info.stdout and "BEGIN CERTIFICATE" in info.stdout
-    assert subprocess.run(["openssl", "pkcs12", "-info", "-legacy", "-in", str(legacy),
-                           "-noenc", "-passin", f"pass:{P12_PASSWORD}"],
-                          capture_output=True, timeout=30, check=False).returncode == 0
-    wrong = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(legacy), "-noenc",
-                            "-passin", "pass:wrong"], capture_output=True, timeout=30,
-                           check=False)
+    assert (
+        subprocess.run(
+            [
+                "openssl",
+                "pkcs12",
+                "-info",
+                "-legacy",
+                "-in",
+                str(legacy),
+                "-noenc",
+                "-passin",
+                f"pass:{P12_PASSWORD}",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).returncode
+        == 0
+    )
+    wrong = subprocess.run(
+        ["openssl", "pkcs12", "-info", "-in", str(legacy), "-noenc", "-passin", "pass:wrong"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert wrong.returncode != 0
-    lkey, lcert, lchain = pkcs12.load_key_and_certificates(legacy.read_bytes(),
-                                                           P12_PASSWORD.encode())
+    lkey, lcert, lchain = pkcs12.load_key_and_certificates(
+        legacy.read_bytes(), P12_PASSWORD.encode()
+    )
     assert lkey is not None and lcert == cert and lchain == chain
     assert lkey.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
     assert lkey.private_numbers() == key.private_numbers()  # the same key as the AES file
 
     # the P-256 encryption key too
-    encryption = [options.nth(i).get_attribute("value") for i in range(options.count())
-                  if "加密" in options.nth(i).inner_text()]
+    encryption = [
+        options.nth(i).get_attribute("value")
+        for i in range(options.count())
+        if "加密" in options.nth(i).inner_text()
+    ]
     p.select_option("#export-cert", encryption[0])
     # forge has no EC keys: the legacy format is switched off and the page says why
     assert p.is_disabled("#fmt-3des") and p.is_visible("#fmt-ec-note")
@@ -352,9 +418,22 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
         p.click("#export-submit")
     ec_path = flow["p12_ec"] = stack["tmp"] / "backup-ec.p12"
     dl.value.save_as(str(ec_path))
-    info = subprocess.run(["openssl", "pkcs12", "-info", "-in", str(ec_path), "-noenc",
-                           "-passin", f"pass:{P12_PASSWORD}"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    info = subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-info",
+            "-in",
+            str(ec_path),
+            "-noenc",
+            "-passin",
+            f"pass:{P12_PASSWORD}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert info.returncode == 0, info.stderr
     key, cert, _ = pkcs12.load_key_and_certificates(ec_path.read_bytes(), P12_PASSWORD.encode())
     assert key is not None and cert is not None
@@ -362,8 +441,9 @@ def test_download_and_export_pkcs12(alice: Browser, flow: dict[str, Any], stack:
     assert key.curve.name == "secp256r1"
 
 
-def test_second_browser_imports_and_renews(browser: Any, stack: dict[str, Any],
-                                           screenshots: Path, flow: dict[str, Any]) -> None:
+def test_second_browser_imports_and_renews(
+    browser: Any, stack: dict[str, Any], screenshots: Path, flow: dict[str, Any]
+) -> None:
     if "p12" not in flow:
         pytest.xfail("no PKCS#12 backup was made (see the previous tests)")
     _need(stack, "GET", "/api/v1/certificates/1/renewal", "renewal")
@@ -393,8 +473,17 @@ def test_second_browser_imports_and_renews(browser: Any, stack: dict[str, Any],
 
         p = bob.go("/portal/renew")
         main = p.inner_text("main")
-        for col in ("憑證編號", "用戶識別名稱", "憑證序號", "憑證狀態", "憑證用途", "有效起始日",
-                    "有效截止日", "憑證主旨", "簽發者主旨"):
+        for col in (
+            "憑證編號",
+            "用戶識別名稱",
+            "憑證序號",
+            "憑證狀態",
+            "憑證用途",
+            "有效起始日",
+            "有效截止日",
+            "憑證主旨",
+            "簽發者主旨",
+        ):
             assert col in main
         row = p.locator("#renew-table tbody tr", has_text=flow["serial"])
         assert row.count() == 1 and "即將到期" in row.inner_text()
@@ -437,14 +526,16 @@ def test_second_browser_imports_and_renews(browser: Any, stack: dict[str, Any],
         bob.ctx.close()
 
 
-def test_ra_revokes_and_the_portal_shows_it(officer: Browser, alice: Browser,
-                                            stack: dict[str, Any], flow: dict[str, Any]) -> None:
+def test_ra_revokes_and_the_portal_shows_it(
+    officer: Browser, alice: Browser, stack: dict[str, Any], flow: dict[str, Any]
+) -> None:
     if not flow.get("applied"):
         pytest.xfail("no certificates were issued (see the previous tests)")
     _need(stack, "POST", "/api/v1/ra/certificates/1/revocation", "RA revocation")
     p = officer.go(flow["ra_subscriber_url"])
     row = p.locator("#sub-certs tbody tr", has_text="加密憑證").filter(
-        has=p.locator("[data-status='valid'], [data-status='expiring']"))
+        has=p.locator("[data-status='valid'], [data-status='expiring']")
+    )
     serial = row.first.get_attribute("data-serial")
     p.select_option(f"#reason-{serial}", "keyCompromise")
     officer.shot("ra-subscriber-certificates")
@@ -463,8 +554,13 @@ def test_ra_revokes_and_the_portal_shows_it(officer: Browser, alice: Browser,
     p = officer.go("/ra/audit")
     rows = p.locator("#audit-table tbody tr")
     actions = {rows.nth(i).get_attribute("data-action") for i in range(rows.count())}
-    for action in ("subscriber_registered", "login_failed", "password_changed",
-                   "certificate_issued", "certificate_revoked"):
+    for action in (
+        "subscriber_registered",
+        "login_failed",
+        "password_changed",
+        "certificate_issued",
+        "certificate_revoked",
+    ):
         assert action in actions
     text = p.locator("#audit-table tbody").inner_text()
     for name in ("註冊用戶", "登入失敗", "變更密碼", "簽發憑證", "廢止憑證"):  # in Chinese
@@ -493,8 +589,9 @@ def test_english_subscriber_pages(alice: Browser) -> None:
     assert p.get_attribute("html", "lang") == "zh-TW"
 
 
-def test_login_captcha(browser: Any, captcha_gateway: str, screenshots: Path,
-                       stack: dict[str, Any]) -> None:
+def test_login_captcha(
+    browser: Any, captcha_gateway: str, screenshots: Path, stack: dict[str, Any]
+) -> None:
     """A gateway with ``captcha = on``: the image shows, refreshes, and a wrong answer is told."""
     b = Browser(browser, captcha_gateway, screenshots, stack["tmp"])
     try:
@@ -507,8 +604,9 @@ def test_login_captcha(browser: Any, captcha_gateway: str, screenshots: Path,
         assert img.evaluate("(i) => i.complete && i.naturalWidth > 0")
         b.shot("login-captcha")
         p.click("#captcha-refresh")
-        p.wait_for_function("(old) => document.getElementById('captcha-img').src !== old",
-                            arg=first)
+        p.wait_for_function(
+            "(old) => document.getElementById('captcha-img').src !== old", arg=first
+        )
         second = img.get_attribute("src")
         assert second.startswith("data:image/png;base64,") and second != first
         # an account nobody has: the captcha is checked first, so nothing gets locked
@@ -518,8 +616,9 @@ def test_login_captcha(browser: Any, captcha_gateway: str, screenshots: Path,
         p.click("#login-submit")
         assert "驗證碼不正確" in b.wait_msg("error")
         # a used challenge is never offered again: the page shows a fresh image
-        p.wait_for_function("(old) => document.getElementById('captcha-img').src !== old",
-                            arg=second)
+        p.wait_for_function(
+            "(old) => document.getElementById('captcha-img').src !== old", arg=second
+        )
         assert p.input_value("#captcha") == ""
         b.shot("login-captcha-wrong")
         p = b.go("/?lang=en")
@@ -529,8 +628,9 @@ def test_login_captcha(browser: Any, captcha_gateway: str, screenshots: Path,
         b.ctx.close()
 
 
-def test_locked_account_and_ra_reset(officer: Browser, alice: Browser, flow: dict[str, Any]
-                                     ) -> None:
+def test_locked_account_and_ra_reset(
+    officer: Browser, alice: Browser, flow: dict[str, Any]
+) -> None:
     p = alice.go("/")
     for _ in range(3):
         p.fill("#account", flow["account"])

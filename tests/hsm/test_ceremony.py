@@ -110,9 +110,21 @@ def _pkcs11_objects(config: Path, section: str) -> str:
     data = tomllib.loads(config.read_text())[section]
     pin = Path(data["pin_file"]).read_text().strip()
     result = subprocess.run(
-        ["pkcs11-tool", "--module", data["module"], "--token-label", data["label"], "--login",
-         "--pin", "env:CA_TEST_PKCS11_PIN", "--list-objects"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "pkcs11-tool",
+            "--module",
+            data["module"],
+            "--token-label",
+            data["label"],
+            "--login",
+            "--pin",
+            "env:CA_TEST_PKCS11_PIN",
+            "--list-objects",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "CA_TEST_PKCS11_PIN": pin},
     )
     assert result.returncode == 0, result.stderr
@@ -354,11 +366,21 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
     subprocess.run([bin_dir / "ca-keys", "dev-ceremony"], env=env, check=True, capture_output=True)
     entries = journal_mod.read(journal_mod.journal_path(load_config(config, environ={})))
     assert sorted(e["action"] for e in entries) == sorted(
-        ["audit_key_generated", "cmp_key_generated", "key_ceremony", "key_ceremony",
-         "root_crl_signed"]
+        [
+            "audit_key_generated",
+            "cmp_key_generated",
+            "key_ceremony",
+            "key_ceremony",
+            "root_crl_signed",
+        ]
     )
     assert sorted(e["target"] for e in entries) == [
-        "audit-1", "cmp-1", "issuing-1", "root-1", "root-1"]
+        "audit-1",
+        "cmp-1",
+        "issuing-1",
+        "root-1",
+        "root-1",
+    ]
 
     import shutil
     import tempfile
@@ -374,8 +396,9 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
         out = subprocess.run([admin, "migrate"], env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         for _ in range(2):  # the second import finds nothing new
-            subprocess.run([admin, "audit", "import-journal"], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [admin, "audit", "import-journal"], env=env, check=True, capture_output=True
+            )
 
         async def events() -> list[tuple[str, str, str]]:
             import asyncpg
@@ -391,12 +414,13 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
                 await conn.close()
 
         rows = asyncio.run(events())
-        assert [(a, t) for a, t, _ in rows] == [("key_ceremony", "root-1"),
-                                                ("key_ceremony", "issuing-1"),
-                                                ("root_crl_signed", "root-1")]
+        assert [(a, t) for a, t, _ in rows] == [
+            ("key_ceremony", "root-1"),
+            ("key_ceremony", "issuing-1"),
+            ("root_crl_signed", "root-1"),
+        ]
         assert all(fp and len(fp) == 64 for _, _, fp in rows[:2])
-        verify = subprocess.run([admin, "audit", "verify"], env=env, capture_output=True,
-                                text=True)
+        verify = subprocess.run([admin, "audit", "verify"], env=env, capture_output=True, text=True)
         assert verify.returncode == 0, verify.stdout
     finally:
         cluster.stop()

@@ -182,8 +182,11 @@ def test_missing_token_is_one_line(config: Path, outputs: list[str], tmp_path: P
 def test_init_token_cli(outputs: list[str], tmp_path: Path) -> None:
     label = f"i-{os.urandom(4).hex()}"
     root_label = f"r-{os.urandom(4).hex()}"
-    path = write_config(tmp_path, token=(label, "user-pin-1234", "so-pin-5678"),
-                        root_token=(root_label, "root-pin-1234", "root-so-5678"))
+    path = write_config(
+        tmp_path,
+        token=(label, "user-pin-1234", "so-pin-5678"),
+        root_token=(root_label, "root-pin-1234", "root-so-5678"),
+    )
     first = cli(path, outputs, "init-token")
     assert first.returncode == 0, first.stderr
     # both tokens: the online one and the root's own

@@ -78,8 +78,10 @@ class TlsSigner:
             text = r.read().decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if (sample.name == "ca_signer_tls_refused_total"
-                        and sample.labels.get("reason") == reason):
+                if (
+                    sample.name == "ca_signer_tls_refused_total"
+                    and sample.labels.get("reason") == reason
+                ):
                     return sample.value
         return 0.0
 
@@ -105,27 +107,34 @@ def tls_signer(ca_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """One ``ca-signer`` on TCP with mutual TLS. Its transport CA issued three clients: the
     gateway (pinned by fingerprint), ops (pinned by subject) and intruder (not pinned)."""
     d = tmp_path_factory.mktemp("tls")
-    files = make_transport_certs(d / "pki", server_names=("127.0.0.1",),
-                                 clients=("gateway", "ops", "intruder"))
+    files = make_transport_certs(
+        d / "pki", server_names=("127.0.0.1",), clients=("gateway", "ops", "intruder")
+    )
     stranger = make_transport_certs(d / "other-pki", clients=("gateway",))
     port, metrics_port = free_port(), free_port()
     data = tomllib.loads(ca_config.read_text(encoding="utf-8"))
-    data["signer"].update({
-        "socket": str(d / "signer.sock"),
-        "tcp": f"127.0.0.1:{port}",
-        "tls_cert": str(files.server.cert),
-        "tls_key": str(files.server.key),
-        "tls_client_ca": str(files.ca),
-        "tls_allowed_clients": [files.clients["gateway"].fingerprint,
-                                files.clients["ops"].subject],
-        "metrics_port": metrics_port,
-    })
-    data["gateway"].update({
-        "signers": [f"tls://127.0.0.1:{port}"],
-        "signer_tls_cert": str(files.clients["gateway"].cert),
-        "signer_tls_key_file": str(files.clients["gateway"].key),
-        "signer_tls_ca": str(files.ca),
-    })
+    data["signer"].update(
+        {
+            "socket": str(d / "signer.sock"),
+            "tcp": f"127.0.0.1:{port}",
+            "tls_cert": str(files.server.cert),
+            "tls_key": str(files.server.key),
+            "tls_client_ca": str(files.ca),
+            "tls_allowed_clients": [
+                files.clients["gateway"].fingerprint,
+                files.clients["ops"].subject,
+            ],
+            "metrics_port": metrics_port,
+        }
+    )
+    data["gateway"].update(
+        {
+            "signers": [f"tls://127.0.0.1:{port}"],
+            "signer_tls_cert": str(files.clients["gateway"].cert),
+            "signer_tls_key_file": str(files.clients["gateway"].key),
+            "signer_tls_ca": str(files.ca),
+        }
+    )
     config = d / "ca.toml"
     config.write_text(tomli_w.dumps(data), encoding="utf-8")
     log = d / "signer.log"
@@ -196,9 +205,12 @@ async def test_the_gateway_checks_the_signers_name_and_ca(tls_signer: TlsSigner)
     cfg = gateway_config(load(tls_signer.config, environ={}), environ={})
     assert cfg.signer_tls is not None
     with pytest.raises(ssl.SSLCertVerificationError, match="match"):
-        await asyncio.open_connection("127.0.0.1", tls_signer.port,
-                                      ssl=cfg.signer_tls.context(),
-                                      server_hostname="signer.example")
+        await asyncio.open_connection(
+            "127.0.0.1",
+            tls_signer.port,
+            ssl=cfg.signer_tls.context(),
+            server_hostname="signer.example",
+        )
     other_ca = ssl.create_default_context(cafile=str(tls_signer.stranger.ca))
     with pytest.raises(ssl.SSLCertVerificationError):
         await asyncio.open_connection("127.0.0.1", tls_signer.port, ssl=other_ca)
@@ -213,12 +225,22 @@ def test_a_tls_address_without_tls_settings_stops_the_gateway(tls_signer: TlsSig
     bare.write_text(tomli_w.dumps(data), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CA_")}
     gateway = str(Path(sys.executable).parent / "ca-gateway")
-    out = subprocess.run([gateway, "--config", str(bare), "--check-config"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [gateway, "--config", str(bare), "--check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2, out.stdout
     assert "needs signer_tls_cert" in out.stderr
-    ok = subprocess.run([gateway, "--config", str(tls_signer.config), "--check-config"],
-                        env=env, capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [gateway, "--config", str(tls_signer.config), "--check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
 
 
@@ -270,8 +292,16 @@ async def test_workers_run_with_the_configured_allocator(
 def test_an_unknown_worker_allocator_is_refused(ca_config: Path) -> None:
     env = {**os.environ, "CA_SIGNER_WORKER_ALLOCATOR": "jemalloc"}
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "ca-signer"), "--config", str(ca_config),
-         "--check-config"], env=env, capture_output=True, text=True, timeout=60,
+        [
+            str(Path(sys.executable).parent / "ca-signer"),
+            "--config",
+            str(ca_config),
+            "--check-config",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "worker_allocator must be one of tcmalloc, system" in out.stderr
@@ -286,9 +316,16 @@ def test_tcp_without_pinned_clients_stops_the_signer(tls_signer: TlsSigner) -> N
     unpinned.write_text(tomli_w.dumps(data), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CA_")}
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "ca-signer"), "--config", str(unpinned),
-         "--check-config"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            str(Path(sys.executable).parent / "ca-signer"),
+            "--config",
+            str(unpinned),
+            "--check-config",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2, out.stdout
     assert "tls_allowed_clients" in out.stderr

@@ -102,8 +102,16 @@ class Client:
     async def close(self) -> None:
         await self.http.close()
 
-    async def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                   headers: dict[str, str] | None = None, csrf: bool = True) -> Resp:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        csrf: bool = True,
+    ) -> Resp:
         hdrs = dict(headers or {})
         if csrf and self.csrf and "X-CSRF-Token" not in hdrs:
             hdrs["X-CSRF-Token"] = self.csrf
@@ -124,14 +132,16 @@ class Client:
         return None
 
     async def login(self, account: str, password: str, **extra: Any) -> Resp:
-        r = await self.call("POST", "/api/v1/session",
-                            {"account": account, "password": password, **extra})
+        r = await self.call(
+            "POST", "/api/v1/session", {"account": account, "password": password, **extra}
+        )
         if r.status == 200:
             self.csrf = r.json["csrf_token"]
         return r
 
-    async def officer_login(self, login: str = OFFICER_LOGIN,
-                            password: str = OFFICER_PASSWORD) -> Resp:
+    async def officer_login(
+        self, login: str = OFFICER_LOGIN, password: str = OFFICER_PASSWORD
+    ) -> Resp:
         r = await self.call("POST", "/api/v1/ra/session", {"login": login, "password": password})
         if r.status == 200:
             self.csrf = r.json["csrf_token"]
@@ -194,8 +204,9 @@ async def provision_database(dsn: str, creds: roles.Credentials) -> None:
 
 
 @pytest.fixture(scope="module")
-def database_url(pg_cluster: Cluster, db_credentials: roles.Credentials,
-                 request: pytest.FixtureRequest) -> Iterator[str]:
+def database_url(
+    pg_cluster: Cluster, db_credentials: roles.Credentials, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """The module's database (owned by the owner role, migrated); the superuser's DSN."""
     stem = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
     name = f"t_{stem[:40]}_{secrets.token_hex(3)}"
@@ -261,15 +272,17 @@ def gateway_config(app_url: str, request: pytest.FixtureRequest) -> GatewayConfi
     only moves when told, so the address limits would otherwise trip across unrelated tests."""
     overrides = getattr(request.module, "GATEWAY_OVERRIDES", {})
     return dataclasses.replace(
-        GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False,
-                      ratelimit=RateLimits.off()),
+        GatewayConfig(
+            captcha=False, database_url=app_url, migrate_on_start=False, ratelimit=RateLimits.off()
+        ),
         **overrides,
     )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(gateway_config: GatewayConfig, db_pool: asyncpg.Pool, clock: FakeClock,
-                 signer: StubSigner) -> AsyncIterator[TestServer]:
+async def server(
+    gateway_config: GatewayConfig, db_pool: asyncpg.Pool, clock: FakeClock, signer: StubSigner
+) -> AsyncIterator[TestServer]:
     app = make_app(gateway_config, db_pool=db_pool, clock=clock, signer_client=signer)
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
@@ -315,14 +328,18 @@ async def register(officer: Client, **over: Any) -> dict[str, Any]:
     return r.json
 
 
-async def active_subscriber(new_client: Any, officer: Client, new_password: str = "s3cret-pw"
-                            ) -> tuple[Client, dict[str, Any], str]:
+async def active_subscriber(
+    new_client: Any, officer: Client, new_password: str = "s3cret-pw"
+) -> tuple[Client, dict[str, Any], str]:
     """Registered, logged in, password changed: ready for normal use."""
     slip = await register(officer)
     c = new_client()
     r = await c.login(slip["account"], slip["initial_password"])
     assert r.status == 200, r.text
-    r = await c.call("POST", "/api/v1/password", {"old_password": slip["initial_password"],
-                                                  "new_password": new_password})
+    r = await c.call(
+        "POST",
+        "/api/v1/password",
+        {"old_password": slip["initial_password"], "new_password": new_password},
+    )
     assert r.status == 204, r.text
     return c, slip, new_password

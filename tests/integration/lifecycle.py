@@ -42,8 +42,7 @@ PEM = serialization.Encoding.PEM
 
 @pytest.fixture(scope="module")
 def ca_config(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    return make_ca(tmp_path_factory.mktemp("ca"), getattr(request.module, "CA_KEY_TYPE",
-                                                            "rsa2048"))
+    return make_ca(tmp_path_factory.mktemp("ca"), getattr(request.module, "CA_KEY_TYPE", "rsa2048"))
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +59,22 @@ async def signer(signer_process: Any, ca_config: Path) -> AsyncIterator[SignerCl
 
 
 @pytest.fixture(scope="module")
-def gateway_config(app_url: str, ca_config: Path, request: pytest.FixtureRequest
-                   ) -> GatewayConfig:
+def gateway_config(app_url: str, ca_config: Path, request: pytest.FixtureRequest) -> GatewayConfig:
     overrides = getattr(request.module, "GATEWAY_OVERRIDES", {})
     return dataclasses.replace(
-        GatewayConfig(captcha=False, database_url=app_url, migrate_on_start=False,
-                      manifest_path=manifest_path(load(ca_config, environ={})),
-                      ratelimit=RateLimits.off()),  # one 127.0.0.1 on a still clock
+        GatewayConfig(
+            captcha=False,
+            database_url=app_url,
+            migrate_on_start=False,
+            manifest_path=manifest_path(load(ca_config, environ={})),
+            ratelimit=RateLimits.off(),
+        ),  # one 127.0.0.1 on a still clock
         **overrides,
     )
 
 
 # -- keys, CSRs, proofs -----------------------------------------------------------------------
+
 
 def new_key(kind: str = "rsa") -> Any:
     if kind == "rsa":
@@ -111,9 +114,11 @@ async def apply(client: Any, usage: str, csr: str, **over: Any) -> Any:
 
 # -- external tools, run without blocking the event loop (the gateway runs in it) ------------
 
+
 async def run(*args: str | Path) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        *[str(a) for a in args], stdout=asyncio.subprocess.PIPE,
+        *[str(a) for a in args],
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()

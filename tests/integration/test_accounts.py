@@ -30,8 +30,16 @@ async def test_registration_to_normal_use(officer: Client, new_client: Any) -> N
     assert r.status == 200
     me = r.json
     assert me["account"] == slip["account"]
-    assert set(me) == {"account", "id_number", "name", "subscriber_name", "email", "phone",
-                       "address", "usages"}
+    assert set(me) == {
+        "account",
+        "id_number",
+        "name",
+        "subscriber_name",
+        "email",
+        "phone",
+        "address",
+        "usages",
+    }
     assert me["usages"] == ["signing", "encryption"]
     r = await c.call("GET", "/api/v1/terms")
     assert r.status == 200 and r.json["version"] and "條款" in r.json["text"]
@@ -40,12 +48,14 @@ async def test_registration_to_normal_use(officer: Client, new_client: Any) -> N
     for bad in ("12345", "x" * 17, old):
         r = await c.call("POST", "/api/v1/password", {"old_password": old, "new_password": bad})
         assert (r.status, r.json["error"]) == (400, "password_policy"), bad
-    r = await c.call("POST", "/api/v1/password",
-                     {"old_password": "wrong-old", "new_password": "brand-new"})
+    r = await c.call(
+        "POST", "/api/v1/password", {"old_password": "wrong-old", "new_password": "brand-new"}
+    )
     assert (r.status, r.json["error"]) == (401, "invalid_credentials")
     # six CJK characters are six characters
-    r = await c.call("POST", "/api/v1/password",
-                     {"old_password": old, "new_password": "密碼很安全喔"})
+    r = await c.call(
+        "POST", "/api/v1/password", {"old_password": old, "new_password": "密碼很安全喔"}
+    )
     assert r.status == 204
 
     # the same session and CSRF token keep working, now without restriction
@@ -65,8 +75,9 @@ async def test_registration_to_normal_use(officer: Client, new_client: Any) -> N
 async def test_wrong_old_password_does_not_count(officer: Client, new_client: Any) -> None:
     c, slip, pw = await active_subscriber(new_client, officer)
     for _ in range(4):
-        r = await c.call("POST", "/api/v1/password", {"old_password": "nope-nope",
-                                                      "new_password": "another1"})
+        r = await c.call(
+            "POST", "/api/v1/password", {"old_password": "nope-nope", "new_password": "another1"}
+        )
         assert r.status == 401
     assert (await new_client().login(slip["account"], pw)).status == 200
 
@@ -94,7 +105,10 @@ async def test_lock_on_third_failure_and_ra_reset(officer: Client, new_client: A
     assert new["account"] == slip["account"] and new["initial_password"] != slip["initial_password"]
     view = (await officer.call("GET", f"/api/v1/ra/subscribers/{sub['subscriber_id']}")).json
     assert (view["locked"], view["failed_attempts"], view["must_change_password"]) == (
-        False, 0, True)
+        False,
+        0,
+        True,
+    )
     assert (await b.login(slip["account"], pw)).status == 401  # old password is gone
     r = await b.login(slip["account"], new["initial_password"])
     assert r.status == 200 and r.json["must_change_password"] is True
@@ -190,8 +204,9 @@ async def test_csrf_required(officer: Client, new_client: Any) -> None:
     assert (await c.call("GET", "/api/v1/me", csrf=False)).status == 200
 
 
-async def test_idle_and_absolute_timeouts(officer: Client, new_client: Any,
-                                          clock: FakeClock) -> None:
+async def test_idle_and_absolute_timeouts(
+    officer: Client, new_client: Any, clock: FakeClock
+) -> None:
     c, slip, pw = await active_subscriber(new_client, officer)
     clock.advance(14 * 60)
     assert (await c.call("GET", "/api/v1/me")).status == 200
@@ -208,8 +223,9 @@ async def test_idle_and_absolute_timeouts(officer: Client, new_client: Any,
     assert (await c.call("GET", "/api/v1/me")).status == 401
 
 
-async def test_subscriber_session_is_not_an_officer_session(officer: Client,
-                                                            new_client: Any) -> None:
+async def test_subscriber_session_is_not_an_officer_session(
+    officer: Client, new_client: Any
+) -> None:
     c, _, _ = await active_subscriber(new_client, officer)
     r = await c.call("GET", "/api/v1/ra/subscribers")
     assert (r.status, r.json["error"]) == (401, "unauthenticated")
@@ -218,8 +234,8 @@ async def test_subscriber_session_is_not_an_officer_session(officer: Client,
 
 
 async def test_requests_in_flight_share_one_session_check(
-        officer: Client, new_client: Any, clock: FakeClock, db_pool: Any,
-        server: Any) -> None:
+    officer: Client, new_client: Any, clock: FakeClock, db_pool: Any, server: Any
+) -> None:
     """Concurrent requests are authenticated by one statement, and each still gets its own
     answer: live sessions pass (an old one is touched), an idle one is refused and deleted, an
     officer's session is no subscriber's, an unknown cookie is refused."""
@@ -232,10 +248,16 @@ async def test_requests_in_flight_share_one_session_check(
     hashes = {c: digest(c.cookie("ca_session") or "") for c in [*clients, idle_client]}
     now = clock()
     async with db_pool.acquire() as conn:
-        await conn.execute("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1",
-                           hashes[clients[0]], now - timedelta(minutes=5))
-        await conn.execute("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1",
-                           hashes[idle_client], now - timedelta(minutes=16))
+        await conn.execute(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1",
+            hashes[clients[0]],
+            now - timedelta(minutes=5),
+        )
+        await conn.execute(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1",
+            hashes[idle_client],
+            now - timedelta(minutes=16),
+        )
     stranger = new_client()
     stranger.set_cookie("ca_session", "not-a-session")
     impostor = new_client()
@@ -251,8 +273,12 @@ async def test_requests_in_flight_share_one_session_check(
     assert batcher.batches - batches_before < len(callers)  # shared, not one per request
 
     async with db_pool.acquire() as conn:
-        seen = dict(await conn.fetch("SELECT id_hash, last_seen_at FROM sessions "
-                                     "WHERE id_hash = ANY($1)", list(hashes.values())))
+        seen = dict(
+            await conn.fetch(
+                "SELECT id_hash, last_seen_at FROM sessions WHERE id_hash = ANY($1)",
+                list(hashes.values()),
+            )
+        )
     assert hashes[idle_client] not in seen  # an idle session is deleted when it is presented
     assert seen[hashes[clients[0]]] == now  # touched: older than the touch interval
     assert (await idle_client.call("GET", "/api/v1/me")).status == 401

@@ -28,8 +28,7 @@ async def _verify_cli(monkeypatch: pytest.MonkeyPatch, database_url: str) -> tup
     return rc, out.getvalue()
 
 
-async def test_actions_are_audited(officer: Client, new_client: Any,
-                                   db_pool: asyncpg.Pool) -> None:
+async def test_actions_are_audited(officer: Client, new_client: Any, db_pool: asyncpg.Pool) -> None:
     bad = new_client()
     assert (await bad.officer_login("ra-test", "wrong")).status == 401
     _, slip, pw = await active_subscriber(new_client, officer)
@@ -64,8 +63,13 @@ async def test_actions_are_audited(officer: Client, new_client: Any,
 async def test_concurrent_appends_keep_one_chain(db_pool: asyncpg.Pool) -> None:
     async def one(i: int) -> None:
         async with db_pool.acquire() as conn, conn.transaction():
-            await audit.append(conn, actor="test", action="concurrency", target=str(i),
-                               details={"i": i, "text": "中文 ✓"})
+            await audit.append(
+                conn,
+                actor="test",
+                action="concurrency",
+                target=str(i),
+                details={"i": i, "text": "中文 ✓"},
+            )
 
     await asyncio.gather(*(one(i) for i in range(40)))
     async with db_pool.acquire() as conn:
@@ -115,13 +119,17 @@ async def test_chain_verifies_and_tampering_is_found(
             await conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
 
 
-async def test_lock_of_an_unknown_name_is_audited_as_anonymous(new_client: Any,
-                                                               db_pool: asyncpg.Pool) -> None:
+async def test_lock_of_an_unknown_name_is_audited_as_anonymous(
+    new_client: Any, db_pool: asyncpg.Pool
+) -> None:
     """API.md: the actor is the account or anonymous; an unknown name locks like an account."""
     for _ in range(3):
         await new_client().login("no-such-person", "whatever")
     async with db_pool.acquire() as conn:
         events = await audit.list_events(conn, after_id=0, limit=1000)
-    locks = [(e.actor, e.action) for e in events
-             if e.target == "no-such-person" and e.action == "account_locked"]
+    locks = [
+        (e.actor, e.action)
+        for e in events
+        if e.target == "no-such-person" and e.action == "account_locked"
+    ]
     assert locks == [("anonymous", "account_locked")]

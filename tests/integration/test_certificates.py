@@ -44,8 +44,9 @@ async def test_me_and_terms(new_client: Any, officer: Any) -> None:
     assert t.status == 200 and t.json["version"] == terms.VERSION and t.json["text"]
 
 
-async def test_apply_both_usages_rsa_and_ec(new_client: Any, officer: Any, db_pool: Any,
-                                            tmp_path: Path) -> None:
+async def test_apply_both_usages_rsa_and_ec(
+    new_client: Any, officer: Any, db_pool: Any, tmp_path: Path
+) -> None:
     c, slip, _ = await active_subscriber(new_client, officer)
     cn = (await c.call("GET", "/api/v1/me")).json["subscriber_name"]
     for usage, kind in (("signing", "rsa"), ("encryption", "p256")):
@@ -77,17 +78,24 @@ async def test_apply_both_usages_rsa_and_ec(new_client: Any, officer: Any, db_po
     async with db_pool.acquire() as conn:
         accepted = await conn.fetchval(
             """SELECT count(*) FROM terms_acceptances t JOIN accounts a ON a.id = t.account_id
-               WHERE a.account = $1 AND t.terms_version = $2""", slip["account"], terms.VERSION)
+               WHERE a.account = $1 AND t.terms_version = $2""",
+            slip["account"],
+            terms.VERSION,
+        )
         issued = await conn.fetchval(
-            "SELECT count(*) FROM audit_events WHERE action = 'certificate_issued' "
-            "AND actor = $1", slip["account"])
+            "SELECT count(*) FROM audit_events WHERE action = 'certificate_issued' AND actor = $1",
+            slip["account"],
+        )
     assert accepted == 1 and issued == 2
     # the operators' dashboards see it: issued certificates by profile and key, and latency
     metrics = (await c.call("GET", "/metrics")).text
-    for line in ('ca_gateway_certificates_issued_total{key="rsa2048",profile="signing"}',
-                 'ca_gateway_certificates_issued_total{key="p256",profile="encryption"}'):
-        assert any(m.startswith(line) and float(m.split()[-1]) >= 1
-                   for m in metrics.splitlines()), line
+    for line in (
+        'ca_gateway_certificates_issued_total{key="rsa2048",profile="signing"}',
+        'ca_gateway_certificates_issued_total{key="p256",profile="encryption"}',
+    ):
+        assert any(
+            m.startswith(line) and float(m.split()[-1]) >= 1 for m in metrics.splitlines()
+        ), line
     assert 'ca_gateway_issuance_duration_seconds_count{operation="issue"}' in metrics
 
 
@@ -101,16 +109,19 @@ async def test_rsa_encryption_and_der_csr(new_client: Any, officer: Any) -> None
     assert ku.key_encipherment and ku.data_encipherment
 
 
-@pytest.mark.parametrize(("fixture", "code"), [
-    ("garbage.pem", "bad_csr"),
-    ("truncated.pem", "bad_csr"),
-    ("wrong-signature.pem", "pop_failed"),
-    ("rsa1024.pem", "weak_key"),
-    ("rsa-e3.pem", "weak_key"),
-    ("secp256k1.pem", "weak_key"),
-    ("p521.pem", "weak_key"),
-    ("ed25519.pem", "weak_key"),
-])
+@pytest.mark.parametrize(
+    ("fixture", "code"),
+    [
+        ("garbage.pem", "bad_csr"),
+        ("truncated.pem", "bad_csr"),
+        ("wrong-signature.pem", "pop_failed"),
+        ("rsa1024.pem", "weak_key"),
+        ("rsa-e3.pem", "weak_key"),
+        ("secp256k1.pem", "weak_key"),
+        ("p521.pem", "weak_key"),
+        ("ed25519.pem", "weak_key"),
+    ],
+)
 async def test_bad_csrs(new_client: Any, officer: Any, fixture: str, code: str) -> None:
     c, _, _ = await active_subscriber(new_client, officer)
     r = await apply(c, "signing", read_csr_file(fixture))
@@ -124,8 +135,11 @@ async def test_field_errors(new_client: Any, officer: Any) -> None:
     assert (await c.login(slip["account"], slip["initial_password"])).status == 200
     r = await apply(c, "signing", csr_pem(new_key("p256")))
     assert r.status == 403 and r.json["error"] == "password_change_required"
-    await c.call("POST", "/api/v1/password", {"old_password": slip["initial_password"],
-                                              "new_password": "s3cret-pw"})
+    await c.call(
+        "POST",
+        "/api/v1/password",
+        {"old_password": slip["initial_password"], "new_password": "s3cret-pw"},
+    )
     csr = csr_pem(new_key("p256"))
     r = await apply(c, "encryption", csr)
     assert r.status == 403 and r.json["error"] == "usage_not_allowed"
@@ -135,8 +149,11 @@ async def test_field_errors(new_client: Any, officer: Any) -> None:
     assert r.status == 400 and r.json["error"] == "terms_not_accepted"
     r = await c.call("POST", "/api/v1/certificates", {"usage": "signing", "csr": csr})
     assert r.status == 400 and r.json["error"] == "terms_not_accepted"
-    r = await c.call("POST", "/api/v1/certificates", {"usage": "signing", "csr": 5,
-                                                      "terms_version": terms.VERSION})
+    r = await c.call(
+        "POST",
+        "/api/v1/certificates",
+        {"usage": "signing", "csr": 5, "terms_version": terms.VERSION},
+    )
     assert r.status == 400 and r.json["error"] == "invalid_field"
     anon = new_client()
     r = await apply(anon, "signing", csr)
@@ -152,8 +169,11 @@ async def test_download_view_and_status(new_client: Any, officer: Any, db_pool: 
     r = await c.call("GET", f"/api/v1/certificates/{cid}/certificate")
     assert r.status == 200 and r.headers["Content-Type"].startswith("application/x-pem-file")
     assert r.text == obj["certificate"]
-    r = await c.call("GET", f"/api/v1/certificates/{cid}/certificate",
-                     headers={"Accept": "application/pkix-cert"})
+    r = await c.call(
+        "GET",
+        f"/api/v1/certificates/{cid}/certificate",
+        headers={"Accept": "application/pkix-cert"},
+    )
     assert r.status == 200 and r.headers["Content-Type"] == "application/pkix-cert"
     assert x509.load_der_x509_certificate(r.body).serial_number == int(obj["serial"], 16)
     viewed = (await c.call("GET", f"/api/v1/certificates/{cid}")).json
@@ -163,19 +183,26 @@ async def test_download_view_and_status(new_client: Any, officer: Any, db_pool: 
     assert r.status == 409 and r.json["error"] == "not_renewable"
     # someone else's certificate is not found
     other, _, _ = await active_subscriber(new_client, officer)
-    for path in (f"/api/v1/certificates/{cid}", f"/api/v1/certificates/{cid}/certificate",
-                 "/api/v1/certificates/999999999", "/api/v1/certificates/abc"):
+    for path in (
+        f"/api/v1/certificates/{cid}",
+        f"/api/v1/certificates/{cid}/certificate",
+        "/api/v1/certificates/999999999",
+        "/api/v1/certificates/abc",
+    ):
         r = await other.call("GET", path)
         assert r.status == 404 and r.json["error"] == "not_found", path
     async with db_pool.acquire() as conn:
         n = await conn.fetchval(
             "SELECT count(*) FROM audit_events WHERE action = 'certificate_downloaded' "
-            "AND target = $1", obj["serial"])
+            "AND target = $1",
+            obj["serial"],
+        )
     assert n == 2
 
 
-async def test_concurrent_applications_of_one_subscriber(new_client: Any, officer: Any,
-                                                         db_pool: Any) -> None:
+async def test_concurrent_applications_of_one_subscriber(
+    new_client: Any, officer: Any, db_pool: Any
+) -> None:
     """Many applications of one subscriber and usage at once (one batch, or several): exactly
     one certificate; the others get 409 and leave no pending row behind."""
     c, slip, _ = await active_subscriber(new_client, officer)
@@ -193,20 +220,31 @@ async def test_concurrent_applications_of_one_subscriber(new_client: Any, office
     async with db_pool.acquire() as conn:
         rows = await conn.fetch(
             """SELECT c.usage, c.status FROM certificates c JOIN accounts a
-               ON a.subscriber_id = c.subscriber_id WHERE a.account = $1""", slip["account"])
+               ON a.subscriber_id = c.subscriber_id WHERE a.account = $1""",
+            slip["account"],
+        )
         assert sorted((r["usage"], r["status"]) for r in rows) == [
-            ("encryption", "issued"), ("signing", "issued")]
+            ("encryption", "issued"),
+            ("signing", "issued"),
+        ]
         accepted = await conn.fetchval(
             """SELECT count(*) FROM terms_acceptances t JOIN accounts a ON a.id = t.account_id
-               WHERE a.account = $1""", slip["account"])
+               WHERE a.account = $1""",
+            slip["account"],
+        )
         assert accepted == 1
-        assert (await conn.fetchval("SELECT count(*) FROM audit_events WHERE "
-                                    "action = 'certificate_issued' AND target = ANY($1)",
-                                    [r.json["serial"] for r in results if r.status == 201])) == 3
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM audit_events WHERE "
+                "action = 'certificate_issued' AND target = ANY($1)",
+                [r.json["serial"] for r in results if r.status == 201],
+            )
+        ) == 3
 
 
-async def test_batched_issuance_extends_the_one_audit_chain(new_client: Any, officer: Any,
-                                                            db_pool: Any) -> None:
+async def test_batched_issuance_extends_the_one_audit_chain(
+    new_client: Any, officer: Any, db_pool: Any
+) -> None:
     """Applications in flight are stored and audited by one database call per batch, which
     completes the audit hashes in PostgreSQL; with single audit appends racing it, the chain
     still verifies and every certificate has exactly its one event, with its details."""
@@ -214,12 +252,20 @@ async def test_batched_issuance_extends_the_one_audit_chain(new_client: Any, off
 
     async def single(i: int) -> None:
         async with db_pool.acquire() as conn, conn.transaction():
-            await audit.append(conn, actor="test", action="concurrency", target=str(i),
-                               details={"i": i, "text": "中文 ✓"})
+            await audit.append(
+                conn,
+                actor="test",
+                action="concurrency",
+                target=str(i),
+                details={"i": i, "text": "中文 ✓"},
+            )
 
     results = await asyncio.gather(
-        *(apply(c, usage, csr_pem(new_key("p256")))
-          for c, _, _ in subscribers for usage in ("signing", "encryption")),
+        *(
+            apply(c, usage, csr_pem(new_key("p256")))
+            for c, _, _ in subscribers
+            for usage in ("signing", "encryption")
+        ),
         *(single(i) for i in range(6)),
     )
     answers = [r for r in results if r is not None]
@@ -229,7 +275,8 @@ async def test_batched_issuance_extends_the_one_audit_chain(new_client: Any, off
         events = await conn.fetch(
             "SELECT id, actor, target, details FROM audit_events "
             "WHERE action = 'certificate_issued' AND target = ANY($1)",
-            [r.json["serial"] for r in answers])
+            [r.json["serial"] for r in answers],
+        )
     by_serial = {e["target"]: e for e in events}
     assert len(events) == len(by_serial) == 12
     accounts = {slip["account"] for _, slip, _ in subscribers}
@@ -253,8 +300,9 @@ async def test_ca_endpoints(new_client: Any) -> None:
     assert (await c.call("GET", "/ca/nope.crt")).status == 404
 
 
-async def test_signer_stopped_during_application(new_client: Any, officer: Any, db_pool: Any,
-                                                 signer_process: Any) -> None:
+async def test_signer_stopped_during_application(
+    new_client: Any, officer: Any, db_pool: Any, signer_process: Any
+) -> None:
     """Runs last in this module: it stops the module's signer daemon."""
     c, _, _ = await active_subscriber(new_client, officer)
     signer_process.send_signal(signal.SIGSTOP)  # the daemon hangs with the request in hand
@@ -269,10 +317,14 @@ async def test_signer_stopped_during_application(new_client: Any, officer: Any, 
     r = await apply(c, "signing", csr_pem(new_key("p256")))  # signer gone: refused at once
     assert r.status == 503 and "Retry-After" in r.headers
     async with db_pool.acquire() as conn:
-        assert await conn.fetchval(
-            "SELECT count(*) FROM certificates WHERE status = 'issued' AND der IS NULL") == 0
-        assert await conn.fetchval(
-            "SELECT count(*) FROM certificates WHERE status = 'failed'") == 2
-        assert await conn.fetchval(
-            "SELECT count(*) FROM certificates WHERE status = 'pending'") == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM certificates WHERE status = 'issued' AND der IS NULL"
+            )
+            == 0
+        )
+        assert await conn.fetchval("SELECT count(*) FROM certificates WHERE status = 'failed'") == 2
+        assert (
+            await conn.fetchval("SELECT count(*) FROM certificates WHERE status = 'pending'") == 0
+        )
     assert (await c.call("GET", "/api/v1/certificates")).json["certificates"] == []

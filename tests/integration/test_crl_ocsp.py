@@ -38,11 +38,15 @@ PEM = serialization.Encoding.PEM
 
 async def _files(c: Any, tmp: Path, leaf_pem: str) -> dict[str, Path]:
     chain = (await c.call("GET", "/ca/chain.pem")).body
-    crl = (await c.call("GET", "/crl/issuing-1.crl"))
+    crl = await c.call("GET", "/crl/issuing-1.crl")
     assert crl.status == 200 and crl.headers["Content-Type"] == "application/pkix-crl"
     issuing = (await c.call("GET", "/ca/issuing-1.crt")).body
-    out = {"chain": tmp / "chain.pem", "crl": tmp / "crl.pem", "leaf": tmp / "leaf.pem",
-           "issuing": tmp / "issuing.pem"}
+    out = {
+        "chain": tmp / "chain.pem",
+        "crl": tmp / "crl.pem",
+        "leaf": tmp / "leaf.pem",
+        "issuing": tmp / "issuing.pem",
+    }
     out["chain"].write_bytes(chain)
     out["crl"].write_bytes(x509.load_der_x509_crl(crl.body).public_bytes(PEM))
     out["leaf"].write_text(leaf_pem)
@@ -51,8 +55,18 @@ async def _files(c: Any, tmp: Path, leaf_pem: str) -> dict[str, Path]:
 
 
 async def _openssl_ocsp(base_url: str, f: dict[str, Path]) -> str:
-    code, out = await run("openssl", "ocsp", "-issuer", f["issuing"], "-cert", f["leaf"],
-                          "-url", f"{base_url}/ocsp", "-CAfile", f["chain"])
+    code, out = await run(
+        "openssl",
+        "ocsp",
+        "-issuer",
+        f["issuing"],
+        "-cert",
+        f["leaf"],
+        "-url",
+        f"{base_url}/ocsp",
+        "-CAfile",
+        f["chain"],
+    )
     assert code == 0, out
     assert "Response verify OK" in out, out
     return out
@@ -62,8 +76,9 @@ def _crl(body: bytes) -> x509.CertificateRevocationList:
     return x509.load_der_x509_crl(body)
 
 
-async def test_verify_ocsp_revoke_crl(new_client: Any, officer: Any, base_url: str,
-                                      tmp_path: Path, db_pool: Any) -> None:
+async def test_verify_ocsp_revoke_crl(
+    new_client: Any, officer: Any, base_url: str, tmp_path: Path, db_pool: Any
+) -> None:
     c, _, _ = await active_subscriber(new_client, officer)
     r = await apply(c, "signing", csr_pem(new_key("rsa")))
     assert r.status == 201, r.text
@@ -73,13 +88,15 @@ async def test_verify_ocsp_revoke_crl(new_client: Any, officer: Any, base_url: s
     assert await pkilint_problems(f["leaf"]) == []
     first_crl = _crl((await c.call("GET", "/crl/issuing-1.crl")).body)
 
-    code, out = await run("openssl", "verify", "-crl_check", "-CAfile", f["chain"],
-                          "-CRLfile", f["crl"], f["leaf"])
+    code, out = await run(
+        "openssl", "verify", "-crl_check", "-CAfile", f["chain"], "-CRLfile", f["crl"], f["leaf"]
+    )
     assert code == 0 and "OK" in out, out
     assert f"{f['leaf']}: good" in await _openssl_ocsp(base_url, f)
 
-    r = await officer.call("POST", f"/api/v1/ra/certificates/{obj['serial']}/revocation",
-                           {"reason": "keyCompromise"})
+    r = await officer.call(
+        "POST", f"/api/v1/ra/certificates/{obj['serial']}/revocation", {"reason": "keyCompromise"}
+    )
     assert r.status == 200, r.text
     assert r.json["status"] == "revoked" and r.json["renewable"] is False
     assert r.json["revocation_reason"] == "keyCompromise" and r.json["revoked_at"].endswith("Z")
@@ -90,26 +107,33 @@ async def test_verify_ocsp_revoke_crl(new_client: Any, officer: Any, base_url: s
     crl = _crl((await c.call("GET", "/crl/issuing-1.crl")).body)
     entry = crl.get_revoked_certificate_by_serial_number(int(obj["serial"], 16))
     assert entry is not None
-    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == \
-        x509.ReasonFlags.key_compromise
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        == x509.ReasonFlags.key_compromise
+    )
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     assert number > first_crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     assert crl.next_update_utc is not None and crl.last_update_utc is not None
     assert (crl.next_update_utc - crl.last_update_utc).total_seconds() == 24 * 3600
     f = await _files(c, tmp_path, leaf)
-    code, out = await run("openssl", "verify", "-crl_check", "-CAfile", f["chain"],
-                          "-CRLfile", f["crl"], f["leaf"])
+    code, out = await run(
+        "openssl", "verify", "-crl_check", "-CAfile", f["chain"], "-CRLfile", f["crl"], f["leaf"]
+    )
     assert code != 0 and "certificate revoked" in out, out
     # the subscriber sees it revoked; a new application of that usage is allowed again
     mine = (await c.call("GET", f"/api/v1/certificates/{obj['id']}")).json
     assert mine["status"] == "revoked"
-    assert (mine["revoked_at"], mine["revocation_reason"]) == (r.json["revoked_at"],
-                                                             "keyCompromise")
+    assert (mine["revoked_at"], mine["revocation_reason"]) == (
+        r.json["revoked_at"],
+        "keyCompromise",
+    )
     assert (await apply(c, "signing", csr_pem(new_key("p256")))).status == 201
     async with db_pool.acquire() as conn:
-        ev = await conn.fetchrow("SELECT actor, details FROM audit_events "
-                                 "WHERE action = 'certificate_revoked' AND target = $1",
-                                 obj["serial"])
+        ev = await conn.fetchrow(
+            "SELECT actor, details FROM audit_events "
+            "WHERE action = 'certificate_revoked' AND target = $1",
+            obj["serial"],
+        )
     assert ev["actor"] == "ra-test" and ev["details"]["reason"] == "keyCompromise"
 
 
@@ -123,11 +147,13 @@ async def test_revocation_errors(new_client: Any, officer: Any) -> None:
     assert r.status == 400 and r.json["error"] == "invalid_field"
     r = await c.call("POST", path, {"reason": "unspecified"})  # a subscriber session
     assert r.status == 401 and r.json["error"] == "unauthenticated"
-    r = await officer.call("POST", "/api/v1/ra/certificates/abcdef0123456789/revocation",
-                           {"reason": "unspecified"})
+    r = await officer.call(
+        "POST", "/api/v1/ra/certificates/abcdef0123456789/revocation", {"reason": "unspecified"}
+    )
     assert r.status == 404 and r.json["error"] == "not_found"
-    r = await officer.call("POST", "/api/v1/ra/certificates/XYZ/revocation",
-                           {"reason": "unspecified"})
+    r = await officer.call(
+        "POST", "/api/v1/ra/certificates/XYZ/revocation", {"reason": "unspecified"}
+    )
     assert r.status == 404
     r = await officer.call("POST", path, {"reason": "cessationOfOperation"})
     assert r.status == 200
@@ -135,8 +161,12 @@ async def test_revocation_errors(new_client: Any, officer: Any) -> None:
     assert r.status == 409 and r.json["error"] == "already_revoked"
 
 
-def _request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bytes | None = None,
-             algorithm: hashes.HashAlgorithm | None = None) -> bytes:
+def _request(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    nonce: bytes | None = None,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> bytes:
     b = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm or hashes.SHA1())
     if nonce is not None:
         b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
@@ -151,8 +181,7 @@ async def test_ocsp_get_post_nonce_unknown_unauthorized(new_client: Any, officer
     nonce = b"\x01" * 16
     req = _request(leaf, issuing, nonce)
     got = []
-    r = await c.call("POST", "/ocsp", raw=req, headers={"Content-Type":
-                                                         "application/ocsp-request"})
+    r = await c.call("POST", "/ocsp", raw=req, headers={"Content-Type": "application/ocsp-request"})
     got.append(r)
     r = await c.call("GET", "/ocsp/" + quote(base64.b64encode(req).decode(), safe=""))
     got.append(r)
@@ -166,37 +195,53 @@ async def test_ocsp_get_post_nonce_unknown_unauthorized(new_client: Any, officer
         # signed by the issuer's delegated responder, named by the responder ID and included
         (responder,) = resp.certificates
         responder.verify_directly_issued_by(issuing)
-        assert resp.responder_key_hash == \
-            x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
-        responder.public_key().verify(resp.signature, resp.tbs_response_bytes,
-                                      ec.ECDSA(hashes.SHA256()))
+        assert (
+            resp.responder_key_hash
+            == x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
+        )
+        responder.public_key().verify(
+            resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA256())
+        )
     # a serial this CA never issued
-    fake = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(issuing.subject)
-            .public_key(leaf.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(leaf.not_valid_before_utc)
-            .not_valid_after(leaf.not_valid_after_utc)
-            .sign(new_key("p256"), hashes.SHA256()))
+    fake = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(issuing.subject)
+        .public_key(leaf.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(leaf.not_valid_before_utc)
+        .not_valid_after(leaf.not_valid_after_utc)
+        .sign(new_key("p256"), hashes.SHA256())
+    )
     r = await c.call("POST", "/ocsp", raw=_request(fake, issuing))
     assert ocsp.load_der_ocsp_response(r.body).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
     # an issuer that is not ours
     r = await c.call("POST", "/ocsp", raw=_request(leaf, fake))
-    assert ocsp.load_der_ocsp_response(r.body).response_status == \
-        ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert (
+        ocsp.load_der_ocsp_response(r.body).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    )
     # garbage, empty and bad base64
-    for r in (await c.call("POST", "/ocsp", raw=b"\x30\x03garbage"),
-              await c.call("POST", "/ocsp", raw=b""),
-              await c.call("GET", "/ocsp/%%%not-base64")):
+    for r in (
+        await c.call("POST", "/ocsp", raw=b"\x30\x03garbage"),
+        await c.call("POST", "/ocsp", raw=b""),
+        await c.call("GET", "/ocsp/%%%not-base64"),
+    ):
         assert r.status == 200
-        assert ocsp.load_der_ocsp_response(r.body).response_status == \
-            ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        assert (
+            ocsp.load_der_ocsp_response(r.body).response_status
+            == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        )
 
 
 async def test_crl_endpoints_and_refresh(new_client: Any, server: Any, clock: Any) -> None:
     c = new_client()
     assert (await c.call("GET", "/crl/nope.crl")).status == 404
     root = await c.call("GET", "/crl/root-1.crl")
-    assert root.status == 200 and _crl(root.body).issuer == \
-        x509.load_der_x509_certificate((await c.call("GET", "/ca/root-1.crt")).body).subject
+    assert (
+        root.status == 200
+        and _crl(root.body).issuer
+        == x509.load_der_x509_certificate((await c.call("GET", "/ca/root-1.crt")).body).subject
+    )
     before = _crl((await c.call("GET", "/crl/issuing-1.crl")).body)
     lc = server.app[keys.RUNTIME].lifecycle
     assert await lc.crl.refresh_due() == 0  # nothing due yet
@@ -207,8 +252,10 @@ async def test_crl_endpoints_and_refresh(new_client: Any, server: Any, clock: An
         clock.advance(-301)
     after = _crl((await c.call("GET", "/crl/issuing-1.crl")).body)
     n = x509.CRLNumber
-    assert after.extensions.get_extension_for_class(n).value.crl_number > \
-        before.extensions.get_extension_for_class(n).value.crl_number
+    assert (
+        after.extensions.get_extension_for_class(n).value.crl_number
+        > before.extensions.get_extension_for_class(n).value.crl_number
+    )
 
 
 async def _crl_pem(c: Any, name: str) -> bytes:
@@ -218,7 +265,11 @@ async def _crl_pem(c: Any, name: str) -> bytes:
 
 
 async def test_chain_checks_with_the_root_crl_and_the_issuing_crl(
-    new_client: Any, officer: Any, tmp_path: Path, ca_config: Path, server: Any,
+    new_client: Any,
+    officer: Any,
+    tmp_path: Path,
+    ca_config: Path,
+    server: Any,
 ) -> None:
     """The issuing CA names the root's CRL, which the ceremony signed and the gateway serves:
     a relying party that checks every certificate of the chain (-crl_check_all) needs both
@@ -235,8 +286,16 @@ async def test_chain_checks_with_the_root_crl_and_the_issuing_crl(
 
     async def verify(*names: str) -> tuple[int, str]:
         crls.write_bytes(b"".join([await _crl_pem(c, n) for n in names]))
-        return await run("openssl", "verify", "-crl_check_all", "-CAfile", f["chain"],
-                         "-CRLfile", crls, f["leaf"])
+        return await run(
+            "openssl",
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            f["chain"],
+            "-CRLfile",
+            crls,
+            f["leaf"],
+        )
 
     code, out = await verify("root-1", "issuing-1")
     assert code == 0 and "OK" in out, out
@@ -248,8 +307,16 @@ async def test_chain_checks_with_the_root_crl_and_the_issuing_crl(
     folder = ca_config.parent / "ca"
     kept = {p: p.read_bytes() for p in (folder / "root-1.crl", folder / "root-1.crl-state.toml")}
     try:
-        code, out = await run(lifecycle.BIN / "ca-keys", "root-crl", "--config", ca_config,
-                              "--revoke", "issuing-1", "--reason", "keyCompromise")
+        code, out = await run(
+            lifecycle.BIN / "ca-keys",
+            "root-crl",
+            "--config",
+            ca_config,
+            "--revoke",
+            "issuing-1",
+            "--reason",
+            "keyCompromise",
+        )
         assert code == 0, out
         root_crl = _crl((await c.call("GET", "/crl/root-1.crl")).body)
         assert root_crl.get_revoked_certificate_by_serial_number(issuing.serial_number)
@@ -271,5 +338,6 @@ async def test_no_ocsp_for_the_offline_root(new_client: Any) -> None:
     root = x509.load_der_x509_certificate((await c.call("GET", "/ca/root-1.crt")).body)
     issuing = x509.load_der_x509_certificate((await c.call("GET", "/ca/issuing-1.crt")).body)
     r = await c.call("POST", "/ocsp", raw=_request(issuing, root))
-    assert ocsp.load_der_ocsp_response(r.body).response_status == \
-        ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert (
+        ocsp.load_der_ocsp_response(r.body).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    )

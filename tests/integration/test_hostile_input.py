@@ -18,15 +18,17 @@ GARBAGE: list[tuple[str, bytes]] = [
     ("scalar", b"42"),
     ("null", b"null"),
     ("nul bytes", b'{"account": "a\\u0000b", "password": "x\\u0000", "login": "\\u0000"}'),
-    ("wrong types", b'{"account": 1, "password": [], "login": {}, "old_password": 5, '
-                    b'"new_password": null, "id_number": true, "subject": "x", '
-                    b'"usages": {"a": 1}, "captcha_id": 3}'),
+    (
+        "wrong types",
+        b'{"account": 1, "password": [], "login": {}, "old_password": 5, '
+        b'"new_password": null, "id_number": true, "subject": "x", '
+        b'"usages": {"a": 1}, "captcha_id": 3}',
+    ),
     ("deep nesting", b"[" * 5000 + b"]" * 5000),
     ("bad utf-8", b'{"account": "\xff\xfe"}'),
     ("lone surrogate", b'{"account": "\\ud800", "password": "\\udfff"}'),
     ("huge number", b'{"account": 1e999999, "password": 123456789012345678901234567890}'),
-    ("long strings", b'{"account": "' + b"a" * 10000 + b'", "password": "' + b"b" * 10000
-     + b'"}'),
+    ("long strings", b'{"account": "' + b"a" * 10000 + b'", "password": "' + b"b" * 10000 + b'"}'),
 ]
 
 
@@ -40,8 +42,9 @@ def _routes(server: TestServer) -> list[tuple[str, str]]:
     return out
 
 
-async def test_garbage_to_every_endpoint(server: TestServer, officer: Client,
-                                         new_client: Any) -> None:
+async def test_garbage_to_every_endpoint(
+    server: TestServer, officer: Client, new_client: Any
+) -> None:
     subscriber, _, _ = await active_subscriber(new_client, officer)
     anonymous = new_client()
     routes = _routes(server)
@@ -58,12 +61,17 @@ async def test_garbage_to_every_endpoint(server: TestServer, officer: Client,
             assert r.status < 500, (method, path, "query")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/session", "/api/v1/ra/session",
-                                  "/api/v1/password", "/api/v1/ra/subscribers"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/session", "/api/v1/ra/session", "/api/v1/password", "/api/v1/ra/subscribers"]
+)
 async def test_oversized_body(new_client: Any, path: str) -> None:
     c: Client = new_client()
-    r = await c.call("POST", path, raw=b'{"a": "' + b"x" * (70 * 1024) + b'"}',
-                     headers={"Content-Type": "application/json"})
+    r = await c.call(
+        "POST",
+        path,
+        raw=b'{"a": "' + b"x" * (70 * 1024) + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     if path in ("/api/v1/session", "/api/v1/ra/session"):
         assert (r.status, r.json["error"]) == (413, "too_large")
     else:  # the session is checked first
@@ -71,14 +79,19 @@ async def test_oversized_body(new_client: Any, path: str) -> None:
 
 
 async def test_oversized_body_with_session(officer: Client) -> None:
-    r = await officer.call("POST", "/api/v1/ra/subscribers", raw=b"[" + b"1," * 40000 + b"1]",
-                           headers={"Content-Type": "application/json"})
+    r = await officer.call(
+        "POST",
+        "/api/v1/ra/subscribers",
+        raw=b"[" + b"1," * 40000 + b"1]",
+        headers={"Content-Type": "application/json"},
+    )
     assert (r.status, r.json["error"]) == (413, "too_large")
 
 
 async def test_malformed_json(new_client: Any) -> None:
-    r = await new_client().call("POST", "/api/v1/session", raw=b'{"account": ',
-                                headers={"Content-Type": "application/json"})
+    r = await new_client().call(
+        "POST", "/api/v1/session", raw=b'{"account": ', headers={"Content-Type": "application/json"}
+    )
     assert (r.status, r.json["error"]) == (400, "bad_request")
     r = await new_client().call("POST", "/api/v1/session", {"account": "x"})
     assert (r.status, r.json["error"]) == (400, "invalid_field")

@@ -91,8 +91,7 @@ async def test_right_password_racing_the_locking_failure(
 
 
 async def test_concurrent_officer_failures_lock_on_the_fifth(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
     login = await _new_officer(owner_pool)
     c = new_client()
@@ -110,8 +109,7 @@ def _comparable(r: Any) -> tuple[int, Any, list[str]]:
 
 
 async def test_unknown_officer_names_lock_like_real_ones(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
     """An unknown login reaches 423 on the 5th failure too: a 6th attempt tells nothing."""
     real = await _new_officer(owner_pool)
@@ -136,8 +134,7 @@ async def test_unknown_officer_names_lock_like_real_ones(
 
 
 async def test_officer_with_the_right_unlocks_another(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
     locked = await _new_officer(owner_pool)
     unlocker = await _new_officer(owner_pool, can_unlock=True)
@@ -188,7 +185,10 @@ async def test_officer_with_the_right_unlocks_another(
 
 async def test_ca_admin_gives_and_takes_the_right(
     owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
+    new_client: Any,
+    db_pool: asyncpg.Pool,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert (
         await _admin(
@@ -230,7 +230,10 @@ async def test_ca_admin_gives_and_takes_the_right(
 
 async def test_every_officer_locked_ca_admin_recovers(
     owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
+    new_client: Any,
+    db_pool: asyncpg.Pool,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The README's recovery: with every officer locked (how is tested above; here the rows
     are locked directly), ca-admin on the server unlocks one with the unlock right, who then

@@ -38,8 +38,7 @@ def _p99(samples: list[float]) -> float:
 
 
 async def test_login_flood_does_not_stall_the_site(
-    owner_pool: asyncpg.Pool,
-    officer: Client, new_client: Any, base_url: str, db_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool, officer: Client, new_client: Any, base_url: str, db_pool: asyncpg.Pool
 ) -> None:
     user, _, _ = await active_subscriber(new_client, officer)
     _, target, _ = await active_subscriber(new_client, officer)

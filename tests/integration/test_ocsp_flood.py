@@ -118,28 +118,59 @@ async def seed_sessions(owner_url: str, n: int) -> list[tuple[str, str]]:
         first = await conn.fetchval("SELECT coalesce(max(id), 0) FROM subscribers")
         await conn.copy_records_to_table(
             "subscribers",
-            records=[(f"F{tag}{i:06d}", "Flood Test", f"f{tag.lower()}{i}@example.tw",
-                      f"F{tag}{i:06d}-FLOOD", ["Flood"], "Example", "TW",
-                      ["signing", "encryption"]) for i in range(n)],
-            columns=["id_number", "name", "email", "subject_cn", "subject_ou", "subject_o",
-                     "subject_c", "usages"],
+            records=[
+                (
+                    f"F{tag}{i:06d}",
+                    "Flood Test",
+                    f"f{tag.lower()}{i}@example.tw",
+                    f"F{tag}{i:06d}-FLOOD",
+                    ["Flood"],
+                    "Example",
+                    "TW",
+                    ["signing", "encryption"],
+                )
+                for i in range(n)
+            ],
+            columns=[
+                "id_number",
+                "name",
+                "email",
+                "subject_cn",
+                "subject_ou",
+                "subject_o",
+                "subject_c",
+                "usages",
+            ],
         )
-        ids = [r[0] for r in await conn.fetch(
-            "SELECT id FROM subscribers WHERE id > $1 ORDER BY id", first)]
+        ids = [
+            r[0]
+            for r in await conn.fetch("SELECT id FROM subscribers WHERE id > $1 ORDER BY id", first)
+        ]
         await conn.copy_records_to_table(
             "accounts",
-            records=[(sid, f"f{tag.lower()}{sid:07d}", "$argon2id$unused", False)
-                     for sid in ids],
+            records=[(sid, f"f{tag.lower()}{sid:07d}", "$argon2id$unused", False) for sid in ids],
             columns=["subscriber_id", "account", "password_hash", "must_change_password"],
         )
-        accounts = [r[0] for r in await conn.fetch(
-            "SELECT id FROM accounts WHERE subscriber_id = ANY($1::bigint[]) ORDER BY id", ids)]
+        accounts = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT id FROM accounts WHERE subscriber_id = ANY($1::bigint[]) ORDER BY id", ids
+            )
+        ]
         pairs = [(secrets.token_urlsafe(32), secrets.token_urlsafe(32)) for _ in accounts]
         await conn.copy_records_to_table(
             "sessions",
-            records=[(hashlib.sha256(tok.encode()).digest(), "subscriber", aid,
-                      hashlib.sha256(csrf.encode()).digest(), now, now)
-                     for (tok, csrf), aid in zip(pairs, accounts, strict=True)],
+            records=[
+                (
+                    hashlib.sha256(tok.encode()).digest(),
+                    "subscriber",
+                    aid,
+                    hashlib.sha256(csrf.encode()).digest(),
+                    now,
+                    now,
+                )
+                for (tok, csrf), aid in zip(pairs, accounts, strict=True)
+            ],
             columns=["id_hash", "kind", "account_id", "csrf_hash", "created_at", "last_seen_at"],
         )
         return pairs
@@ -167,8 +198,9 @@ async def slots(owner_url: str, subscribers: int) -> list[Slot]:
     return out
 
 
-async def apply_as(http: aiohttp.ClientSession, base_url: str, slot: Slot, pem: str
-                   ) -> tuple[int, Any]:
+async def apply_as(
+    http: aiohttp.ClientSession, base_url: str, slot: Slot, pem: str
+) -> tuple[int, Any]:
     """POST /api/v1/certificates with the slot's session cookie and CSRF token (one shared
     HTTP session for all applicants: no cookie jar or connector per subscriber)."""
     body = {"usage": slot.usage, "csr": pem, "terms_version": terms.VERSION}
@@ -190,15 +222,16 @@ def spread(values: list[float]) -> str:
     return "/".join(f"{quantile(values, q) * 1000:.0f}" for q in (0.5, 0.9, 0.99, 1.0)) + " ms"
 
 
-async def applicants(base_url: str, seconds: float, work: list[Slot]
-                     ) -> tuple[list[float], list[str], list[str]]:
+async def applicants(
+    base_url: str, seconds: float, work: list[Slot]
+) -> tuple[list[float], list[str], list[str]]:
     """``APPLICANTS`` applicants apply one after another for ``seconds``; each application's
     latency, its certificate's serial, and every failure."""
     latencies: list[float] = []
     serials: list[str] = []
     errors: list[str] = []
     per = len(work) // APPLICANTS
-    queues = [work[i * per:(i + 1) * per] for i in range(APPLICANTS)]
+    queues = [work[i * per : (i + 1) * per] for i in range(APPLICANTS)]
     csrs = [[csr() for _ in q] for q in queues]
     # the test process also holds pytest's heap: frozen, the collector's pauses are about the
     # gateway's own objects, as in its own process
@@ -222,8 +255,8 @@ async def applicants(base_url: str, seconds: float, work: list[Slot]
 
     try:
         async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=APPLICANTS),
-                cookie_jar=aiohttp.DummyCookieJar()) as http:
+            connector=aiohttp.TCPConnector(limit=APPLICANTS), cookie_jar=aiohttp.DummyCookieJar()
+        ) as http:
             await asyncio.gather(*(one(http, q, p) for q, p in zip(queues, csrs, strict=True)))
     finally:
         gc.unfreeze()
@@ -234,8 +267,7 @@ def issuing(ca_config: Path) -> x509.Certificate:
     from hsm_config.config import load
     from hsm_config.manifest import load_manifest, manifest_path
 
-    entry = next(e for e in load_manifest(manifest_path(load(ca_config, environ={})))
-                 if e.active)
+    entry = next(e for e in load_manifest(manifest_path(load(ca_config, environ={}))) if e.active)
     return entry.load_certificate()
 
 
@@ -243,14 +275,16 @@ def root(ca_config: Path) -> x509.Certificate:
     from hsm_config.config import load
     from hsm_config.manifest import load_manifest, manifest_path
 
-    entry = next(e for e in load_manifest(manifest_path(load(ca_config, environ={})))
-                 if e.role == "root")
+    entry = next(
+        e for e in load_manifest(manifest_path(load(ca_config, environ={}))) if e.role == "root"
+    )
     return entry.load_certificate()
 
 
 async def ask(c: Any, der: bytes) -> ocsp.OCSPResponse:
-    r = await c.call("POST", "/ocsp", raw=der, csrf=False,
-                     headers={"Content-Type": "application/ocsp-request"})
+    r = await c.call(
+        "POST", "/ocsp", raw=der, csrf=False, headers={"Content-Type": "application/ocsp-request"}
+    )
     assert r.status == 200
     return ocsp.load_der_ocsp_response(r.body)
 
@@ -262,9 +296,16 @@ def nonce_of(resp: ocsp.OCSPResponse) -> bytes | None:
         return None
 
 
-async def test_what_costs_a_signature(new_client: Any, owner_url: str, server: Any,
-                                      db_pool: Any, signer: Any, clock: Any,
-                                      ca_config: Path, signer_metrics_port: int) -> None:
+async def test_what_costs_a_signature(
+    new_client: Any,
+    owner_url: str,
+    server: Any,
+    db_pool: Any,
+    signer: Any,
+    clock: Any,
+    ca_config: Path,
+    signer_metrics_port: int,
+) -> None:
     responder = server.app[keys.RUNTIME].lifecycle.ocsp
     base_url = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
@@ -316,30 +357,43 @@ async def test_what_costs_a_signature(new_client: Any, owner_url: str, server: A
         for serial in (no_stored, secrets.randbits(100) | 1 << 99):
             answer = await ask(anon, ocsp_request(ids, serial, None))
             assert answer.response_status == ocsp.OCSPResponseStatus.TRY_LATER
-        assert (await ask(anon, ocsp_request(ids, fake, None))).certificate_status == \
-            ocsp.OCSPCertStatus.UNKNOWN  # still cached
+        assert (
+            await ask(anon, ocsp_request(ids, fake, None))
+        ).certificate_status == ocsp.OCSPCertStatus.UNKNOWN  # still cached
     finally:
         responder.budget = kept
     assert await signatures() == before + 2
     metrics = (await anon.call("GET", "/metrics")).text
-    for line in ('ca_gateway_ocsp_budget_total{outcome="stored"} 1.0',
-                 'ca_gateway_ocsp_budget_total{outcome="try_later"} 2.0',
-                 'ca_gateway_ocsp_budget_total{outcome="fresh"} 2.0',
-                 'ca_gateway_ocsp_responses_total{source="cached"} 4.0'):
+    for line in (
+        'ca_gateway_ocsp_budget_total{outcome="stored"} 1.0',
+        'ca_gateway_ocsp_budget_total{outcome="try_later"} 2.0',
+        'ca_gateway_ocsp_budget_total{outcome="fresh"} 2.0',
+        'ca_gateway_ocsp_responses_total{source="cached"} 4.0',
+    ):
         assert line in metrics, line
 
 
-async def flooded_window(base_url: str, tmp_path: Path, seconds: float, work: list[Slot],
-                         signer_port: int) -> dict[str, Any]:
+async def flooded_window(
+    base_url: str, tmp_path: Path, seconds: float, work: list[Slot], signer_port: int
+) -> dict[str, Any]:
     """Applicants for ``seconds`` while ``FLOOD_CLIENTS`` clients flood the responder from
     another process; what each side saw and the signer's and gateway's counts meanwhile."""
     before = await signer_metrics(signer_port)
     gw_before = await asyncio.to_thread(scrape, f"{base_url}/metrics")
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.ocsp_flood", f"{base_url}/ocsp",
-        str(tmp_path / "issuer.pem"), str(tmp_path / "serials"), str(seconds),
-        str(FLOOD_CLIENTS), str(FLOOD_PAUSE), cwd=REPO, stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tests.support.ocsp_flood",
+        f"{base_url}/ocsp",
+        str(tmp_path / "issuer.pem"),
+        str(tmp_path / "serials"),
+        str(seconds),
+        str(FLOOD_CLIENTS),
+        str(FLOOD_PAUSE),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )
     await asyncio.sleep(0.5)  # the flood is on
     latencies, _, errors = await applicants(base_url, seconds - 1.0, work)
     out, _ = await proc.communicate()
@@ -349,16 +403,27 @@ async def flooded_window(base_url: str, tmp_path: Path, seconds: float, work: li
     assert proc.returncode == 0
     name = 'ca_gateway_ocsp_budget_total{outcome="%s"}'
     return {
-        "latencies": latencies, "errors": errors, "flood": json.loads(out), "elapsed": elapsed,
+        "latencies": latencies,
+        "errors": errors,
+        "flood": json.loads(out),
+        "elapsed": elapsed,
         "signatures": after[RESPONDER] - before[RESPONDER],
-        "budget": {k: gw_after[name % k] - gw_before[name % k]
-                   for k in ("fresh", "stored", "try_later")},
+        "budget": {
+            k: gw_after[name % k] - gw_before[name % k] for k in ("fresh", "stored", "try_later")
+        },
     }
 
 
 async def test_a_flood_does_not_drive_the_token_nor_slow_issuance(
-    owner_url: str, server: Any, base_url: str, db_pool: Any, signer: Any,
-    clock: Any, ca_config: Path, signer_metrics_port: int, tmp_path: Path,
+    owner_url: str,
+    server: Any,
+    base_url: str,
+    db_pool: Any,
+    signer: Any,
+    clock: Any,
+    ca_config: Path,
+    signer_metrics_port: int,
+    tmp_path: Path,
 ) -> None:
     """Baseline and flood alternate (``ROUNDS`` times), so that the load of the machine the
     test shares weighs on both alike; the flood runs 2x as long as the baseline in all."""
@@ -371,33 +436,45 @@ async def test_a_flood_does_not_drive_the_token_nor_slow_issuance(
         return APPLICANTS * math.ceil((seconds / APPLY_PAUSE + 2) / 2)
 
     # the first baseline's certificates get stored answers, as the periodic job would make
-    base, serials, errors = await applicants(base_url, base_s,
-                                             await slots(owner_url, subscribers(base_s)))
+    base, serials, errors = await applicants(
+        base_url, base_s, await slots(owner_url, subscribers(base_s))
+    )
     assert errors == []
     stats = await OcspPresigner(pool=db_pool, signer=signer, clock=clock).run("issuing-1")
     assert stats.errors == 0
     (tmp_path / "serials").write_text("\n".join(serials))
     (tmp_path / "issuer.pem").write_bytes(
-        issuing(ca_config).public_bytes(serialization.Encoding.PEM))
+        issuing(ca_config).public_bytes(serialization.Encoding.PEM)
+    )
     for attempt in range(ATTEMPTS):
         flooded: list[float] = []
         windows = []
         for n in range(ROUNDS):
             if n or attempt:
-                more, _, errors = await applicants(base_url, base_s,
-                                                   await slots(owner_url, subscribers(base_s)))
+                more, _, errors = await applicants(
+                    base_url, base_s, await slots(owner_url, subscribers(base_s))
+                )
                 assert errors == []
                 base = more if (attempt and not n) else base + more
             await asyncio.sleep(burst / rate)  # the bucket is full again
-            window = await flooded_window(base_url, tmp_path, flood_s,
-                                          await slots(owner_url, subscribers(flood_s)),
-                                          signer_metrics_port)
+            window = await flooded_window(
+                base_url,
+                tmp_path,
+                flood_s,
+                await slots(owner_url, subscribers(flood_s)),
+                signer_metrics_port,
+            )
             windows.append(window)
             flooded += window["latencies"]
-        report = (f"attempt {attempt + 1}: issuance p50/p90/p99/max: baseline {spread(base)} "
-                  f"({len(base)}), flooded {spread(flooded)} ({len(flooded)}); floods "
-                  + "; ".join(f"{w['flood']}, OCSP signatures {w['signatures']:.0f} in "
-                              f"{w['elapsed']:.1f}s, budget {w['budget']}" for w in windows))
+        report = (
+            f"attempt {attempt + 1}: issuance p50/p90/p99/max: baseline {spread(base)} "
+            f"({len(base)}), flooded {spread(flooded)} ({len(flooded)}); floods "
+            + "; ".join(
+                f"{w['flood']}, OCSP signatures {w['signatures']:.0f} in "
+                f"{w['elapsed']:.1f}s, budget {w['budget']}"
+                for w in windows
+            )
+        )
         print(report)
         for w in windows:  # on every attempt
             flood = w["flood"]
@@ -419,33 +496,45 @@ async def test_a_flood_does_not_drive_the_token_nor_slow_issuance(
 
 
 async def test_crl_numbers_from_a_database_that_went_back_are_refused(
-    server: Any, owner_url: str, signer_metrics_port: int,
+    server: Any,
+    owner_url: str,
+    signer_metrics_port: int,
 ) -> None:
     lc = server.app[keys.RUNTIME].lifecycle
     issuer_id = lc.issuers.ids["issuing-1"]
     await lc.crl.regenerate(issuer_id)  # the gateway's numbers increase: accepted
     der = await lc.crl.regenerate(issuer_id)
-    last = x509.load_der_x509_crl(der).extensions.get_extension_for_class(
-        x509.CRLNumber).value.crl_number
+    last = (
+        x509.load_der_x509_crl(der)
+        .extensions.get_extension_for_class(x509.CRLNumber)
+        .value.crl_number
+    )
     conn = await connect(owner_url)
     try:
         # a restored database: its counter is below what the signer has signed
-        await conn.execute("UPDATE crl_state SET crl_number = 0, der = NULL, der_number = NULL"
-                           " WHERE issuer_id = $1", issuer_id)
+        await conn.execute(
+            "UPDATE crl_state SET crl_number = 0, der = NULL, der_number = NULL"
+            " WHERE issuer_id = $1",
+            issuer_id,
+        )
         before = await signer_metrics(signer_metrics_port)
         with pytest.raises(SignerError) as refused:
             await lc.crl.regenerate(issuer_id)
         assert refused.value.kind is ErrorKind.CRL_NUMBER_NOT_INCREASING
         after = await signer_metrics(signer_metrics_port)
-        assert after['ca_signer_errors_total{kind="crl_number_not_increasing"}'] == \
-            before.get('ca_signer_errors_total{kind="crl_number_not_increasing"}', 0) + 1
-        assert after['ca_signer_key_signatures_total{role="ca"}'] == \
-            before['ca_signer_key_signatures_total{role="ca"}']  # nothing signed
-        assert await conn.fetchval("SELECT dirty FROM crl_state WHERE issuer_id = $1",
-                                   issuer_id)
+        assert (
+            after['ca_signer_errors_total{kind="crl_number_not_increasing"}']
+            == before.get('ca_signer_errors_total{kind="crl_number_not_increasing"}', 0) + 1
+        )
+        assert (
+            after['ca_signer_key_signatures_total{role="ca"}']
+            == before['ca_signer_key_signatures_total{role="ca"}']
+        )  # nothing signed
+        assert await conn.fetchval("SELECT dirty FROM crl_state WHERE issuer_id = $1", issuer_id)
         # the documented recovery: raise the counter above the signer's record
-        await conn.execute("UPDATE crl_state SET crl_number = $2 WHERE issuer_id = $1",
-                           issuer_id, last)
+        await conn.execute(
+            "UPDATE crl_state SET crl_number = $2 WHERE issuer_id = $1", issuer_id, last
+        )
     finally:
         await conn.close()
     crl = x509.load_der_x509_crl(await lc.crl.regenerate(issuer_id))

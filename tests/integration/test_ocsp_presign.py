@@ -42,13 +42,11 @@ def no_periodic_job() -> Iterator[None]:
 
 
 def issuing_cert(ca_config: Path) -> x509.Certificate:
-    entry = next(e for e in load_manifest(manifest_path(load(ca_config, environ={})))
-                 if e.active)
+    entry = next(e for e in load_manifest(manifest_path(load(ca_config, environ={}))) if e.active)
     return entry.load_certificate()
 
 
-def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bool = False
-                 ) -> bytes:
+def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bool = False) -> bytes:
     b = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
     if nonce:
         b = b.add_extension(x509.OCSPNonce(b"0123456789abcdef"), critical=False)
@@ -56,8 +54,9 @@ def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bool =
 
 
 async def ask(client: Any, der: bytes) -> bytes:
-    r = await client.call("POST", "/ocsp", raw=der,
-                          headers={"Content-Type": "application/ocsp-request"}, csrf=False)
+    r = await client.call(
+        "POST", "/ocsp", raw=der, headers={"Content-Type": "application/ocsp-request"}, csrf=False
+    )
     assert r.status == 200
     return r.body
 
@@ -72,10 +71,14 @@ def check_signed(der: bytes, issuer: x509.Certificate, serial: int) -> ocsp.OCSP
     responder.verify_directly_issued_by(issuer)
     eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.OCSP_SIGNING in eku
-    assert resp.responder_key_hash == \
-        x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
+    assert (
+        resp.responder_key_hash
+        == x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
+    )
     responder.public_key().verify(  # type: ignore[call-arg]
-        resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
+        resp.signature,
+        resp.tbs_response_bytes,
+        padding.PKCS1v15(),
         resp.signature_hash_algorithm,
     )
     return resp
@@ -87,7 +90,12 @@ def state() -> dict[str, Any]:
 
 
 async def test_job_presigns_every_unexpired_certificate(
-    new_client: Any, officer: Any, db_pool: Any, signer: Any, clock: Any, ca_config: Path,
+    new_client: Any,
+    officer: Any,
+    db_pool: Any,
+    signer: Any,
+    clock: Any,
+    ca_config: Path,
     state: dict[str, Any],
 ) -> None:
     certs = []
@@ -103,7 +111,8 @@ async def test_job_presigns_every_unexpired_certificate(
     issuer = issuing_cert(ca_config)
     rows = await db_pool.fetch(
         """SELECT c.serial, o.der, o.status FROM ocsp_responses o
-           JOIN certificates c ON c.id = o.certificate_id""")
+           JOIN certificates c ON c.id = o.certificate_id"""
+    )
     assert len(rows) == len(certs)
     for row in rows:
         resp = check_signed(bytes(row["der"]), issuer, int(row["serial"], 16))
@@ -116,18 +125,24 @@ async def test_job_presigns_every_unexpired_certificate(
 
 
 async def test_responder_serves_the_stored_response(
-    new_client: Any, db_pool: Any, ca_config: Path, state: dict[str, Any],
+    new_client: Any,
+    db_pool: Any,
+    ca_config: Path,
+    state: dict[str, Any],
 ) -> None:
     cert = state["certs"][0]
     issuer = issuing_cert(ca_config)
     stored = await db_pool.fetchval(
         """SELECT o.der FROM ocsp_responses o JOIN certificates c ON c.id = o.certificate_id
-           WHERE c.serial = $1""", format(cert.serial_number, "x"))
+           WHERE c.serial = $1""",
+        format(cert.serial_number, "x"),
+    )
     client = new_client()
     assert await ask(client, ocsp_request(cert, issuer)) == bytes(stored)
     # a request with a nonce is signed afresh and echoes the nonce
-    fresh = check_signed(await ask(client, ocsp_request(cert, issuer, nonce=True)), issuer,
-                         cert.serial_number)
+    fresh = check_signed(
+        await ask(client, ocsp_request(cert, issuer, nonce=True)), issuer, cert.serial_number
+    )
     assert fresh.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     metrics = (await client.call("GET", "/metrics")).text
     assert 'ca_gateway_ocsp_responses_total{source="stored"} 1.0' in metrics
@@ -135,30 +150,36 @@ async def test_responder_serves_the_stored_response(
     # issuance metrics (recorded around the lifecycle services) and pool gauges
     assert 'ca_gateway_certificates_issued_total{key="p256",profile="signing"} 2.0' in metrics
     assert 'ca_gateway_issuance_duration_seconds_count{operation="issue"} 4.0' in metrics
-    assert 'ca_gateway_db_pool_max_connections 8.0' in metrics
+    assert "ca_gateway_db_pool_max_connections 8.0" in metrics
 
 
 async def test_revocation_is_answered_at_once_and_refreshed_by_the_next_run(
-    new_client: Any, officer: Any, db_pool: Any, ca_config: Path, state: dict[str, Any],
+    new_client: Any,
+    officer: Any,
+    db_pool: Any,
+    ca_config: Path,
+    state: dict[str, Any],
 ) -> None:
     cert = state["certs"][1]
     serial = format(cert.serial_number, "x")
     issuer = issuing_cert(ca_config)
-    r = await officer.call("POST", f"/api/v1/ra/certificates/{serial}/revocation",
-                           {"reason": "keyCompromise"})
+    r = await officer.call(
+        "POST", f"/api/v1/ra/certificates/{serial}/revocation", {"reason": "keyCompromise"}
+    )
     assert r.status == 200, r.text
     client = new_client()
     metrics = (await client.call("GET", "/metrics")).text
     assert 'ca_gateway_certificates_revoked_total{reason="keyCompromise"} 1.0' in metrics
     # the stored response says good: the responder must not serve it
-    answer = check_signed(await ask(client, ocsp_request(cert, issuer)), issuer,
-                          cert.serial_number)
+    answer = check_signed(await ask(client, ocsp_request(cert, issuer)), issuer, cert.serial_number)
     assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
     stats = await state["job"].run("issuing-1", refresh_margin=timedelta(hours=12))
     assert stats.signed == 1 and stats.errors == 0
     row = await db_pool.fetchrow(
         """SELECT o.der, o.status FROM ocsp_responses o
-           JOIN certificates c ON c.id = o.certificate_id WHERE c.serial = $1""", serial)
+           JOIN certificates c ON c.id = o.certificate_id WHERE c.serial = $1""",
+        serial,
+    )
     assert row["status"] == "revoked"
     served = await ask(client, ocsp_request(cert, issuer))
     assert served == bytes(row["der"])

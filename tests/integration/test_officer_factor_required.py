@@ -22,8 +22,7 @@ COOKIE = "ca_ra_session"
 
 
 async def test_required_means_enrol_first(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
     login = f"ra-{secrets.token_hex(4)}"
     async with owner_pool.acquire() as conn:

@@ -80,8 +80,7 @@ async def _admin(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str)
 
 
 async def test_without_a_factor_the_login_is_as_before(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool
 ) -> None:
     login = await _new_officer(owner_pool)
     c, body = await _login(new_client, login)
@@ -95,8 +94,7 @@ async def test_without_a_factor_the_login_is_as_before(
 
 
 async def test_enrol_then_every_login_needs_the_code(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
     login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
@@ -158,8 +156,7 @@ async def test_enrol_then_every_login_needs_the_code(
 
 
 async def test_the_window_is_one_step(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
     login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
@@ -187,8 +184,7 @@ async def test_the_window_is_one_step(
 
 
 async def test_enrolment_challenges_are_single_use_and_short_lived(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
     login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
@@ -315,8 +311,7 @@ async def test_ca_admin_lists_and_removes_factors(
 
 
 async def test_pending_session_can_log_out(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock
 ) -> None:
     login = await _new_officer(owner_pool)
     c, _ = await _login(new_client, login)
@@ -327,8 +322,7 @@ async def test_pending_session_can_log_out(
 
 
 async def test_challenges_stay_bounded_and_expire(
-    owner_pool: asyncpg.Pool,
-    new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock, server: Any
+    owner_pool: asyncpg.Pool, new_client: Any, db_pool: asyncpg.Pool, clock: FakeClock, server: Any
 ) -> None:
     """One outstanding challenge per session and purpose; expired ones are purged."""
     login = await _new_officer(owner_pool)

@@ -45,8 +45,14 @@ async def test_stats_need_an_officer_session(new_client: Any, officer: Any) -> N
     r = await officer.call("GET", "/operator/api/stats")
     assert r.status == 200, r.text
     body = r.json
-    assert set(body["series"]) >= {"t", "certs_per_s", "issuance_p50_ms", "issuance_p99_ms",
-                                   "queue_depth", "errors_5xx_per_s"}
+    assert set(body["series"]) >= {
+        "t",
+        "certs_per_s",
+        "issuance_p50_ms",
+        "issuance_p99_ms",
+        "queue_depth",
+        "errors_5xx_per_s",
+    }
     assert body["signer"]["status"] in ("down", "unknown")  # the stub signer never answers
 
 

@@ -43,11 +43,25 @@ async def test_openapi_covers_the_contract(new_client: Any) -> None:
     assert r.status == 200
     doc = r.json
     assert doc["openapi"].startswith("3.")
-    for path in ("/api/v1/session", "/api/v1/password", "/api/v1/me", "/api/v1/terms",
-                 "/api/v1/captcha", "/api/v1/ra/session", "/api/v1/ra/subscribers",
-                 "/api/v1/ra/subscribers/{id}", "/api/v1/ra/subscribers/{id}/password-reset",
-                 "/api/v1/ra/audit", "/api/v1/certificates", "/healthz", "/readyz",
-                 "/metrics", "/ca", "/ocsp", "/api/v1/ra/certificates/{serial}/revocation"):
+    for path in (
+        "/api/v1/session",
+        "/api/v1/password",
+        "/api/v1/me",
+        "/api/v1/terms",
+        "/api/v1/captcha",
+        "/api/v1/ra/session",
+        "/api/v1/ra/subscribers",
+        "/api/v1/ra/subscribers/{id}",
+        "/api/v1/ra/subscribers/{id}/password-reset",
+        "/api/v1/ra/audit",
+        "/api/v1/certificates",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/ca",
+        "/ocsp",
+        "/api/v1/ra/certificates/{serial}/revocation",
+    ):
         assert path in doc["paths"], path
 
 

@@ -16,8 +16,9 @@ from tests.integration.conftest import Client, register, subscriber_body
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def _admin(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str,
-                 stdin: str = "") -> int:
+async def _admin(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str, stdin: str = ""
+) -> int:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     return await asyncio.to_thread(admin.main, list(argv))
@@ -48,7 +49,10 @@ async def test_register_defaults_and_view(officer: Client) -> None:
     assert view["usages"] == ["signing"]
     assert (view["phone"], view["address"], view["certificates"]) == ("", "", [])
     assert (view["locked"], view["failed_attempts"], view["must_change_password"]) == (
-        False, 0, True)
+        False,
+        0,
+        True,
+    )
     assert view["account"] == slip["account"]
 
 
@@ -63,41 +67,49 @@ async def test_duplicates_refused(officer: Client) -> None:
     assert (r.status, r.json["error"]) == (409, "duplicate")
 
 
-@pytest.mark.parametrize("change", [
-    {"email": "not-an-address"},
-    {"usages": []},
-    {"usages": ["authentication"]},
-    {"usages": "signing"},
-    {"subject": {"o": "no cn"}},
-    {"subject": {"cn": "X", "c": "TWN"}},
-    {"subject": {"cn": "X", "ou": [1]}},
-    {"name": ""},
-    {"name": 42},
-    {"id_number": "A\u0000B"},
-    {"id_number": None},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"email": "not-an-address"},
+        {"usages": []},
+        {"usages": ["authentication"]},
+        {"usages": "signing"},
+        {"subject": {"o": "no cn"}},
+        {"subject": {"cn": "X", "c": "TWN"}},
+        {"subject": {"cn": "X", "ou": [1]}},
+        {"name": ""},
+        {"name": 42},
+        {"id_number": "A\u0000B"},
+        {"id_number": None},
+    ],
+)
 async def test_invalid_fields(officer: Client, change: dict[str, Any]) -> None:
     r = await officer.call("POST", "/api/v1/ra/subscribers", subscriber_body(**change))
     assert (r.status, r.json["error"]) == (400, "invalid_field"), change
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"id_number": "hello"}, "id_number"),
-    ({"id_number": "A123456788"}, "id_number"),  # check digit wrong
-    ({"id_number": "C123456789x"}, "id_number"),
-    ({"id_number": "22099132"}, "id_number"),  # company number, check wrong
-    ({"subject": {"cn": "X-63-Y", "c": "XX"}}, "subject.c"),
-    ({"email": "wang@localhost"}, "email"),
-    ({"email": "a..b@example.tw"}, "email"),
-])
-async def test_impossible_identities_refused(officer: Client, change: dict[str, Any],
-                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"id_number": "hello"}, "id_number"),
+        ({"id_number": "A123456788"}, "id_number"),  # check digit wrong
+        ({"id_number": "C123456789x"}, "id_number"),
+        ({"id_number": "22099132"}, "id_number"),  # company number, check wrong
+        ({"subject": {"cn": "X-63-Y", "c": "XX"}}, "subject.c"),
+        ({"email": "wang@localhost"}, "email"),
+        ({"email": "a..b@example.tw"}, "email"),
+    ],
+)
+async def test_impossible_identities_refused(
+    officer: Client, change: dict[str, Any], field: str
+) -> None:
     r = await officer.call("POST", "/api/v1/ra/subscribers", subscriber_body(**change))
     assert (r.status, r.json["error"], r.json.get("field")) == (400, "invalid_field", field)
 
 
-@pytest.mark.parametrize("id_number", ["a123456789", "22099131", "10000073", "A800000014",
-                                       "AA00000009"])
+@pytest.mark.parametrize(
+    "id_number", ["a123456789", "22099131", "10000073", "A800000014", "AA00000009"]
+)
 async def test_real_identities_accepted(officer: Client, id_number: str) -> None:
     body = subscriber_body(id_number=id_number, subject={"cn": f"{id_number}-63-X", "c": "jp"})
     slip = await register(officer, **body)
@@ -109,8 +121,13 @@ async def test_real_identities_accepted(officer: Client, id_number: str) -> None
 async def test_search(officer: Client) -> None:
     body = subscriber_body(name="Chen Yi-Ru", email="yiru.chen@Example.TW")
     slip = await register(officer, **body)
-    for q in (body["id_number"].lower(), slip["account"].upper(), "yi-ru", "YIRU.CHEN",
-              body["subject"]["cn"][3:9]):
+    for q in (
+        body["id_number"].lower(),
+        slip["account"].upper(),
+        "yi-ru",
+        "YIRU.CHEN",
+        body["subject"]["cn"][3:9],
+    ):
         r = await officer.call("GET", f"/api/v1/ra/subscribers?q={q}")
         assert r.status == 200
         assert slip["account"] in [s["account"] for s in r.json["subscribers"]], q
@@ -128,8 +145,7 @@ async def test_view_unknown(officer: Client) -> None:
 
 async def test_printable_slip(officer: Client) -> None:
     body = subscriber_body(name="林<script>美")
-    r = await officer.call("POST", "/api/v1/ra/subscribers", body,
-                           headers={"Accept": "text/html"})
+    r = await officer.call("POST", "/api/v1/ra/subscribers", body, headers={"Accept": "text/html"})
     assert r.status == 201
     assert r.headers["Content-Type"].startswith("text/html")
     page = r.text
@@ -138,16 +154,22 @@ async def test_printable_slip(officer: Client) -> None:
     account = re.search(r'class="secret">([a-z0-9]+)<', page).group(1)
     found = await officer.call("GET", f"/api/v1/ra/subscribers?q={account}")
     sid = found.json["subscribers"][0]["subscriber_id"]
-    r = await officer.call("POST", f"/api/v1/ra/subscribers/{sid}/password-reset",
-                           headers={"Accept": "text/html,application/xhtml+xml"})
+    r = await officer.call(
+        "POST",
+        f"/api/v1/ra/subscribers/{sid}/password-reset",
+        headers={"Accept": "text/html,application/xhtml+xml"},
+    )
     assert r.status == 200 and "密碼重設單" in r.text and account in r.text
 
 
 async def test_ra_requires_officer_session(new_client: Any) -> None:
     c = new_client()
-    for method, path in (("GET", "/api/v1/ra/subscribers"), ("GET", "/api/v1/ra/audit"),
-                         ("POST", "/api/v1/ra/subscribers"),
-                         ("GET", "/api/v1/ra/subscribers/1")):
+    for method, path in (
+        ("GET", "/api/v1/ra/subscribers"),
+        ("GET", "/api/v1/ra/audit"),
+        ("POST", "/api/v1/ra/subscribers"),
+        ("GET", "/api/v1/ra/subscribers/1"),
+    ):
         r = await c.call(method, path, subscriber_body() if method == "POST" else None)
         assert (r.status, r.json["error"]) == (401, "unauthenticated"), path
 
@@ -157,15 +179,22 @@ async def test_officer_csrf(officer: Client) -> None:
     assert (r.status, r.json["error"]) == (403, "csrf_failed")
 
 
-async def test_officer_lock_and_ca_admin(new_client: Any, database_url: str,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    rc = await _admin(monkeypatch, database_url, "create-officer", "ra-second",
-                      stdin="second-officer-pw\n")
+async def test_officer_lock_and_ca_admin(
+    new_client: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rc = await _admin(
+        monkeypatch, database_url, "create-officer", "ra-second", stdin="second-officer-pw\n"
+    )
     assert rc == 0
-    assert await _admin(monkeypatch, database_url, "create-officer", "ra-second",
-                        stdin="second-officer-pw\n") == 1  # exists
-    assert await _admin(monkeypatch, database_url, "create-officer", "ra-third",
-                        stdin="short\n") == 1  # too short
+    assert (
+        await _admin(
+            monkeypatch, database_url, "create-officer", "ra-second", stdin="second-officer-pw\n"
+        )
+        == 1
+    )  # exists
+    assert (
+        await _admin(monkeypatch, database_url, "create-officer", "ra-third", stdin="short\n") == 1
+    )  # too short
     c = new_client()
     assert (await c.officer_login("ra-second", "second-officer-pw")).status == 200
     for attempt in range(1, 7):
@@ -187,8 +216,11 @@ async def test_audit_endpoint(officer: Client) -> None:
     events = r.json["events"]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    reg = [e for e in events if e["action"] == "subscriber_registered"
-           and e["target"] == slip["account"]]
+    reg = [
+        e
+        for e in events
+        if e["action"] == "subscriber_registered" and e["target"] == slip["account"]
+    ]
     assert len(reg) == 1 and reg[0]["actor"] == "ra-test"
     assert isinstance(reg[0]["details"], dict) and reg[0]["at"].endswith("Z")
     r = await officer.call("GET", f"/api/v1/ra/audit?after_id={ids[-2]}&limit=5")

@@ -226,7 +226,10 @@ async def test_over_the_limit_is_not_evaluated(
 
 async def test_lock_comes_first_inside_the_limits(
     owner_pool: asyncpg.Pool,
-    limits: Limits, officer: Client, new_client: Any, db_pool: asyncpg.Pool
+    limits: Limits,
+    officer: Client,
+    new_client: Any,
+    db_pool: asyncpg.Pool,
 ) -> None:
     """All limits on: the 3rd subscriber / 5th officer failure still answers 423, for known and
     unknown names alike."""

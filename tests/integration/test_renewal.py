@@ -79,13 +79,17 @@ def gateway_config(database_url: str, ca_config: Path, smtp: tuple[Inbox, int]) 
     return dataclasses.replace(
         GatewayConfig(captcha=False, database_url=database_url, ratelimit=RateLimits.off()),
         manifest_path=manifest_path(load(ca_config, environ={})),
-        certificate_validity_days=20, renewal_window_days=30,
-        smtp_host="127.0.0.1", smtp_port=smtp[1], smtp_from="ca@example.tw",
+        certificate_validity_days=20,
+        renewal_window_days=30,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        smtp_from="ca@example.tw",
     )
 
 
-async def _issued(new_client: Any, officer: Any, usage: str = "signing", kind: str = "rsa"
-                  ) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
+async def _issued(
+    new_client: Any, officer: Any, usage: str = "signing", kind: str = "rsa"
+) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
     c, slip, _ = await active_subscriber(new_client, officer)
     key = new_key(kind)
     r = await apply(c, usage, csr_pem(key))
@@ -101,25 +105,36 @@ async def _challenge(c: Any, cid: int) -> str:
 
 
 async def _renew(c: Any, cid: int, *, challenge: str, csr: str, signature: str) -> Any:
-    return await c.call("POST", f"/api/v1/certificates/{cid}/renewal",
-                        {"csr": csr, "challenge": challenge, "signature": signature,
-                         "terms_version": terms.VERSION})
+    return await c.call(
+        "POST",
+        f"/api/v1/certificates/{cid}/renewal",
+        {
+            "csr": csr,
+            "challenge": challenge,
+            "signature": signature,
+            "terms_version": terms.VERSION,
+        },
+    )
 
 
 @pytest.mark.parametrize(("usage", "kind"), [("signing", "rsa"), ("encryption", "p256")])
-async def test_renewal_keeps_subject_and_supersedes(new_client: Any, officer: Any,
-                                                    db_pool: Any, usage: str,
-                                                    kind: str) -> None:
+async def test_renewal_keeps_subject_and_supersedes(
+    new_client: Any, officer: Any, db_pool: Any, usage: str, kind: str
+) -> None:
     c, slip, old_key, old = await _issued(new_client, officer, usage, kind)
     assert old["status"] == "issued" and old["renewable"] is True
     await c.call("GET", f"/api/v1/certificates/{old['id']}/certificate")
-    assert (await c.call("GET", f"/api/v1/certificates/{old['id']}")).json["status"] == \
-        "expiring"
+    assert (await c.call("GET", f"/api/v1/certificates/{old['id']}")).json["status"] == "expiring"
     challenge = await _challenge(c, old["id"])
     new_key_ = new_key(kind)
     csr = csr_pem(new_key_)
-    r = await _renew(c, old["id"], challenge=challenge, csr=csr,
-                     signature=old_key_signature(old_key, challenge, csr))
+    r = await _renew(
+        c,
+        old["id"],
+        challenge=challenge,
+        csr=csr,
+        signature=old_key_signature(old_key, challenge, csr),
+    )
     assert r.status == 201, r.text
     new = r.json
     assert new["status"] == "issued" and new["usage"] == usage
@@ -131,11 +146,12 @@ async def test_renewal_keeps_subject_and_supersedes(new_client: Any, officer: An
     r = await c.call("GET", f"/api/v1/certificates/{old['id']}/renewal")
     assert r.status == 409 and r.json["error"] == "not_renewable"
     async with db_pool.acquire() as conn:
-        link = await conn.fetchval("SELECT renewed_from FROM certificates WHERE id = $1",
-                                   new["id"])
-        ev = await conn.fetchrow("SELECT actor, details FROM audit_events WHERE "
-                                 "action = 'certificate_renewed' AND target = $1",
-                                 new["serial"])
+        link = await conn.fetchval("SELECT renewed_from FROM certificates WHERE id = $1", new["id"])
+        ev = await conn.fetchrow(
+            "SELECT actor, details FROM audit_events WHERE "
+            "action = 'certificate_renewed' AND target = $1",
+            new["serial"],
+        )
     assert link == old["id"]
     assert ev["actor"] == slip["account"] and ev["details"]["renewed_serial"] == old["serial"]
 
@@ -149,8 +165,7 @@ async def test_refused_outside_the_window(new_client: Any, officer: Any, clock: 
     try:
         r = await c.call("GET", f"/api/v1/certificates/{old['id']}/renewal")
         assert r.status == 409 and r.json["error"] == "not_renewable"
-        assert (await c.call("GET", f"/api/v1/certificates/{old['id']}")).json[
-            "renewable"] is False
+        assert (await c.call("GET", f"/api/v1/certificates/{old['id']}")).json["renewable"] is False
     finally:
         clock.advance(15 * DAY)
     clock.advance(21 * DAY)  # expired: register again
@@ -160,8 +175,9 @@ async def test_refused_outside_the_window(new_client: Any, officer: Any, clock: 
         assert r.status == 409 and r.json["error"] == "not_renewable"
         r = await _renew(c, old["id"], challenge=challenge, csr=csr, signature=sig)
         assert r.status == 409 and r.json["error"] == "not_renewable"
-        assert (await c.call("GET", f"/api/v1/certificates/{old['id']}")).json["status"] == \
-            "expired"
+        assert (await c.call("GET", f"/api/v1/certificates/{old['id']}")).json[
+            "status"
+        ] == "expired"
     finally:
         clock.advance(-21 * DAY)
 
@@ -172,30 +188,26 @@ async def test_bad_challenges_and_proofs(new_client: Any, officer: Any, clock: A
     csr = csr_pem(new_key())
     # unknown challenge
     fake = base64.b64encode(secrets.token_bytes(32)).decode()
-    r = await _renew(c, cid, challenge=fake, csr=csr,
-                     signature=old_key_signature(key, fake, csr))
+    r = await _renew(c, cid, challenge=fake, csr=csr, signature=old_key_signature(key, fake, csr))
     assert r.status == 400 and r.json["error"] == "bad_challenge"
     r = await _renew(c, cid, challenge="not base64!", csr=csr, signature="AA==")
     assert r.status == 400 and r.json["error"] == "bad_challenge"
     # signed by another key: pop_failed, and the challenge is used up
     ch = await _challenge(c, cid)
-    r = await _renew(c, cid, challenge=ch, csr=csr,
-                     signature=old_key_signature(new_key(), ch, csr))
+    r = await _renew(c, cid, challenge=ch, csr=csr, signature=old_key_signature(new_key(), ch, csr))
     assert r.status == 400 and r.json["error"] == "pop_failed"
     r = await _renew(c, cid, challenge=ch, csr=csr, signature=old_key_signature(key, ch, csr))
     assert r.status == 400 and r.json["error"] == "bad_challenge"
     # the signature must cover challenge ‖ csr_der exactly
     ch = await _challenge(c, cid)
     other = csr_pem(new_key())
-    r = await _renew(c, cid, challenge=ch, csr=csr,
-                     signature=old_key_signature(key, ch, other))
+    r = await _renew(c, cid, challenge=ch, csr=csr, signature=old_key_signature(key, ch, other))
     assert r.status == 400 and r.json["error"] == "pop_failed"
     # expired challenge
     ch = await _challenge(c, cid)
     clock.advance(301)
     try:
-        r = await _renew(c, cid, challenge=ch, csr=csr,
-                         signature=old_key_signature(key, ch, csr))
+        r = await _renew(c, cid, challenge=ch, csr=csr, signature=old_key_signature(key, ch, csr))
         assert r.status == 400 and r.json["error"] == "bad_challenge"
     finally:
         clock.advance(-301)
@@ -224,8 +236,9 @@ async def test_bad_challenges_and_proofs(new_client: Any, officer: Any, clock: A
     assert r.status == 201, r.text
 
 
-async def test_notice_sent_once(new_client: Any, officer: Any, server: Any,
-                                smtp: tuple[Inbox, int], db_pool: Any) -> None:
+async def test_notice_sent_once(
+    new_client: Any, officer: Any, server: Any, smtp: tuple[Inbox, int], db_pool: Any
+) -> None:
     inbox, _ = smtp
     c, slip, _, old = await _issued(new_client, officer)
     email_to = (await c.call("GET", "/api/v1/me")).json["email"]
@@ -239,6 +252,7 @@ async def test_notice_sent_once(new_client: Any, officer: Any, server: Any,
     assert await notices.run_once() == 0  # once per certificate
     assert len([m for rcpt, m in inbox.messages if rcpt == [email_to]]) == 1
     async with db_pool.acquire() as conn:
-        sent = await conn.fetchval("SELECT sent_at FROM renewal_notices WHERE certificate_id "
-                                   "= $1", old["id"])
+        sent = await conn.fetchval(
+            "SELECT sent_at FROM renewal_notices WHERE certificate_id = $1", old["id"]
+        )
     assert sent is not None

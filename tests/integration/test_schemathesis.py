@@ -130,8 +130,7 @@ class GatewayThread:
 
 
 @pytest.fixture(scope="module")
-def gateway(app_url: str, owner_url: str, ca_config: Path, signer_process: Any
-            ) -> Iterator[str]:
+def gateway(app_url: str, owner_url: str, ca_config: Path, signer_process: Any) -> Iterator[str]:
     config = dataclasses.replace(
         GatewayConfig(
             captcha=False,

@@ -42,8 +42,14 @@ def request(hashes_: tuple[bytes, bytes], serial: int, nonce: bytes | None) -> b
     return b.build().public_bytes(serialization.Encoding.DER)
 
 
-async def flood(url: str, issuer: x509.Certificate, serials: list[int], seconds: float,
-                clients: int, pause: float) -> dict[str, object]:
+async def flood(
+    url: str,
+    issuer: x509.Certificate,
+    serials: list[int],
+    seconds: float,
+    clients: int,
+    pause: float,
+) -> dict[str, object]:
     ids = cert_id_hashes(issuer)
     counts: Counter[str] = Counter()
     end = time.monotonic() + seconds
@@ -55,8 +61,11 @@ async def flood(url: str, issuer: x509.Certificate, serials: list[int], seconds:
             nonce = secrets.token_bytes(16) if turn % 2 else None
             serial = secrets.choice(serials) if nonce else secrets.randbits(120) | 1 << 119
             try:
-                async with http.post(url, data=request(ids, serial, nonce), headers={
-                        "Content-Type": "application/ocsp-request"}) as r:
+                async with http.post(
+                    url,
+                    data=request(ids, serial, nonce),
+                    headers={"Content-Type": "application/ocsp-request"},
+                ) as r:
                     body = await r.read()
                     status = r.status
             except aiohttp.ClientError:
@@ -102,8 +111,7 @@ def main(argv: list[str]) -> int:
     url, issuer_pem, serials_file, seconds, clients, pause = argv
     issuer = x509.load_pem_x509_certificate(Path(issuer_pem).read_bytes())
     serials = [int(s, 16) for s in Path(serials_file).read_text().split()]
-    result = asyncio.run(flood(url, issuer, serials, float(seconds), int(clients),
-                               float(pause)))
+    result = asyncio.run(flood(url, issuer, serials, float(seconds), int(clients), float(pause)))
     print(json.dumps(result))
     return 0
 

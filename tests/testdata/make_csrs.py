@@ -62,8 +62,11 @@ def main() -> None:
     )
     for name, args in OPENSSL_KEYS.items():
         (OUT / f"{name}.pem").write_bytes(openssl_csr(args))
-    (OUT / "unknown-key-oid.pem").write_bytes(with_key_algorithm(
-        files["good-p256.pem"].public_bytes(serialization.Encoding.DER), UNKNOWN_OID))
+    (OUT / "unknown-key-oid.pem").write_bytes(
+        with_key_algorithm(
+            files["good-p256.pem"].public_bytes(serialization.Encoding.DER), UNKNOWN_OID
+        )
+    )
 
 
 # keys on curves cryptography cannot load (UnsupportedAlgorithm from public_key()): made by
@@ -83,7 +86,9 @@ def openssl_csr(keygen: list[str]) -> bytes:
         extra = ["-sm3"] if "SM2" in keygen else []
         return subprocess.run(
             ["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=ignored", *extra],
-            check=True, capture_output=True).stdout
+            check=True,
+            capture_output=True,
+        ).stdout
 
 
 def with_key_algorithm(csr_der: bytes, oid: str) -> bytes:
@@ -91,7 +96,8 @@ def with_key_algorithm(csr_der: bytes, oid: str) -> bytes:
     signature no longer verifies, but the key is looked at first)."""
     req, _ = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
     req["certificationRequestInfo"]["subjectPKInfo"]["algorithm"]["algorithm"] = (
-        univ.ObjectIdentifier(oid))
+        univ.ObjectIdentifier(oid)
+    )
     der = der_encoder.encode(req)
     return x509.load_der_x509_csr(der).public_bytes(PEM)
 

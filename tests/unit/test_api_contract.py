@@ -27,10 +27,16 @@ TRANSIENT = {
     ErrorKind.WORKER_FAILED,
     ErrorKind.TOKEN_UNAVAILABLE,
 }
-PERMANENT = {ErrorKind.PROFILE_VIOLATION, ErrorKind.BAD_REQUEST, ErrorKind.UNKNOWN_PROFILE,
-             # the signer's bounds on CRLs and OCSP answers (signer/issuance/bounds.py)
-             ErrorKind.VALIDITY_TOO_LONG, ErrorKind.CLOCK_SKEW, ErrorKind.REVOCATION_IN_FUTURE,
-             ErrorKind.CRL_NUMBER_NOT_INCREASING}
+PERMANENT = {
+    ErrorKind.PROFILE_VIOLATION,
+    ErrorKind.BAD_REQUEST,
+    ErrorKind.UNKNOWN_PROFILE,
+    # the signer's bounds on CRLs and OCSP answers (signer/issuance/bounds.py)
+    ErrorKind.VALIDITY_TOO_LONG,
+    ErrorKind.CLOCK_SKEW,
+    ErrorKind.REVOCATION_IN_FUTURE,
+    ErrorKind.CRL_NUMBER_NOT_INCREASING,
+}
 
 
 @pytest.fixture(scope="module")

@@ -73,12 +73,20 @@ def _huge_exponent_csr_with_a_broken_signature() -> str:
         e += 2
     d = pow(e, -1, phi)
     key = rsa.RSAPrivateNumbers(
-        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
+        p,
+        q,
+        d,
+        rsa.rsa_crt_dmp1(d, p),
+        rsa.rsa_crt_dmq1(d, q),
+        rsa.rsa_crt_iqmp(p, q),
         rsa.RSAPublicNumbers(e, p * q),
     ).private_key()
-    der = bytearray(x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "huge e")])
-    ).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    der = bytearray(
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "huge e")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
     der[-1] ^= 0x01  # the last byte belongs to the signature
     return base64.b64encode(bytes(der)).decode()
 

@@ -18,7 +18,17 @@ async def test_concurrent_submissions_share_a_batch_and_keep_their_results() -> 
     b: Batcher[int, int] = Batcher(flush, max_items=4)
     results = await asyncio.gather(*(b.submit(i) for i in range(10)), return_exceptions=True)
     assert [r if not isinstance(r, ValueError) else "err" for r in results] == [
-        0, 10, 20, "err", 40, 50, 60, 70, 80, 90]
+        0,
+        10,
+        20,
+        "err",
+        40,
+        50,
+        60,
+        70,
+        80,
+        90,
+    ]
     assert sorted(i for batch in seen for i in batch) == list(range(10))
     assert all(len(batch) <= 4 for batch in seen) and len(seen) <= 4
     # while one flush runs, the next submissions wait and go out together afterwards
@@ -40,8 +50,9 @@ async def test_a_failing_batch_is_retried_item_by_item() -> None:
         return [s.upper() for s in items]
 
     b: Batcher[str, str] = Batcher(flush)
-    results = await asyncio.gather(b.submit("a"), b.submit("bad"), b.submit("c"),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        b.submit("a"), b.submit("bad"), b.submit("c"), return_exceptions=True
+    )
     assert results[0] == "A" and results[2] == "C"
     assert isinstance(results[1], RuntimeError)
     assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]

@@ -28,8 +28,7 @@ def test_example_parses() -> None:
 
 
 def test_env_overrides() -> None:
-    env = {"CA_GATEWAY_PORT": "8081", "CA_GATEWAY_CAPTCHA": "off",
-           "CA_POLICY_PASSWORD_MAX": "20"}
+    env = {"CA_GATEWAY_PORT": "8081", "CA_GATEWAY_CAPTCHA": "off", "CA_POLICY_PASSWORD_MAX": "20"}
     cfg = gateway_config(load(EXAMPLE, environ=env), environ={})
     assert (cfg.port, cfg.captcha, cfg.password_max) == (8081, False, 20)
     assert cfg.public_url == "http://127.0.0.1:8081"
@@ -37,7 +36,8 @@ def test_env_overrides() -> None:
 
 def test_officer_second_factor(tmp_path: Path) -> None:
     assert gateway_config(load(EXAMPLE, environ={}), environ={}).officer_second_factor == (
-        "optional")
+        "optional"
+    )
     env = {"CA_GATEWAY_OFFICER_SECOND_FACTOR": "required"}
     cfg = gateway_config(load(EXAMPLE, environ=env), environ={})
     assert cfg.officer_second_factor == "required"
@@ -61,15 +61,18 @@ def test_database_url_env_wins(tmp_path: Path) -> None:
     assert cfg.database_url == "postgresql://a/b" and cfg.embedded_pg_dir is None
 
 
-@pytest.mark.parametrize("text", [
-    "[gateway]\nprot = 1\n",
-    "[database]\nuri = ''\n",
-    "[policy]\npassword_minimum = 3\n",
-    "[gateway]\ncaptcha = 'maybe'\n",
-    "[gateway]\nport = 'x'\n",
-    "[gateway]\nport = 70000\n",
-    "[policy]\npassword_min = 10\npassword_max = 8\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[gateway]\nprot = 1\n",
+        "[database]\nuri = ''\n",
+        "[policy]\npassword_minimum = 3\n",
+        "[gateway]\ncaptcha = 'maybe'\n",
+        "[gateway]\nport = 'x'\n",
+        "[gateway]\nport = 70000\n",
+        "[policy]\npassword_min = 10\npassword_max = 8\n",
+    ],
+)
 def test_strict(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError):
         gateway_config(load(_write(tmp_path, text), environ={}), environ={})

@@ -47,9 +47,17 @@ def test_generated_secrets() -> None:
 def _row(**over: object) -> CertificateRow:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     base: dict[str, object] = dict(
-        id=1, serial="1f" * 8, usage="signing", status="issued", subject="CN=x",
-        issuer_subject="CN=ca", der=b"", not_before=now - timedelta(days=300),
-        not_after=now + timedelta(days=65), downloaded_at=now, superseded_by=None,
+        id=1,
+        serial="1f" * 8,
+        usage="signing",
+        status="issued",
+        subject="CN=x",
+        issuer_subject="CN=ca",
+        der=b"",
+        not_before=now - timedelta(days=300),
+        not_after=now + timedelta(days=65),
+        downloaded_at=now,
+        superseded_by=None,
         revoked_at=None,
     )
     base.update(over)
@@ -69,38 +77,85 @@ def test_certificate_status_order() -> None:
 
 def test_audit_hash_is_canonical() -> None:
     at = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    a = row_hash(id=1, at=at, actor="a", action="x", target="t",
-                 details={"b": 1, "a": "中"}, prev_hash=GENESIS)
-    b = row_hash(id=1, at=at, actor="a", action="x", target="t",
-                 details={"a": "中", "b": 1}, prev_hash=GENESIS)
+    a = row_hash(
+        id=1,
+        at=at,
+        actor="a",
+        action="x",
+        target="t",
+        details={"b": 1, "a": "中"},
+        prev_hash=GENESIS,
+    )
+    b = row_hash(
+        id=1,
+        at=at,
+        actor="a",
+        action="x",
+        target="t",
+        details={"a": "中", "b": 1},
+        prev_hash=GENESIS,
+    )
     assert a == b and len(a) == 32
-    assert a != row_hash(id=1, at=at, actor="a", action="x", target="t",
-                         details={"a": "中", "b": 2}, prev_hash=GENESIS)
-    assert a != row_hash(id=1, at=at, actor="a", action="x", target="t",
-                         details={"a": "中", "b": 1}, prev_hash=b"\x01" * 32)
+    assert a != row_hash(
+        id=1,
+        at=at,
+        actor="a",
+        action="x",
+        target="t",
+        details={"a": "中", "b": 2},
+        prev_hash=GENESIS,
+    )
+    assert a != row_hash(
+        id=1,
+        at=at,
+        actor="a",
+        action="x",
+        target="t",
+        details={"a": "中", "b": 1},
+        prev_hash=b"\x01" * 32,
+    )
 
 
 def test_audit_hash_is_the_documented_sha256_of_the_whole_row() -> None:
     """The hash is built from parts around the id (the database completes it for batches of
     issued certificates); it must stay SHA-256(canonical JSON of the whole row + prev)."""
     at = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=UTC)
-    details = {"id": 7, "target": "x", "z": [1, {"b": None, "a": "\u2028\""}], "中": True}
+    details = {"id": 7, "target": "x", "z": [1, {"b": None, "a": '\u2028"'}], "中": True}
     for row_id in (1, 9, 10, 123456789012):
-        whole = orjson.dumps({"id": row_id, "at": "2026-01-01T12:00:00.000005Z", "actor": "王",
-                              "action": "certificate_issued", "target": 'a"b', "details": details},
-                             option=orjson.OPT_SORT_KEYS)
-        assert row_hash(id=row_id, at=at, actor="王", action="certificate_issued", target='a"b',
-                        details=details, prev_hash=b"\x07" * 32) == hashlib.sha256(
-            whole + b"\x07" * 32).digest()
+        whole = orjson.dumps(
+            {
+                "id": row_id,
+                "at": "2026-01-01T12:00:00.000005Z",
+                "actor": "王",
+                "action": "certificate_issued",
+                "target": 'a"b',
+                "details": details,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        assert (
+            row_hash(
+                id=row_id,
+                at=at,
+                actor="王",
+                action="certificate_issued",
+                target='a"b',
+                details=details,
+                prev_hash=b"\x07" * 32,
+            )
+            == hashlib.sha256(whole + b"\x07" * 32).digest()
+        )
 
 
 def test_gateway_never_imports_pkcs11() -> None:
     # signer.checkpoints: the token-free half of audit checkpoints (format, verification)
-    code = ("import sys, gateway.app, gateway.cli, db.admin; "
-            "bad = [m for m in sys.modules if m == 'pkcs11' or m.startswith('pkcs11.') "
-            "or (m.startswith('signer.') and m not in "
-            "('signer.protocol', 'signer.client', 'signer.errors', 'signer.checkpoints'))]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, gateway.app, gateway.cli, db.admin; "
+        "bad = [m for m in sys.modules if m == 'pkcs11' or m.startswith('pkcs11.') "
+        "or (m.startswith('signer.') and m not in "
+        "('signer.protocol', 'signer.client', 'signer.errors', 'signer.checkpoints'))]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

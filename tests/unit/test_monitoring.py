@@ -87,8 +87,9 @@ def alert_names() -> set[str]:
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     if not Path(PROMTOOL).exists():
         pytest.fail("promtool not found: install Debian's prometheus package (make bootstrap)")
-    return subprocess.run([PROMTOOL, *args], cwd=MONITORING, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [PROMTOOL, *args], cwd=MONITORING, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_promtool_checks_config_and_rules() -> None:
@@ -105,8 +106,14 @@ def test_promtool_rule_unit_tests() -> None:
 def test_required_alerts_exist() -> None:
     names = alert_names()
     assert len(alert_exprs()) == len(names)
-    assert {"CASignerDown", "CATokenUnhealthy", "CAGatewayErrorRate", "CAIssuanceLatencyHigh",
-            "CASignerQueueGrowing", "CACrlExpired"} <= names
+    assert {
+        "CASignerDown",
+        "CATokenUnhealthy",
+        "CAGatewayErrorRate",
+        "CAIssuanceLatencyHigh",
+        "CASignerQueueGrowing",
+        "CACrlExpired",
+    } <= names
 
 
 def test_alert_and_dashboard_metrics_exist() -> None:
@@ -122,11 +129,18 @@ def test_alert_and_dashboard_metrics_exist() -> None:
 
 def test_dashboard_covers_the_issue() -> None:
     text = " ".join(dashboard_exprs())
-    for needed in ("ca_gateway_http_requests_total", "ca_gateway_issuance_duration_seconds",
-                   "ca_gateway_certificates_issued_total", "ca_signer_queue_depth",
-                   "ca_signer_batch_size", "ca_signer_token_up",
-                   "ca_signer_item_duration_seconds", "ca_gateway_db_pool_connections",
-                   "ca_gateway_login_failures_total", "ca_gateway_account_locks_total"):
+    for needed in (
+        "ca_gateway_http_requests_total",
+        "ca_gateway_issuance_duration_seconds",
+        "ca_gateway_certificates_issued_total",
+        "ca_signer_queue_depth",
+        "ca_signer_batch_size",
+        "ca_signer_token_up",
+        "ca_signer_item_duration_seconds",
+        "ca_gateway_db_pool_connections",
+        "ca_gateway_login_failures_total",
+        "ca_gateway_account_locks_total",
+    ):
         assert needed in text, needed
 
 
@@ -136,9 +150,7 @@ def test_readme_documents_every_metric() -> None:
     live = live_names()
     families = {family_of(n) for n in live}
     assert documented <= live | families, sorted(documented - (live | families))
-    undocumented = sorted(
-        n for n in live if n not in documented and family_of(n) not in documented
-    )
+    undocumented = sorted(n for n in live if n not in documented and family_of(n) not in documented)
     assert not undocumented, f"document these in monitoring/README.md: {undocumented}"
 
 

@@ -167,8 +167,11 @@ def _software_token(kind: str, signing_key: object, garbage: bool = False):  # t
         if garbage:
             return bytes(range(256))[: 256 if kind == "rsa" else 64]
         if kind == "rsa":  # DigestInfo(SHA-256) is 19 bytes, then the digest
-            return signing_key.sign(data[19:], padding.PKCS1v15(),  # type: ignore[attr-defined]
-                                    utils.Prehashed(hashes.SHA256()))
+            return signing_key.sign(
+                data[19:],
+                padding.PKCS1v15(),  # type: ignore[attr-defined]
+                utils.Prehashed(hashes.SHA256()),
+            )
         der = signing_key.sign(data, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[attr-defined]
         r, s = utils.decode_dss_signature(der)
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
@@ -189,43 +192,74 @@ def _unit_ca(kind: str, token: str):  # type: ignore[no-untyped-def]
     from signer.issuance.responder import Responder, Responders, ResponderSlot
 
     def new_key():  # type: ignore[no-untyped-def]
-        return (rsa.generate_private_key(65537, 2048) if kind == "rsa"
-                else ec.generate_private_key(ec.SECP256R1()))
+        return (
+            rsa.generate_private_key(65537, 2048)
+            if kind == "rsa"
+            else ec.generate_private_key(ec.SECP256R1())
+        )
 
     ca, other = new_key(), new_key()
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Unit CA")])
     now = dt.datetime.now(dt.UTC)
-    ca_cert = (x509.CertificateBuilder().issuer_name(name).subject_name(name)
-               .public_key(ca.public_key()).serial_number(1 << 70)
-               .not_valid_before(now - dt.timedelta(days=1))
-               .not_valid_after(now + dt.timedelta(days=3650))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .sign(ca, hashes.SHA256()))
-    raw_sign = _software_token(kind, ca if token == "right key" else other,
-                               garbage=token == "garbage")
-    issuer = Issuer(name="unit", role="issuing", active=True, certificate=ca_cert,
-                    key=wrap(ca.public_key(), raw_sign, "unit-key"),  # type: ignore[arg-type]
-                    public_url="http://ca.invalid")
-    profile = Profile(name="signing", usage="signing", max_validity_seconds=400 * 86400,
-                      policy_oids=())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .issuer_name(name)
+        .subject_name(name)
+        .public_key(ca.public_key())
+        .serial_number(1 << 70)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca, hashes.SHA256())
+    )
+    raw_sign = _software_token(
+        kind, ca if token == "right key" else other, garbage=token == "garbage"
+    )
+    issuer = Issuer(
+        name="unit",
+        role="issuing",
+        active=True,
+        certificate=ca_cert,
+        key=wrap(ca.public_key(), raw_sign, "unit-key"),  # type: ignore[arg-type]
+        public_url="http://ca.invalid",
+    )
+    profile = Profile(
+        name="signing", usage="signing", max_validity_seconds=400 * 86400, policy_oids=()
+    )
     # the issuer's OCSP responder: its certificate signed by the CA in software, its key
     # signing through the same stand-in token (so a broken token breaks its answers too)
     responder_key, responder_other = new_key(), new_key()
-    responder_cert = (x509.CertificateBuilder().issuer_name(name)
-                      .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME,
-                                                                  "Unit OCSP")]))
-                      .public_key(responder_key.public_key()).serial_number(1 << 71)
-                      .not_valid_before(now - dt.timedelta(days=1))
-                      .not_valid_after(now + dt.timedelta(days=6))
-                      .sign(ca, hashes.SHA256()))
+    responder_cert = (
+        x509.CertificateBuilder()
+        .issuer_name(name)
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Unit OCSP")]))
+        .public_key(responder_key.public_key())
+        .serial_number(1 << 71)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=6))
+        .sign(ca, hashes.SHA256())
+    )
     responder_sign = _software_token(
-        kind, responder_key if token == "right key" else responder_other,
-        garbage=token == "garbage")
-    slot = ResponderSlot(issuer, wrap(responder_key.public_key(), responder_sign,  # type: ignore[arg-type]
-                                      "unit-ocsp"), Path("/nonexistent"), 7)
+        kind, responder_key if token == "right key" else responder_other, garbage=token == "garbage"
+    )
+    slot = ResponderSlot(
+        issuer,
+        wrap(
+            responder_key.public_key(),
+            responder_sign,  # type: ignore[arg-type]
+            "unit-ocsp",
+        ),
+        Path("/nonexistent"),
+        7,
+    )
     slot.current = Responder(issuer, slot.key, responder_cert)
-    return ca, ca_cert, build.Registry({"unit": issuer}, {"signing": profile}, time.time,
-                                       Responders({"unit": slot}))
+    return (
+        ca,
+        ca_cert,
+        build.Registry(
+            {"unit": issuer}, {"signing": profile}, time.time, Responders({"unit": slot})
+        ),
+    )
 
 
 def _unit_requests(n: int) -> list[IssueRequest]:
@@ -233,12 +267,23 @@ def _unit_requests(n: int) -> list[IssueRequest]:
 
     from cryptography.hazmat.primitives import serialization
 
-    spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     t = int(time.time())
-    return [IssueRequest(spki=spki, subject=(("2.5.4.3", f"S{i}"),), profile="signing",
-                         serial=(1 << 100) + i, not_before=t, not_after=t + 86400)
-            for i in range(n)]
+    return [
+        IssueRequest(
+            spki=spki,
+            subject=(("2.5.4.3", f"S{i}"),),
+            profile="signing",
+            serial=(1 << 100) + i,
+            not_before=t,
+            not_after=t + 86400,
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
@@ -251,8 +296,9 @@ def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: st
     ca, ca_cert, registry = _unit_ca(kind, token)
     t = int(time.time())
     requests = _unit_requests(3)
-    ocsp_request = OcspRequest(issuer="unit", serial=1 << 100, status="good", this_update=t,
-                               next_update=t + 3600)
+    ocsp_request = OcspRequest(
+        issuer="unit", serial=1 << 100, status="good", this_update=t, next_update=t + 3600
+    )
     crl_request = CrlRequest(issuer="unit", crl_number=1, this_update=t, next_update=t + 3600)
 
     results = build.issue_batch(registry, requests)
@@ -263,7 +309,8 @@ def test_a_signature_that_does_not_verify_is_never_released(kind: str, token: st
             x509.load_der_x509_certificate(der).verify_directly_issued_by(ca_cert)
         assert isinstance(ocsp_results[0], bytes)
         assert x509.load_der_x509_crl(build.sign_crl(registry, crl_request)).is_signature_valid(
-            ca.public_key())  # type: ignore[arg-type]
+            ca.public_key()
+        )  # type: ignore[arg-type]
         return
     for out in [*results, *ocsp_results]:
         assert isinstance(out, SignerError) and out.kind is ErrorKind.SIGNATURE_CHECK_FAILED
