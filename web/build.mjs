@@ -1,15 +1,19 @@
-// Bundle src/main.js (+ PKI.js, asn1js, pvtsutils) into gateway/portal/static/portal.js and
-// src/p12legacy.js (+ node-forge) into portal-legacy.js.
-// `node build.mjs` (npm run build). The output is committed so a checkout works without Node;
-// scripts/bootstrap.sh rebuilds it when web/src, package-lock.json or this file changed.
+// Bundle src/main.js (+ PKI.js, asn1js and their helpers) into gateway/portal/static/portal.js,
+// src/p12legacy.js (+ node-forge) into portal-legacy.js and src/operator.js (+ uPlot) into
+// gateway/operator/static/operator.js.
+// `node build.mjs [ROOT]` (npm run build): writes under ROOT (default: the repository), so
+// scripts/check_bundle.py can rebuild into a temporary folder and compare with the committed
+// output, which is committed so that a checkout runs without Node.
 import { build } from "esbuild";
-import { createHash } from "node:crypto";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, readdirSync, writeFileSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
 
-const staticDir = new URL("../gateway/portal/static/", import.meta.url).pathname;
-const operatorDir = new URL("../gateway/operator/static/", import.meta.url).pathname;
 const here = new URL(".", import.meta.url).pathname;
+const root = process.argv[2] ? resolve(process.argv[2]) : join(here, "..");
+const staticDir = join(root, "gateway", "portal", "static");
+const operatorDir = join(root, "gateway", "operator", "static");
+mkdirSync(staticDir, { recursive: true });
+mkdirSync(operatorDir, { recursive: true });
 const common = {
   bundle: true,
   format: "iife",
@@ -70,10 +74,3 @@ writeFileSync(join(staticDir, "portal.js.LICENSES.txt"), notices(all));
 writeFileSync(join(operatorDir, "uplot.css"),
   readFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), "utf8"));
 
-// the stamp scripts/bootstrap.sh compares, the same as
-//   cd web && LC_ALL=C cat package-lock.json build.mjs src/*.js | sha256sum
-const inputs = ["package-lock.json", "build.mjs",
-  ...readdirSync(join(here, "src")).filter((f) => f.endsWith(".js")).sort().map((f) => join("src", f))];
-const h = createHash("sha256");
-for (const f of inputs) h.update(readFileSync(join(here, f)));
-writeFileSync(join(here, "bundle.sha256"), h.digest("hex") + "\n");
