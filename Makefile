@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: run test lint check-bundle bundle bootstrap bench-signer bench-e2e bench-ocsp clean
+.PHONY: run test lint check-bundle bundle lock bootstrap bench-signer bench-e2e bench-ocsp clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -27,6 +27,21 @@ check-bundle: bootstrap
 # Rebuild the committed bundle from web/ (after changing web/src, build.mjs or the lock).
 bundle:
 	@cd web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+
+# The Python lock files bootstrap installs from (pip --require-hashes): requirements/test.txt
+# (dependencies + the test extra, for .venv) and requirements/runtime.txt (dependencies, for the
+# runtime venv, held to the versions of test.txt), for Python 3.11 on any platform. Written by uv,
+# needed only here (in var/lock-tool). Keeps the locked versions that still fit pyproject.toml;
+# `make lock UPGRADE=1` takes the newest that fit.
+UV_VERSION := 0.13.9
+UV := var/lock-tool/bin/uv
+LOCK_ARGS := -q --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+lock:
+	@[[ -x $(UV) ]] || { python3 -m venv var/lock-tool && var/lock-tool/bin/pip install -q uv==$(UV_VERSION); }
+	@$(UV) pip compile $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) pyproject.toml requirements/build.in \
+	  --extra test -o requirements/test.txt
+	@$(UV) pip compile $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) pyproject.toml requirements/build.in \
+	  -c requirements/test.txt -o requirements/runtime.txt
 
 bench-signer: bootstrap
 	@$(PY) bench/signer.py $(BENCH_ARGS)

@@ -49,11 +49,26 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "bootstrap: creating .venv"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# pip's output only when it fails (it warns about this machine's package indexes on every run).
+quiet_pip() {
+  local log
+  log=$(mktemp)
+  if ! .venv/bin/pip "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "bootstrap: pip $* failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+# The dependencies are the locked ones (requirements/test.txt: the runtime's and the test extra,
+# every file by hash; `make lock` writes it), then the project itself without dependencies.
+# Installed again whenever the lock or pyproject.toml changes.
+stamp=.venv/.installed-$(cat pyproject.toml requirements/test.txt | sha256sum | cut -c1-16)
 if [[ ! -e "$stamp" ]]; then
-  echo "bootstrap: installing Python dependencies"
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -e 'is ignored' -e 'Editable' -e '^ *!!' -e '****' -e 'Please be careful' -e 'name as your package' -e 'with strategy' -e '^ *$' || true
+  echo "bootstrap: installing Python dependencies (requirements/test.txt)"
+  quiet_pip install -q --require-hashes -r requirements/test.txt
+  quiet_pip install -q --no-deps --no-build-isolation -e .
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -7,8 +7,10 @@ So, as root, this builds a second virtualenv from Debian's ``/usr/bin/python3`` 
 world-readable place, with the project installed from a copy of its sources (not editable).
 The production units (``deploy/systemd/``) run the same binaries.
 
-Kept current by hashes: the dependencies are installed again when ``pyproject.toml`` changes;
-the project alone (``--no-deps``) when any file of its packages changes. ``bootstrap.sh`` and
+Kept current by hashes: the dependencies, from the lock file ``requirements/runtime.txt``
+(``pip install --require-hashes``, so every file is the locked one; ``make lock`` writes it), are
+installed again when the lock changes; the project alone (``--no-deps``, built with the locked
+setuptools) when any file of its packages changes. ``bootstrap.sh`` and
 ``make run`` call ``ensure_runtime()``; it takes a lock, so two runs never install at once.
 
 Usage: ``python3 scripts/runtime.py [--print-bin]``.
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 RUNTIME = Path(os.environ.get("CA_RUNTIME_DIR", "/opt/hsm-ca"))
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 PACKAGES = ("signer", "gateway", "hsm_config", "db", "monitoring")
+LOCK = Path("requirements") / "runtime.txt"
 
 
 def venv_bin(root: Path = RUNTIME) -> Path:
@@ -55,7 +58,8 @@ def source_hash(repo: Path = REPO) -> str:
 
 
 def _deps_hash(repo: Path) -> str:
-    return hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    """The dependencies are what the lock says: reinstall them when it changes."""
+    return hashlib.sha256((repo / LOCK).read_bytes()).hexdigest()[:16]
 
 
 def _pip(root: Path, *args: str) -> None:
@@ -114,9 +118,9 @@ def _update(repo: Path, root: Path, say: Callable[[str], object]) -> Path:
     with tempfile.TemporaryDirectory(prefix="hsm-ca-src-") as tmp:
         _copy_sources(repo, Path(tmp))
         if have_deps != want_deps:
-            say("runtime: installing the project and its dependencies")
-            _pip(root, "--upgrade", "pip", "setuptools>=68", "wheel")  # builds without isolation
-            _pip(root, tmp)
+            say(f"runtime: installing the dependencies ({LOCK})")
+            # pip and setuptools come from the lock too: the project builds without isolation
+            _pip(root, "--require-hashes", "-r", str(repo / LOCK))
             stamp_deps.write_text(want_deps + "\n")
         say(f"runtime: installing the project from {repo} (sources {want_src})")
         _pip(root, "--no-deps", "--force-reinstall", "--no-build-isolation", tmp)
