@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -42,6 +41,7 @@ from gateway.services.passwords import Passwords
 from gateway.services.ratelimit import RateLimiter
 from gateway.services.registration import RegistrationService
 from gateway.services.sessions import SessionStore
+from signer.client import SignerClient
 
 log = logging.getLogger("gateway")
 
@@ -50,27 +50,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class _NoSigner:
-    """Stands in when no signer client can be built: never ready."""
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def health(self) -> dict[str, Any]:
-        from signer.errors import ErrorKind, SignerError
-
-        raise SignerError(ErrorKind.UNAVAILABLE, "no signer client configured")
-
-
 def _default_signer(config: GatewayConfig) -> keys.SignerHealth:
-    try:
-        from signer.client import SignerClient
-    except ImportError:
-        log.warning("signer.client is not available; /readyz will answer 503")
-        return _NoSigner()
     ssl_context = config.signer_tls.context() if config.signer_tls else None
     return SignerClient(list(config.signers), ssl_context=ssl_context)  # type: ignore[return-value]
 

@@ -8,7 +8,6 @@ code as a JSON data block (not a script) so its messages speak the page's langua
 from __future__ import annotations
 
 DEFAULT = "zh-TW"
-LANGS = ("zh-TW", "en")
 
 ZH: dict[str, str] = {
     # frame
