@@ -8,7 +8,7 @@ import re
 from aiohttp import web
 
 from db.queries.officers import Officer
-from gateway import keys
+from gateway import appkeys
 from gateway.api import common, models
 from gateway.api.common import json_response
 from gateway.errors import ApiError, Kind
@@ -26,7 +26,7 @@ def officer_object(o: Officer) -> models.OfficerEntry:
 @routes.get("/api/v1/ra/officers")
 async def list_officers(request: web.Request) -> web.Response:
     await common.officer(request)
-    found = await keys.runtime(request).officers.list()
+    found = await request.app[appkeys.OFFICERS].list()
     return json_response(models.Officers(officers=[officer_object(o) for o in found]))
 
 
@@ -36,4 +36,4 @@ async def unlock(request: web.Request) -> web.Response:
     login = request.match_info["login"]
     if not _LOGIN.fullmatch(login):  # a name that cannot be a login is as unknown as a missing one
         raise ApiError(Kind.NOT_FOUND, "no such officer")
-    return json_response(officer_object(await keys.runtime(request).officers.unlock(auth, login)))
+    return json_response(officer_object(await request.app[appkeys.OFFICERS].unlock(auth, login)))

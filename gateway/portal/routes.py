@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import keys
+from gateway import appkeys
 from gateway.portal import i18n
 
 HERE = Path(__file__).resolve().parent
@@ -84,7 +84,7 @@ def _render(
 ) -> web.Response:
     lang = i18n.pick(request.query.get("lang"), request.cookies.get(LANG_COOKIE))
     t = i18n.translator(lang)
-    cfg = request.app[keys.CONFIG]
+    cfg = request.app[appkeys.CONFIG]
     other = "en" if lang == "zh-TW" else "zh-TW"
     html = _ENV.get_template(template).render(
         t=t,
