@@ -19,14 +19,10 @@ PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
 
 
-def _cert_id(request: web.Request) -> int:
-    return decode.path_id(request, "id")
-
-
 async def _own(request: web.Request, auth: SubscriberAuth) -> cert_q.CertificateRow:
     async with request.app[appkeys.DB].acquire() as conn:
         row = await cert_q.issued_by_id(
-            conn, _cert_id(request), subscriber_id=auth.account.subscriber_id
+            conn, decode.path_id(request), subscriber_id=auth.account.subscriber_id
         )
     if row is None:
         raise ApiError(Kind.NOT_FOUND, "no such certificate")
@@ -103,7 +99,7 @@ async def download(request: web.Request) -> web.Response:
 async def renewal_challenge(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
     challenge, expires = await request.app[appkeys.RENEWAL].challenge(
-        subscriber_id=auth.account.subscriber_id, cert_id=_cert_id(request)
+        subscriber_id=auth.account.subscriber_id, cert_id=decode.path_id(request)
     )
     return json_response(models.Challenge(challenge=challenge, expires_at=present.rfc3339(expires)))
 
@@ -111,7 +107,7 @@ async def renewal_challenge(request: web.Request) -> web.Response:
 @routes.post("/api/v1/certificates/{id}/renewal")
 async def renew(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    cert_id = _cert_id(request)
+    cert_id = decode.path_id(request)
     body = await decode.body(request, models.Renew)
     row = await request.app[appkeys.RENEWAL].renew(
         account_id=auth.account.id,
