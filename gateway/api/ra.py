@@ -9,9 +9,6 @@ result, since the initial password is stored only as a hash.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import jinja2
 from aiohttp import web
 
 from db.queries.certificates import CertificateRow
@@ -19,14 +16,11 @@ from db.queries.subscribers import NewSubscriber, SubscriberView
 from gateway import appkeys
 from gateway.api import common, decode, models, present
 from gateway.api.common import json_response
+from gateway.portal.render import TEMPLATES
 from gateway.services.registration import Slip
 from gateway.services.sessions import csrf_for
 
 routes = web.RouteTableDef()
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "portal" / "templates"),
-    autoescape=True,
-)
 
 
 @routes.post("/api/v1/ra/session")
@@ -91,7 +85,7 @@ def _wants_html(request: web.Request) -> bool:
 def _slip_response(request: web.Request, slip: Slip, *, status: int, reset: bool) -> web.Response:
     headers = {"Cache-Control": "no-store"}
     if _wants_html(request):
-        page = _TEMPLATES.get_template("password_slip.html").render(
+        page = TEMPLATES.get_template("password_slip.html").render(
             slip=slip,
             reset=reset,
             portal_url=request.app[appkeys.CONFIG].public_url,
@@ -157,14 +151,10 @@ async def search(request: web.Request) -> web.Response:
     )
 
 
-def _subscriber_id(request: web.Request) -> int:
-    return decode.path_id(request, "id")
-
-
 @routes.get("/api/v1/ra/subscribers/{id}")
 async def view(request: web.Request) -> web.Response:
     await common.officer(request)
-    found, certs = await request.app[appkeys.REGISTRATION].view(_subscriber_id(request))
+    found, certs = await request.app[appkeys.REGISTRATION].view(decode.path_id(request))
     return json_response(_subscriber_object(request, found, certs))
 
 
@@ -172,7 +162,7 @@ async def view(request: web.Request) -> web.Response:
 async def password_reset(request: web.Request) -> web.Response:
     auth = await common.officer(request)
     slip = await request.app[appkeys.REGISTRATION].reset_password(
-        _subscriber_id(request), officer_login=auth.officer.login
+        decode.path_id(request), officer_login=auth.officer.login
     )
     return _slip_response(request, slip, status=200, reset=True)
 
