@@ -26,7 +26,7 @@ from PIL import ImageOps
 
 from db.queries import captcha as q
 from gateway import speech
-from gateway.keys import Clock
+from gateway.clock import Clock
 
 # nothing that reads as another glyph: no S/5, Z/2, B/8, G/6, O/0/Q, I/1, 9/g
 ALPHABET = "ACDEFHJKLMNPRTUVWXY347"

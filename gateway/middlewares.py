@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import dbfaults, keys
+from gateway import appkeys, dbfaults
 from gateway.errors import FROM_HTTP_STATUS, HTTP_STATUS, ApiError, Kind
 from gateway.signer_errors import to_api_error
 from signer.errors import SignerError
@@ -33,7 +33,7 @@ def _route_label(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-Id", "")
     rid = incoming if _INCOMING_ID.match(incoming) else secrets.token_hex(8)
-    request[keys.REQUEST_ID] = rid
+    request[appkeys.REQUEST_ID] = rid
     token = request_id_var.set(rid)
     started = time.perf_counter()
     status = 500
@@ -53,7 +53,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         elapsed = time.perf_counter() - started
         route = _route_label(request)
-        metrics = request.app[keys.METRICS]
+        metrics = request.app[appkeys.METRICS]
         metrics.request_counter(route, request.method, status).inc()
         metrics.latency_histogram(route).observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):  # skip building the record below info

@@ -135,10 +135,6 @@ async def insert_account(
     )
 
 
-async def account_name_taken(conn: asyncpg.Connection, account: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM accounts WHERE account = $1", account))
-
-
 async def account_by_name(
     conn: asyncpg.Connection, account: str, *, for_update: bool = False
 ) -> Account | None:

@@ -8,26 +8,21 @@ from aiohttp import web
 
 from db import audit
 from db.queries import certificates as cert_q
-from gateway import keys
-from gateway.api import common, decode, models
+from gateway import appkeys
+from gateway.api import common, decode, models, present
 from gateway.api.common import json_response
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import SubscriberAuth
-from gateway.services.lifecycle import lifecycle
 
 routes = web.RouteTableDef()
 PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
 
 
-def _cert_id(request: web.Request) -> int:
-    return decode.path_id(request, "id")
-
-
 async def _own(request: web.Request, auth: SubscriberAuth) -> cert_q.CertificateRow:
-    async with keys.runtime(request).db.acquire() as conn:
+    async with request.app[appkeys.DB].acquire() as conn:
         row = await cert_q.issued_by_id(
-            conn, _cert_id(request), subscriber_id=auth.account.subscriber_id
+            conn, decode.path_id(request), subscriber_id=auth.account.subscriber_id
         )
     if row is None:
         raise ApiError(Kind.NOT_FOUND, "no such certificate")
@@ -38,7 +33,7 @@ async def _own(request: web.Request, auth: SubscriberAuth) -> cert_q.Certificate
 async def apply(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
     body = await decode.body(request, models.Apply)
-    row = await lifecycle(request).issuance.apply(
+    row = await request.app[appkeys.ISSUANCE].apply(
         account_id=auth.account.id,
         usage=body.usage,
         csr_text=body.csr,
@@ -52,7 +47,7 @@ async def apply(request: web.Request) -> web.Response:
 @routes.get("/api/v1/certificates")
 async def list_certificates(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    async with keys.runtime(request).db.acquire() as conn:
+    async with request.app[appkeys.DB].acquire() as conn:
         rows = await cert_q.issued_for_subscriber(conn, auth.account.subscriber_id)
     return json_response(
         models.Certificates(certificates=[common.certificate(request, r) for r in rows])
@@ -78,8 +73,8 @@ async def download(request: web.Request) -> web.Response:
     row = await _own(request, auth)
     assert row.der is not None
     der = _wants_der(request)
-    now = request.app[keys.CLOCK]()
-    async with keys.runtime(request).db.acquire() as conn, conn.transaction():
+    now = request.app[appkeys.CLOCK]()
+    async with request.app[appkeys.DB].acquire() as conn, conn.transaction():
         first = await cert_q.mark_downloaded(conn, row.id, now)
         await audit.append(
             conn,
@@ -103,18 +98,18 @@ async def download(request: web.Request) -> web.Response:
 @routes.get("/api/v1/certificates/{id}/renewal")
 async def renewal_challenge(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    challenge, expires = await lifecycle(request).renewal.challenge(
-        subscriber_id=auth.account.subscriber_id, cert_id=_cert_id(request)
+    challenge, expires = await request.app[appkeys.RENEWAL].challenge(
+        subscriber_id=auth.account.subscriber_id, cert_id=decode.path_id(request)
     )
-    return json_response(models.Challenge(challenge=challenge, expires_at=common.rfc3339(expires)))
+    return json_response(models.Challenge(challenge=challenge, expires_at=present.rfc3339(expires)))
 
 
 @routes.post("/api/v1/certificates/{id}/renewal")
 async def renew(request: web.Request) -> web.Response:
     auth = await common.subscriber(request)
-    cert_id = _cert_id(request)
+    cert_id = decode.path_id(request)
     body = await decode.body(request, models.Renew)
-    row = await lifecycle(request).renewal.renew(
+    row = await request.app[appkeys.RENEWAL].renew(
         account_id=auth.account.id,
         subscriber_id=auth.account.subscriber_id,
         cert_id=cert_id,

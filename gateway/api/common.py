@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -10,11 +9,10 @@ import orjson
 from aiohttp import web
 
 from db.queries.certificates import CertificateRow
-from gateway import keys
-from gateway.api import models
+from gateway import appkeys
+from gateway.api import models, present
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import OfficerAuth, SubscriberAuth
-from gateway.services.certificates import certificate_object
 from gateway.services.ratelimit import source_address
 
 SUBSCRIBER_COOKIE = "ca_session"
@@ -34,22 +32,15 @@ def json_response(
 
 def certificate(request: web.Request, row: CertificateRow) -> models.Certificate:
     """The certificate object of API.md for a stored row, as of the injected clock."""
-    return msgspec.convert(
-        certificate_object(
-            row, request.app[keys.CLOCK](), request.app[keys.CONFIG].renewal_window_days
-        ),
-        models.Certificate,
+    return present.certificate(
+        row, request.app[appkeys.CLOCK](), request.app[appkeys.CONFIG].renewal_window_days
     )
-
-
-def rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def client_address(request: web.Request) -> str:
     """The client's address for rate limits and the audit log: the peer, or what a trusted
     proxy says in ``[ratelimit] proxy_header`` (off by default)."""
-    return source_address(request.remote, request.headers, request.app[keys.CONFIG].ratelimit)
+    return source_address(request.remote, request.headers, request.app[appkeys.CONFIG].ratelimit)
 
 
 def session_cookie_name(base: str, *, https: bool) -> str:
@@ -62,14 +53,14 @@ def session_cookie_name(base: str, *, https: bool) -> str:
 def session_token(request: web.Request, base: str) -> str | None:
     """The session cookie's value under this gateway's name for it. In HTTPS mode only the
     ``__Host-`` cookie counts: an unprefixed one may have been planted by another host."""
-    https = request.app[keys.CONFIG].https
+    https = request.app[appkeys.CONFIG].https
     return request.cookies.get(session_cookie_name(base, https=https))
 
 
 def set_session_cookie(
     request: web.Request, response: web.StreamResponse, name: str, token: str
 ) -> None:
-    https = request.app[keys.CONFIG].https
+    https = request.app[appkeys.CONFIG].https
     response.set_cookie(
         session_cookie_name(name, https=https),
         token,
@@ -81,7 +72,7 @@ def set_session_cookie(
 
 
 def clear_session_cookie(request: web.Request, response: web.StreamResponse, name: str) -> None:
-    https = request.app[keys.CONFIG].https
+    https = request.app[appkeys.CONFIG].https
     response.del_cookie(
         session_cookie_name(name, https=https),
         path="/",
@@ -100,7 +91,7 @@ def _check_csrf(request: web.Request, auth: SubscriberAuth | OfficerAuth) -> Non
 
 async def subscriber(request: web.Request, *, during_forced_change: bool = False) -> SubscriberAuth:
     """Session first, then CSRF, then the forced password change."""
-    auth = await keys.runtime(request).accounts.authenticate(
+    auth = await request.app[appkeys.ACCOUNTS].authenticate(
         session_token(request, SUBSCRIBER_COOKIE)
     )
     _check_csrf(request, auth)
@@ -112,7 +103,7 @@ async def subscriber(request: web.Request, *, during_forced_change: bool = False
 async def officer(request: web.Request, *, second_factor_pending: bool = False) -> OfficerAuth:
     """Session first (a session whose second factor is due only with
     ``second_factor_pending``), then CSRF."""
-    auth = await keys.runtime(request).accounts.authenticate_officer(
+    auth = await request.app[appkeys.ACCOUNTS].authenticate_officer(
         session_token(request, OFFICER_COOKIE), second_factor_pending=second_factor_pending
     )
     _check_csrf(request, auth)

@@ -23,6 +23,7 @@ _AT = re.compile(r" - at `\$((?:\.[^`\[.]+|\[\d+\])*)`$")
 _NAMED = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 _ID = re.compile(models.ID_PATTERN)
 _SERIAL = re.compile(models.SERIAL_PATTERN)
+_LOGIN = re.compile(models.OFFICER_LOGIN_PATTERN)
 
 
 def field_of(error: msgspec.ValidationError) -> str | None:
@@ -72,16 +73,25 @@ def query(request: web.Request, model: type[T]) -> T:
         raise ApiError(Kind.INVALID_FIELD, f"{field}: {exc}", field=field) from None
 
 
-def path_id(request: web.Request, name: str = "id") -> int:
-    """A numeric id from the path; one that cannot be an id is as unknown as a missing one."""
+def _path(request: web.Request, name: str, pattern: re.Pattern[str], what: str) -> str:
+    """A path parameter that matches ``pattern``; one that cannot name a ``what`` is as
+    unknown as a missing one (404, never a 400 or a database error)."""
     raw = request.match_info[name]
-    if not _ID.fullmatch(raw):
-        raise ApiError(Kind.NOT_FOUND, "no such resource")
-    return int(raw)
+    if not pattern.fullmatch(raw):
+        raise ApiError(Kind.NOT_FOUND, f"no such {what}")
+    return raw
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A numeric id from the path."""
+    return int(_path(request, name, _ID, "resource"))
 
 
 def path_serial(request: web.Request, name: str = "serial") -> str:
-    raw = request.match_info[name]
-    if not _SERIAL.fullmatch(raw):
-        raise ApiError(Kind.NOT_FOUND, "no such certificate")
-    return raw
+    """A certificate serial (lower-case hex) from the path."""
+    return _path(request, name, _SERIAL, "certificate")
+
+
+def path_login(request: web.Request, name: str = "login") -> str:
+    """An RA officer's login from the path."""
+    return _path(request, name, _LOGIN, "officer")

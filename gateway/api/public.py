@@ -16,12 +16,12 @@ from urllib.parse import unquote
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from gateway import keys, speech
+from gateway import appkeys, speech
 from gateway.api import decode, models
-from gateway.api.common import client_address, json_response, rfc3339
+from gateway.api.common import client_address, json_response
 from gateway.api.openapi import spec
+from gateway.api.present import rfc3339
 from gateway.errors import ApiError, Kind
-from gateway.services.lifecycle import lifecycle
 
 routes = web.RouteTableDef()
 log = logging.getLogger("gateway.public")
@@ -45,7 +45,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             # reachable is not enough: a read-only or recovering database fails every write
-            row = await keys.runtime(request).db.fetchrow(WRITABLE_SQL)
+            row = await request.app[appkeys.DB].fetchrow(WRITABLE_SQL)
         if row["in_recovery"]:
             problems["database"] = "in_recovery"
         elif row["read_only"] == "on":
@@ -54,7 +54,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems["database"] = type(exc).__name__
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            health = await keys.runtime(request).signer.health()
+            health = await request.app[appkeys.SIGNER].health()
         # "degraded": a worker is stalled, dead or healing while another serves (still ready)
         signer_status = str((health or {}).get("status", "ok"))
     except Exception as exc:
@@ -69,17 +69,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[keys.REGISTRY])
+    body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 @routes.get("/api/v1/captcha")
 async def captcha(request: web.Request) -> web.Response:
-    service = keys.runtime(request).captcha
+    service = request.app[appkeys.CAPTCHA]
     if service is None:
         raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
-    await keys.runtime(request).ratelimits.captcha(client=client_address(request))
-    challenge = await service.create(keys.runtime(request).db)
+    await request.app[appkeys.RATELIMITS].captcha(client=client_address(request))
+    challenge = await service.create(request.app[appkeys.DB])
     return json_response(
         models.Captcha(captcha_id=challenge.id, image=challenge.data_url),
         headers={"Cache-Control": "no-store"},
@@ -91,12 +91,12 @@ async def captcha_audio(request: web.Request) -> web.Response:
     """The audio alternative (an extension of API.md): ``{"captcha_id", "audio":
     "data:audio/wav;base64,..."}``, spoken digits in the page's language (``lang`` zh-TW or en),
     a challenge of its own, answered and consumed like the image one at login."""
-    service = keys.runtime(request).captcha
+    service = request.app[appkeys.CAPTCHA]
     if service is None:
         raise ApiError(Kind.CAPTCHA_DISABLED, "the captcha is switched off on this server")
     query = decode.query(request, models.CaptchaAudioQuery)
     try:
-        challenge = await service.create_audio(keys.runtime(request).db, query.lang)
+        challenge = await service.create_audio(request.app[appkeys.DB], query.lang)
     except speech.SpeechUnavailable as exc:
         raise ApiError(Kind.SPEECH_UNAVAILABLE, "the audio captcha is not available") from exc
     return json_response(
@@ -107,7 +107,7 @@ async def captcha_audio(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(spec(request.app, request.app[keys.CONFIG].public_url))
+    return json_response(spec(request.app, request.app[appkeys.CONFIG].public_url))
 
 
 # -- CA certificates, CRLs, OCSP ------------------------------------------------------------
@@ -120,7 +120,7 @@ MAX_OCSP_REQUEST = 16 * 1024
 
 @routes.get("/ca")
 async def ca_list(request: web.Request) -> web.Response:
-    issuers = lifecycle(request).issuers.issuers
+    issuers = request.app[appkeys.ISSUERS].issuers
     return json_response(
         models.Issuers(
             issuers=[
@@ -141,7 +141,7 @@ async def ca_list(request: web.Request) -> web.Response:
 @routes.get("/ca/chain.pem")
 async def ca_chain(request: web.Request) -> web.Response:
     return web.Response(
-        body=lifecycle(request).issuers.chain_pem(),
+        body=request.app[appkeys.ISSUERS].chain_pem(),
         content_type="application/x-pem-file",
         headers={"Cache-Control": "public, max-age=3600"},
     )
@@ -149,7 +149,7 @@ async def ca_chain(request: web.Request) -> web.Response:
 
 @routes.get(r"/ca/{name:[a-z0-9-]+}.crt")
 async def ca_certificate(request: web.Request) -> web.Response:
-    issuer = lifecycle(request).issuers.get(request.match_info["name"])
+    issuer = request.app[appkeys.ISSUERS].get(request.match_info["name"])
     if issuer is None:
         raise ApiError(Kind.NOT_FOUND, "no such issuer")
     return web.Response(
@@ -160,10 +160,10 @@ async def ca_certificate(request: web.Request) -> web.Response:
 @routes.get(r"/crl/{name:[a-z0-9-]+}.crl")
 async def crl(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    der = await lifecycle(request).crl.current(name)
+    der = await request.app[appkeys.CRL].current(name)
     if der is None:
         raise ApiError(Kind.NOT_FOUND, "no such issuer")
-    issuer = lifecycle(request).issuers.get(name)
+    issuer = request.app[appkeys.ISSUERS].get(name)
     # short caching: a revocation must show in the served CRL within 60 seconds; a root's
     # CRL changes only in a ceremony
     max_age = 3600 if issuer is not None and issuer.offline else 30
@@ -179,7 +179,7 @@ def _ocsp_response(der: bytes) -> web.Response:
 @routes.post("/ocsp")
 async def ocsp_post(request: web.Request) -> web.Response:
     body = await request.read()
-    return _ocsp_response(await lifecycle(request).ocsp.respond(body))
+    return _ocsp_response(await request.app[appkeys.OCSP].respond(body))
 
 
 @routes.get(r"/ocsp/{request:.+}")
@@ -193,4 +193,4 @@ async def ocsp_get(request: web.Request) -> web.Response:
         der = base64.b64decode(text, validate=True) if len(text) <= MAX_OCSP_REQUEST else b""
     except (binascii.Error, ValueError):
         der = b""
-    return _ocsp_response(await lifecycle(request).ocsp.respond(der))
+    return _ocsp_response(await request.app[appkeys.OCSP].respond(der))

@@ -9,37 +9,31 @@ result, since the initial password is stored only as a hash.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import jinja2
 from aiohttp import web
 
 from db.queries.certificates import CertificateRow
 from db.queries.subscribers import NewSubscriber, SubscriberView
-from gateway import keys
-from gateway.api import common, decode, models
+from gateway import appkeys
+from gateway.api import common, decode, models, present
 from gateway.api.common import json_response
+from gateway.portal.render import TEMPLATES
 from gateway.services.registration import Slip
 from gateway.services.sessions import csrf_for
 
 routes = web.RouteTableDef()
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "portal" / "templates"),
-    autoescape=True,
-)
 
 
 @routes.post("/api/v1/ra/session")
 async def login(request: web.Request) -> web.Response:
     body = await decode.body(request, models.OfficerLogin)
-    new = await keys.runtime(request).accounts.officer_login(
+    new = await request.app[appkeys.ACCOUNTS].officer_login(
         login=body.login,
         password=body.password,
         previous_token=common.session_token(request, common.OFFICER_COOKIE),
         client=common.client_address(request),
     )
     # the second factor is a separate step (gateway.api.ra_factors): mark what is still due
-    second_factor = await keys.runtime(request).officer_factors.gate(new)
+    second_factor = await request.app[appkeys.OFFICER_FACTORS].gate(new)
     response = json_response(
         models.OfficerLoginResult(csrf_token=new.csrf_token, second_factor=second_factor)
     )
@@ -59,7 +53,7 @@ async def current_session(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/ra/session")
 async def logout(request: web.Request) -> web.Response:
     auth = await common.officer(request, second_factor_pending=True)
-    await keys.runtime(request).accounts.logout(auth)
+    await request.app[appkeys.ACCOUNTS].logout(auth)
     response = web.Response(status=204)
     common.clear_session_cookie(request, response, common.OFFICER_COOKIE)
     return response
@@ -91,13 +85,13 @@ def _wants_html(request: web.Request) -> bool:
 def _slip_response(request: web.Request, slip: Slip, *, status: int, reset: bool) -> web.Response:
     headers = {"Cache-Control": "no-store"}
     if _wants_html(request):
-        page = _TEMPLATES.get_template("password_slip.html").render(
+        page = TEMPLATES.get_template("password_slip.html").render(
             slip=slip,
             reset=reset,
-            portal_url=request.app[keys.CONFIG].public_url,
-            issued_at=common.rfc3339(request.app[keys.CLOCK]()),
-            password_min=request.app[keys.CONFIG].password_min,
-            password_max=request.app[keys.CONFIG].password_max,
+            portal_url=request.app[appkeys.CONFIG].public_url,
+            issued_at=present.rfc3339(request.app[appkeys.CLOCK]()),
+            password_min=request.app[appkeys.CONFIG].password_min,
+            password_max=request.app[appkeys.CONFIG].password_max,
         )
         return web.Response(
             text=page, status=status, content_type="text/html", charset="utf-8", headers=headers
@@ -118,7 +112,7 @@ def _slip_response(request: web.Request, slip: Slip, *, status: int, reset: bool
 async def register(request: web.Request) -> web.Response:
     auth = await common.officer(request)
     new = _new_subscriber(await decode.body(request, models.NewSubscriber))
-    slip = await keys.runtime(request).registration.register(
+    slip = await request.app[appkeys.REGISTRATION].register(
         new, officer_id=auth.officer.id, officer_login=auth.officer.login
     )
     return _slip_response(request, slip, status=201, reset=False)
@@ -151,28 +145,24 @@ def _subscriber_object(
 async def search(request: web.Request) -> web.Response:
     await common.officer(request)
     query = decode.query(request, models.SearchQuery)
-    found = await keys.runtime(request).registration.search(query.q.strip())
+    found = await request.app[appkeys.REGISTRATION].search(query.q.strip())
     return json_response(
         models.Subscribers(subscribers=[_subscriber_object(request, v, c) for v, c in found])
     )
 
 
-def _subscriber_id(request: web.Request) -> int:
-    return decode.path_id(request, "id")
-
-
 @routes.get("/api/v1/ra/subscribers/{id}")
 async def view(request: web.Request) -> web.Response:
     await common.officer(request)
-    found, certs = await keys.runtime(request).registration.view(_subscriber_id(request))
+    found, certs = await request.app[appkeys.REGISTRATION].view(decode.path_id(request))
     return json_response(_subscriber_object(request, found, certs))
 
 
 @routes.post("/api/v1/ra/subscribers/{id}/password-reset")
 async def password_reset(request: web.Request) -> web.Response:
     auth = await common.officer(request)
-    slip = await keys.runtime(request).registration.reset_password(
-        _subscriber_id(request), officer_login=auth.officer.login
+    slip = await request.app[appkeys.REGISTRATION].reset_password(
+        decode.path_id(request), officer_login=auth.officer.login
     )
     return _slip_response(request, slip, status=200, reset=True)
 
@@ -181,7 +171,7 @@ async def password_reset(request: web.Request) -> web.Response:
 async def audit_log(request: web.Request) -> web.Response:
     await common.officer(request)
     query = decode.query(request, models.AuditQuery)
-    registration = keys.runtime(request).registration
+    registration = request.app[appkeys.REGISTRATION]
     if query.order == "desc":  # an extension of API.md: newest first, paged with before_id
         events = await registration.audit_events_newest_first(
             before_id=query.before_id, limit=query.limit
@@ -193,7 +183,7 @@ async def audit_log(request: web.Request) -> web.Response:
             events=[
                 models.AuditEvent(
                     id=e.id,
-                    at=common.rfc3339(e.at),
+                    at=present.rfc3339(e.at),
                     actor=e.actor,
                     action=e.action,
                     target=e.target,

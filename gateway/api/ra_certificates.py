@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import appkeys
 from gateway.api import common, decode, models
 from gateway.api.common import json_response
-from gateway.services.lifecycle import lifecycle
 
 routes = web.RouteTableDef()
 
@@ -16,7 +16,7 @@ async def revoke(request: web.Request) -> web.Response:
     auth = await common.officer(request)
     serial = decode.path_serial(request)
     body = await decode.body(request, models.Revocation)
-    row = await lifecycle(request).revocation.revoke(
+    row = await request.app[appkeys.REVOCATION].revoke(
         serial=serial,
         reason=body.reason,
         officer_id=auth.officer.id,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from db.queries.officer_factors import Factor
-from gateway import keys
-from gateway.api import common, decode, models
+from gateway import appkeys
+from gateway.api import common, decode, models, present
 from gateway.api.common import json_response
 from gateway.errors import ApiError, Kind
 from gateway.services.accounts import OfficerAuth
@@ -27,8 +27,8 @@ def _factor(f: Factor) -> models.Factor:
         id=f.id,
         kind=f.kind,
         name=f.name,
-        created_at=common.rfc3339(f.created_at),
-        last_used_at=common.rfc3339(f.last_used_at) if f.last_used_at else None,
+        created_at=present.rfc3339(f.created_at),
+        last_used_at=present.rfc3339(f.last_used_at) if f.last_used_at else None,
     )
 
 
@@ -44,7 +44,7 @@ async def _auth(request: web.Request) -> OfficerAuth:
 @routes.get("/api/v1/ra/factors")
 async def list_factors(request: web.Request) -> web.Response:
     auth = await _auth(request)
-    service = keys.runtime(request).officer_factors
+    service = request.app[appkeys.OFFICER_FACTORS]
     factors = await service.list(auth)
     return json_response(
         models.Factors(
@@ -71,7 +71,7 @@ def _enrolled(request: web.Request, done: Enrolled) -> web.Response:
 @routes.post("/api/v1/ra/factors/webauthn/options")
 async def webauthn_enrol_options(request: web.Request) -> web.Response:
     auth = await _auth(request)
-    challenge_id, options = await keys.runtime(request).officer_factors.webauthn_enrol_options(auth)
+    challenge_id, options = await request.app[appkeys.OFFICER_FACTORS].webauthn_enrol_options(auth)
     return json_response(
         models.WebAuthnOptions(challenge_id=challenge_id, options=options),
         headers={"Cache-Control": "no-store"},
@@ -82,7 +82,7 @@ async def webauthn_enrol_options(request: web.Request) -> web.Response:
 async def webauthn_enrol(request: web.Request) -> web.Response:
     auth = await _auth(request)
     body = await decode.body(request, models.WebAuthnEnrol)
-    done = await keys.runtime(request).officer_factors.webauthn_enrol(
+    done = await request.app[appkeys.OFFICER_FACTORS].webauthn_enrol(
         auth,
         challenge_id=body.challenge_id,
         credential=body.credential,
@@ -94,7 +94,7 @@ async def webauthn_enrol(request: web.Request) -> web.Response:
 @routes.post("/api/v1/ra/factors/totp/secret")
 async def totp_secret(request: web.Request) -> web.Response:
     auth = await _auth(request)
-    challenge_id, secret, uri = await keys.runtime(request).officer_factors.totp_enrol_start(auth)
+    challenge_id, secret, uri = await request.app[appkeys.OFFICER_FACTORS].totp_enrol_start(auth)
     return json_response(
         models.TotpSecret(challenge_id=challenge_id, secret=secret, uri=uri),
         headers={"Cache-Control": "no-store"},
@@ -105,7 +105,7 @@ async def totp_secret(request: web.Request) -> web.Response:
 async def totp_enrol(request: web.Request) -> web.Response:
     auth = await _auth(request)
     body = await decode.body(request, models.TotpEnrol)
-    done = await keys.runtime(request).officer_factors.totp_enrol(
+    done = await request.app[appkeys.OFFICER_FACTORS].totp_enrol(
         auth,
         challenge_id=body.challenge_id,
         code=body.code,
@@ -117,7 +117,7 @@ async def totp_enrol(request: web.Request) -> web.Response:
 @routes.post("/api/v1/ra/session/webauthn-options")
 async def webauthn_login_options(request: web.Request) -> web.Response:
     auth = await _auth(request)
-    challenge_id, options = await keys.runtime(request).officer_factors.webauthn_login_options(auth)
+    challenge_id, options = await request.app[appkeys.OFFICER_FACTORS].webauthn_login_options(auth)
     return json_response(
         models.WebAuthnOptions(challenge_id=challenge_id, options=options),
         headers={"Cache-Control": "no-store"},
@@ -138,7 +138,7 @@ async def second_factor(request: web.Request) -> web.Response:
     if webauthn and (body.challenge_id is None or body.credential is None):
         missing = "credential" if body.credential is None else "challenge_id"
         raise ApiError(Kind.INVALID_FIELD, f"{missing} is required with WebAuthn", field=missing)
-    new = await keys.runtime(request).officer_factors.complete(
+    new = await request.app[appkeys.OFFICER_FACTORS].complete(
         auth,
         challenge_id=body.challenge_id,
         credential=body.credential,

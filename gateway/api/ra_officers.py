@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from db.queries.officers import Officer
-from gateway import keys
-from gateway.api import common, models
+from gateway import appkeys
+from gateway.api import common, decode, models
 from gateway.api.common import json_response
-from gateway.errors import ApiError, Kind
 
 routes = web.RouteTableDef()
-_LOGIN = re.compile(models.OFFICER_LOGIN_PATTERN)
 
 
 def officer_object(o: Officer) -> models.OfficerEntry:
@@ -26,14 +22,12 @@ def officer_object(o: Officer) -> models.OfficerEntry:
 @routes.get("/api/v1/ra/officers")
 async def list_officers(request: web.Request) -> web.Response:
     await common.officer(request)
-    found = await keys.runtime(request).officers.list()
+    found = await request.app[appkeys.OFFICERS].list()
     return json_response(models.Officers(officers=[officer_object(o) for o in found]))
 
 
 @routes.post("/api/v1/ra/officers/{login}/unlock")
 async def unlock(request: web.Request) -> web.Response:
     auth = await common.officer(request)
-    login = request.match_info["login"]
-    if not _LOGIN.fullmatch(login):  # a name that cannot be a login is as unknown as a missing one
-        raise ApiError(Kind.NOT_FOUND, "no such officer")
-    return json_response(officer_object(await keys.runtime(request).officers.unlock(auth, login)))
+    login = decode.path_login(request)
+    return json_response(officer_object(await request.app[appkeys.OFFICERS].unlock(auth, login)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import keys, terms
+from gateway import appkeys, terms
 from gateway.api import common, decode, models
 from gateway.api.common import json_response
 from gateway.services.sessions import csrf_for
@@ -17,9 +17,9 @@ async def login(request: web.Request) -> web.Response:
     body = await decode.body(request, models.Login)
     captcha_id = body.captcha_id or ""
     captcha_answer = body.captcha_answer or ""
-    if keys.runtime(request).captcha is None:
+    if request.app[appkeys.CAPTCHA] is None:
         captcha_id = captcha_answer = ""
-    result = await keys.runtime(request).accounts.login(
+    result = await request.app[appkeys.ACCOUNTS].login(
         account=body.account,
         password=body.password,
         captcha_id=captcha_id,
@@ -53,7 +53,7 @@ async def current_session(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/session")
 async def logout(request: web.Request) -> web.Response:
     auth = await common.subscriber(request, during_forced_change=True)
-    await keys.runtime(request).accounts.logout(auth)
+    await request.app[appkeys.ACCOUNTS].logout(auth)
     response = web.Response(status=204)
     common.clear_session_cookie(request, response, common.SUBSCRIBER_COOKIE)
     return response
@@ -63,7 +63,7 @@ async def logout(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     auth = await common.subscriber(request, during_forced_change=True)
     body = await decode.body(request, models.PasswordChange)
-    await keys.runtime(request).accounts.change_password(
+    await request.app[appkeys.ACCOUNTS].change_password(
         auth, old=body.old_password, new=body.new_password, client=common.client_address(request)
     )
     return web.Response(status=204)
@@ -72,7 +72,7 @@ async def change_password(request: web.Request) -> web.Response:
 @routes.get("/api/v1/me")
 async def me(request: web.Request) -> web.Response:
     auth = await common.subscriber(request, during_forced_change=True)
-    view = await keys.runtime(request).accounts.me(auth)
+    view = await request.app[appkeys.ACCOUNTS].me(auth)
     s = view.subscriber
     return json_response(
         models.Me(
@@ -91,5 +91,5 @@ async def me(request: web.Request) -> web.Response:
 @routes.get("/api/v1/terms")
 async def get_terms(request: web.Request) -> web.Response:
     await common.subscriber(request, during_forced_change=True)
-    days = request.app[keys.CONFIG].renewal_window_days
+    days = request.app[appkeys.CONFIG].renewal_window_days
     return json_response(models.Terms(version=terms.VERSION, text=terms.text(days)))

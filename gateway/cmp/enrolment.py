@@ -18,8 +18,8 @@ import asyncpg
 from db import audit
 from db.queries import cmp as cmp_q
 from db.queries import subscribers as sub_q
+from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 
 
 @dataclass(frozen=True)

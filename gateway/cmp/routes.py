@@ -5,22 +5,20 @@ enrolment secret."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import keys
-from gateway.api import common, decode, models
+from gateway import appkeys
+from gateway.api import common, decode, models, present
 from gateway.api.common import json_response
 from gateway.cmp.enrolment import EnrolmentSecrets
 from gateway.cmp.failures import CmpFailure
 from gateway.cmp.metrics import CmpMetrics
 from gateway.cmp.server import CmpServer
 from gateway.cmp.signing import SignerResponseSigner
+from gateway.periodic import Every, periodic
 
 log = logging.getLogger("gateway.cmp")
 MEDIA = "application/pkixcmp"
@@ -28,18 +26,8 @@ PURGE_SECONDS = 60.0
 routes = web.RouteTableDef()
 
 
-@dataclass
-class CmpState:
-    server: CmpServer | None = None
-    secrets: EnrolmentSecrets | None = None
-
-
-STATE = web.AppKey("cmp", CmpState)
-
-
 async def _serve(request: web.Request, profile: str | None) -> web.Response:
-    server = request.app[STATE].server
-    assert server is not None
+    server = request.app[appkeys.CMP_SERVER]
     der = await request.read()
     if request.content_type != MEDIA:
         log.info("cmp request with content type %r", request.content_type)
@@ -60,9 +48,7 @@ async def cmp_profile(request: web.Request) -> web.Response:
 @routes.post("/api/v1/ra/subscribers/{id}/cmp-secret")
 async def issue_secret(request: web.Request) -> web.Response:
     auth = await common.officer(request)
-    enrolment = request.app[STATE].secrets
-    assert enrolment is not None
-    issued = await enrolment.issue(
+    issued = await request.app[appkeys.CMP_SECRETS].issue(
         subscriber_id=decode.path_id(request, "id"),
         officer_id=auth.officer.id,
         officer_login=auth.officer.login,
@@ -71,52 +57,45 @@ async def issue_secret(request: web.Request) -> web.Response:
         models.CmpSecret(
             reference=issued.reference,
             secret=issued.secret,
-            expires_at=common.rfc3339(issued.expires_at),
+            expires_at=present.rfc3339(issued.expires_at),
         ),
         status=201,
     )
 
 
-async def _ctx(app: web.Application) -> AsyncIterator[None]:
-    config, clock, rt = app[keys.CONFIG], app[keys.CLOCK], app[keys.RUNTIME]
-    lc = rt.lifecycle
-    state = app[STATE]
-    state.secrets = EnrolmentSecrets(pool=rt.db, clock=clock, days=config.cmp_secret_days)
-    state.server = CmpServer(
-        pool=rt.db,
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The enrolment secrets and the CMP server, over the lifecycle services."""
+    config, clock, db, signer = (
+        app[appkeys.CONFIG],
+        app[appkeys.CLOCK],
+        app[appkeys.DB],
+        app[appkeys.SIGNER],
+    )
+    app[appkeys.CMP_SECRETS] = EnrolmentSecrets(pool=db, clock=clock, days=config.cmp_secret_days)
+    app[appkeys.CMP_SERVER] = CmpServer(
+        pool=db,
         clock=clock,
-        issuance=lc.issuance,
-        revocation=lc.revocation,
-        issuers=lc.issuers,
+        issuance=app[appkeys.ISSUANCE],
+        revocation=app[appkeys.REVOCATION],
+        issuers=app[appkeys.ISSUERS],
         renewal_window_days=config.renewal_window_days,
         max_skew_seconds=config.cmp_max_skew_seconds,
         replay_window_seconds=config.cmp_replay_window_seconds,
-        metrics=CmpMetrics(app[keys.REGISTRY]),
-        response_signer=SignerResponseSigner(rt.signer) if hasattr(rt.signer, "cmp") else None,
+        metrics=CmpMetrics(app[appkeys.REGISTRY]),
+        response_signer=SignerResponseSigner(signer) if hasattr(signer, "cmp") else None,
     )
+    yield
 
-    async def purge() -> None:
-        while True:
-            await asyncio.sleep(PURGE_SECONDS)
-            try:
-                assert state.server is not None
-                await state.server.purge()
-            except Exception as exc:  # keep going; the next round retries
-                log.warning("cmp purge failed: %s", exc)
 
-    task = asyncio.create_task(purge())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def _purge(app: web.Application) -> Every:
+    """Expired transactions and replay records."""
+    return Every(PURGE_SECONDS, app[appkeys.CMP_SERVER].purge, first=PURGE_SECONDS)
 
 
 def setup_cmp(app: web.Application) -> None:
     """The CMP endpoint and its services (after the lifecycle services are built)."""
-    app[STATE] = CmpState()
-    app.cleanup_ctx.append(_ctx)
+    app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(periodic("cmp purge", _purge))
     app.add_routes(routes)
 
 

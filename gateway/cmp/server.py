@@ -37,13 +37,13 @@ from db.queries import certificates as cert_q
 from db.queries import cmp as cmp_q
 from db.queries import subscribers as sub_q
 from gateway import terms
+from gateway.clock import Clock
 from gateway.cmp import messages, protection
 from gateway.cmp.failures import CmpFailure
 from gateway.cmp.metrics import CmpMetrics
 from gateway.csr import CheckedCsr, CsrError, check_key, parse_csr
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
-from gateway.services.certificates import status as cert_status
+from gateway.services.cert_status import status as cert_status
 from gateway.services.issuance import USAGES, IssuanceService, spki_sha256
 from gateway.services.issuers import IssuerRegistry
 from gateway.services.revocation import RevocationService

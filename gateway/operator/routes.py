@@ -11,17 +11,16 @@ Grafana dashboard in ``monitoring/`` shows them all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import appkeys
 from gateway.api import common
 from gateway.api.common import json_response
 from gateway.operator.stats import Sampler, snapshot
+from gateway.periodic import Every, periodic
 
 log = logging.getLogger("gateway.operator")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -64,13 +63,15 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 
-async def _sample(app: web.Application, sampler: Sampler) -> None:
-    rt = app[keys.RUNTIME]
-    while True:
-        snap = snapshot(app[keys.REGISTRY])
+def _sampling(app: web.Application) -> Every:
+    """One snapshot of the metrics and the signer's health every ``sampler.interval``."""
+    sampler, registry, signer = app[SAMPLER], app[appkeys.REGISTRY], app[appkeys.SIGNER]
+
+    async def sample() -> None:
+        snap = snapshot(registry)
         try:
             async with asyncio.timeout(SIGNER_TIMEOUT):
-                health = await rt.signer.health()
+                health = await signer.health()
             workers = health.get("workers") or []
             snap.queue = float(health.get("queue", 0))
             snap.workers = len(workers)
@@ -79,23 +80,13 @@ async def _sample(app: web.Application, sampler: Sampler) -> None:
         except Exception:  # the page shows "down"; the next sample tries again
             snap.signer_status = "down"
         sampler.add(snap)
-        await asyncio.sleep(sampler.interval)
 
-
-async def _ctx(app: web.Application) -> AsyncIterator[None]:
-    sampler = app[SAMPLER]
-    task = asyncio.create_task(_sample(app, sampler))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return Every(sampler.interval, sample)
 
 
 def setup_operator(app: web.Application, *, interval: float = 2.0) -> None:
-    app[SAMPLER] = Sampler(app[keys.REGISTRY], interval=interval)
-    app.cleanup_ctx.append(_ctx)
+    app[SAMPLER] = Sampler(app[appkeys.REGISTRY], interval=interval)
+    app.cleanup_ctx.append(periodic("operator sampler", _sampling))
     app.router.add_get("/operator", redirect)
     app.router.add_get("/operator/", page)
     app.router.add_get("/operator/static/{name}", asset)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import keys
+from gateway import appkeys
 from gateway.portal import i18n
+from gateway.portal.render import TEMPLATES
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -24,13 +24,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'self'"
-)
-
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
 )
 
 # page name -> (template, title key); subscriber pages live under /portal/, RA pages under /ra/
@@ -84,9 +77,9 @@ def _render(
 ) -> web.Response:
     lang = i18n.pick(request.query.get("lang"), request.cookies.get(LANG_COOKIE))
     t = i18n.translator(lang)
-    cfg = request.app[keys.CONFIG]
+    cfg = request.app[appkeys.CONFIG]
     other = "en" if lang == "zh-TW" else "zh-TW"
-    html = _ENV.get_template(template).render(
+    html = TEMPLATES.get_template(template).render(
         t=t,
         lang=lang,
         other_lang=other,

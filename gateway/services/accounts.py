@@ -24,8 +24,8 @@ from db.queries import officers as officer_q
 from db.queries import sessions as session_q
 from db.queries import subscribers as sub_q
 from gateway.captcha import CaptchaService
+from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.metrics import GatewayMetrics
 from gateway.services.passwords import Passwords
 from gateway.services.ratelimit import RateLimiter

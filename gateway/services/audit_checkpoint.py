@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,8 @@ import asyncpg
 from aiohttp import web
 
 from db import checkpoints
-from gateway import keys
+from gateway import appkeys
+from gateway.periodic import Every, periodic
 from signer.checkpoints import SignedCheckpoint
 from signer.errors import SignerError
 
@@ -58,25 +59,21 @@ async def _take_logged(pool: asyncpg.Pool, signer: Any) -> None:
         log.warning("audit checkpoint failed: %s", exc)
 
 
-async def ctx(app: web.Application) -> AsyncIterator[None]:
-    """The periodic task, and the last checkpoint when the gateway stops."""
-    config, rt = app[keys.CONFIG], app[keys.RUNTIME]
-    interval = config.audit_checkpoint_seconds
-    if interval <= 0 or not hasattr(rt.signer, "sign_checkpoint"):
-        yield
-        return
+def _plan(app: web.Application) -> Every | None:
+    interval, signer = app[appkeys.CONFIG].audit_checkpoint_seconds, app[appkeys.SIGNER]
+    if interval <= 0 or not hasattr(signer, "sign_checkpoint"):
+        return None
+    pool = app[appkeys.DB]
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await _take_logged(rt.db, rt.signer)
+    async def job() -> None:
+        await _take_logged(pool, signer)
 
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def last() -> None:  # may not hold up a stop for longer than SHUTDOWN_SECONDS
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_take_logged(rt.db, rt.signer), SHUTDOWN_SECONDS)
+            await asyncio.wait_for(_take_logged(pool, signer), SHUTDOWN_SECONDS)
+
+    return Every(interval, job, first=interval, last=last)
+
+
+# cleanup_ctx: the periodic task, and the last checkpoint when the gateway stops
+timer = periodic("audit checkpoint", _plan)

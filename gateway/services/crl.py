@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from db.queries import crls as crl_q
-from gateway.keys import Clock
+from gateway.clock import Clock
 from gateway.services.issuance import SignerOps
 from gateway.services.issuers import IssuerRegistry
 from signer.protocol import CrlRequest, RevokedEntry

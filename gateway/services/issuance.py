@@ -44,9 +44,9 @@ from db.batch import Batcher
 from db.queries import certificates as cert_q
 from db.queries import subscribers as sub_q
 from gateway import terms
+from gateway.clock import Clock
 from gateway.csr import CheckedCsr, CsrError, parse_csr
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.metrics import GatewayMetrics, key_label
 from gateway.services.issuers import IssuerRegistry
 from gateway.signer_errors import retry_headers

@@ -20,7 +20,7 @@ import asyncpg
 
 from db import audit
 from db.queries import renewals as renewal_q
-from gateway.keys import Clock
+from gateway.clock import Clock
 
 log = logging.getLogger("gateway.notices")
 STALE_CLAIM = timedelta(minutes=10)

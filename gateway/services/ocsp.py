@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from db.queries import ocsp as ocsp_q
-from gateway.keys import Clock
+from gateway.clock import Clock
 from gateway.services.issuance import SignerOps
 from gateway.services.issuers import IssuerRegistry
 from gateway.services.ocsp_budget import TokenBucket, UnknownCache

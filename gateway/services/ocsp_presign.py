@@ -17,18 +17,19 @@ Several gateways may run the periodic job; a PostgreSQL advisory lock lets one o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+from aiohttp import web
 from cryptography import x509
 
 from db.queries import ocsp as q
+from gateway import appkeys
+from gateway.periodic import CleanupCtx, Every, periodic
 from signer.protocol import OcspRequest, Result
 
 log = logging.getLogger("gateway.ocsp_presign")
@@ -53,10 +54,6 @@ class PresignStats:
     errors: int = 0
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def per_second(self) -> float:
-        return self.signed / self.seconds if self.seconds > 0 else 0.0
 
 
 class OcspPresigner:
@@ -206,77 +203,66 @@ PRESIGN_START_DELAY_SECONDS = 5.0  # let the gateway finish starting
 GAUGE_INTERVAL_SECONDS = 30.0
 
 
-async def _periodic(presigner: OcspPresigner, issuers: Any) -> None:
+def _presign(app: web.Application) -> Every | None:
     """Incremental runs: only certificates without a response valid for the refresh margin."""
-    await asyncio.sleep(PRESIGN_START_DELAY_SECONDS)
-    while True:
-        try:
-            names = [i.name for i in issuers.issuers if i.name in issuers.ids and not i.offline]
-            done = await presigner.run_locked(names, refresh_margin=DEFAULT_REFRESH_MARGIN)
-            for stats in done or []:
-                if stats.signed or stats.errors:
-                    log.info(
-                        "OCSP responses pre-signed",
-                        extra={
-                            "issuer": stats.issuer,
-                            "signed": stats.signed,
-                            "errors": stats.errors,
-                            "seconds": round(stats.seconds, 2),
-                        },
-                    )
-        except Exception as exc:  # the next round retries; the responder signs meanwhile
-            log.warning("OCSP pre-signing failed: %s", exc)
-        await asyncio.sleep(PRESIGN_INTERVAL_SECONDS)
+    signer, issuers = app[appkeys.SIGNER], app[appkeys.ISSUERS]
+    if not hasattr(signer, "sign_ocsp") or not issuers.issuers:
+        return None
+    presigner = OcspPresigner(
+        pool=app[appkeys.DB],
+        signer=signer,  # type: ignore[arg-type]
+        clock=app[appkeys.CLOCK],
+        metrics=app[appkeys.METRICS],
+    )
+
+    async def job() -> None:
+        names = [i.name for i in issuers.issuers if i.name in issuers.ids and not i.offline]
+        done = await presigner.run_locked(names, refresh_margin=DEFAULT_REFRESH_MARGIN)
+        for stats in done or []:
+            if stats.signed or stats.errors:
+                log.info(
+                    "OCSP responses pre-signed",
+                    extra={
+                        "issuer": stats.issuer,
+                        "signed": stats.signed,
+                        "errors": stats.errors,
+                        "seconds": round(stats.seconds, 2),
+                    },
+                )
+
+    # a failed round: the next one retries; the responder signs on demand meanwhile
+    return Every(PRESIGN_INTERVAL_SECONDS, job, first=PRESIGN_START_DELAY_SECONDS)
 
 
-async def _crl_gauges(pool: asyncpg.Pool, issuers: Any, metrics: Any) -> None:
+def _crl_gauges(app: web.Application) -> Every:
     """thisUpdate/nextUpdate of each stored CRL, for the "CRL older than nextUpdate" alert."""
-    while True:
-        try:
-            rows = await pool.fetch(
-                "SELECT issuer_id, this_update, next_update FROM crl_state WHERE der IS NOT NULL"
-            )
-            for r in rows:
-                issuer = issuers.by_id(r["issuer_id"])
-                if issuer is None:
-                    continue
-                metrics.crl_this_update.labels(issuer=issuer.name).set(r["this_update"].timestamp())
-                metrics.crl_next_update.labels(issuer=issuer.name).set(r["next_update"].timestamp())
-            for issuer in issuers.issuers:  # roots: the ceremony's CRL file
-                if issuer.offline and issuer.crl_path is not None and issuer.crl_path.exists():
-                    crl = x509.load_der_x509_crl(issuer.crl_path.read_bytes())
-                    metrics.crl_this_update.labels(issuer=issuer.name).set(
-                        crl.last_update_utc.timestamp()
+    pool, issuers, metrics = app[appkeys.DB], app[appkeys.ISSUERS], app[appkeys.METRICS]
+
+    async def job() -> None:
+        rows = await pool.fetch(
+            "SELECT issuer_id, this_update, next_update FROM crl_state WHERE der IS NOT NULL"
+        )
+        for r in rows:
+            issuer = issuers.by_id(r["issuer_id"])
+            if issuer is None:
+                continue
+            metrics.crl_this_update.labels(issuer=issuer.name).set(r["this_update"].timestamp())
+            metrics.crl_next_update.labels(issuer=issuer.name).set(r["next_update"].timestamp())
+        for issuer in issuers.issuers:  # roots: the ceremony's CRL file
+            if issuer.offline and issuer.crl_path is not None and issuer.crl_path.exists():
+                crl = x509.load_der_x509_crl(issuer.crl_path.read_bytes())
+                metrics.crl_this_update.labels(issuer=issuer.name).set(
+                    crl.last_update_utc.timestamp()
+                )
+                if crl.next_update_utc is not None:
+                    metrics.crl_next_update.labels(issuer=issuer.name).set(
+                        crl.next_update_utc.timestamp()
                     )
-                    if crl.next_update_utc is not None:
-                        metrics.crl_next_update.labels(issuer=issuer.name).set(
-                            crl.next_update_utc.timestamp()
-                        )
-        except Exception as exc:
-            log.warning("reading CRL state for metrics failed: %s", exc)
-        await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
+
+    return Every(GAUGE_INTERVAL_SECONDS, job)
 
 
-async def ctx(app: Any) -> AsyncIterator[None]:
-    """cleanup_ctx (after the lifecycle's): the periodic job, CRL gauges, and the database
-    pool collector. (The responder reads the stored answers itself: gateway/services/ocsp.py.)"""
-    from gateway import keys
-
-    rt, metrics, clock = app[keys.RUNTIME], app[keys.METRICS], app[keys.CLOCK]
-    metrics.db_pool.pool = lambda: rt.db
-    lc = getattr(rt, "lifecycle", None)
-    tasks: list[asyncio.Task[None]] = []
-    if lc is not None:
-        tasks.append(asyncio.create_task(_crl_gauges(rt.db, lc.issuers, metrics)))
-        if hasattr(rt.signer, "sign_ocsp") and lc.issuers.issuers:
-            presigner = OcspPresigner(pool=rt.db, signer=rt.signer, clock=clock, metrics=metrics)
-            tasks.append(asyncio.create_task(_periodic(presigner, lc.issuers)))
-    try:
-        yield
-    finally:
-        metrics.db_pool.pool = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+def timers() -> list[CleanupCtx]:
+    """The periodic job and the CRL gauges (after the services are built). The responder
+    reads the stored answers itself: gateway/services/ocsp.py."""
+    return [periodic("OCSP pre-signing", _presign), periodic("CRL gauges", _crl_gauges)]

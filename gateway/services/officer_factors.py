@@ -44,8 +44,8 @@ from webauthn.helpers.structs import (
 from db import audit
 from db.queries import officer_factors as q
 from db.queries import sessions as session_q
+from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.services.accounts import LOCKED, OfficerAuth
 from gateway.services.sessions import NewSession, SessionStore
 

@@ -12,8 +12,8 @@ import asyncpg
 
 from db import audit
 from db.queries import officers as officer_q
+from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.services.accounts import OfficerAuth
 
 

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping
 import asyncpg
 
 from db.queries import ratelimit as q
+from gateway.clock import Clock
 from gateway.config import RateLimits
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.metrics import GatewayMetrics
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

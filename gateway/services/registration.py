@@ -11,8 +11,8 @@ from db.queries import certificates as cert_q
 from db.queries import sessions as session_q
 from db.queries import subscribers as sub_q
 from gateway import identity
+from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.services.passwords import Passwords, generate_account_name
 
 

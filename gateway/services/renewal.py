@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from db.queries import certificates as cert_q
 from db.queries import renewals as renewal_q
 from db.queries import subscribers as sub_q
+from gateway.clock import Clock
 from gateway.csr import CsrError, parse_csr, request_der, request_public_key
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
-from gateway.services.certificates import status
+from gateway.services.cert_status import status
 from gateway.services.issuance import IssuanceService, check_terms, csr_error, spki_sha256
 
 CHALLENGE_BYTES = 32

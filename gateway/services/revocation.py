@@ -12,8 +12,8 @@ from db import audit
 from db.queries import certificates as cert_q
 from db.queries import crls as crl_q
 from db.queries import revocations as revocation_q
+from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
-from gateway.keys import Clock
 from gateway.metrics import GatewayMetrics
 from gateway.services.crl import CrlService
 

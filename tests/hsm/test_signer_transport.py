@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import _default_signer
+from gateway.composition import _default_signer
 from gateway.config import gateway_config
 from hsm_config.config import load
 from signer.client import SignerClient

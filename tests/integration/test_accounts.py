@@ -239,7 +239,7 @@ async def test_requests_in_flight_share_one_session_check(
     """Concurrent requests are authenticated by one statement, and each still gets its own
     answer: live sessions pass (an old one is touched), an idle one is refused and deleted, an
     officer's session is no subscriber's, an unknown cookie is refused."""
-    from gateway import keys
+    from gateway import appkeys
     from gateway.services.sessions import digest
 
     live = [await active_subscriber(new_client, officer) for _ in range(3)]
@@ -263,7 +263,7 @@ async def test_requests_in_flight_share_one_session_check(
     impostor = new_client()
     impostor.set_cookie("ca_session", officer.cookie("ca_ra_session") or "")
 
-    batcher = server.app[keys.RUNTIME].accounts._sessions
+    batcher = server.app[appkeys.ACCOUNTS]._sessions
     batches_before = batcher.batches
     callers = [*clients, *clients, idle_client, stranger, impostor]
     answers = await asyncio.gather(*(c.call("GET", "/api/v1/me") for c in callers))

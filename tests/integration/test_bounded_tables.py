@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from db.queries import captcha as captcha_q
 from db.queries import lockout
 from db.queries import ratelimit as ratelimit_q
-from gateway import captcha, keys
+from gateway import appkeys, captcha
 from gateway.config import GatewayConfig, RateLimits
 from gateway.services import housekeeping
 from tests.integration.conftest import Client, FakeClock
@@ -105,7 +105,7 @@ async def test_unknown_name_floods_stay_bounded(
         await _wait_until(lambda t=table: _le(lockout.count_unknown(db_pool, t), UNKNOWN_CAP))
 
     # the purge itself, run with the injected clock past the retention of unknown names
-    config: GatewayConfig = server.app[keys.CONFIG]
+    config: GatewayConfig = server.app[appkeys.CONFIG]
     clock.advance(3600 + 1)
     await housekeeping.purge(db_pool, clock(), housekeeping.Bounds.from_config(config))
     for table in ("unknown_login_failures", "unknown_officer_failures"):
@@ -118,7 +118,7 @@ async def test_captcha_rate_limit_and_buckets_purged(
     """captcha_per_address trips at its value from one peer whatever X-Forwarded-For says
     (no trusted proxy configured), refills, and 0 switches it off; buckets of a flood of
     distinct accounts are gone once they have refilled."""
-    limiter = server.app[keys.RUNTIME].ratelimits
+    limiter = server.app[appkeys.RATELIMITS]
     base = dataclasses.replace(RateLimits.off(), window_seconds=60)
     try:
         limiter.limits = dataclasses.replace(base, captcha_per_address=3)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from gateway import keys
+from gateway import appkeys
 from tests.integration import lifecycle
 from tests.integration.conftest import active_subscriber
 from tests.integration.lifecycle import (
@@ -243,11 +243,11 @@ async def test_crl_endpoints_and_refresh(new_client: Any, server: Any, clock: An
         == x509.load_der_x509_certificate((await c.call("GET", "/ca/root-1.crt")).body).subject
     )
     before = _crl((await c.call("GET", "/crl/issuing-1.crl")).body)
-    lc = server.app[keys.RUNTIME].lifecycle
-    assert await lc.crl.refresh_due() == 0  # nothing due yet
+    crl_service = server.app[appkeys.CRL]
+    assert await crl_service.refresh_due() == 0  # nothing due yet
     clock.advance(301)  # [gateway] crl_refresh_seconds
     try:
-        assert await lc.crl.refresh_due() >= 1
+        assert await crl_service.refresh_due() >= 1
     finally:
         clock.advance(-301)
     after = _crl((await c.call("GET", "/crl/issuing-1.crl")).body)
@@ -281,8 +281,9 @@ async def test_chain_checks_with_the_root_crl_and_the_issuing_crl(
     cdp = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert cdp[0].full_name[0].value.endswith("/crl/root-1.crl")
     crls = tmp_path / "crls.pem"
-    lc = server.app[keys.RUNTIME].lifecycle  # an issuing CRL dated by this module's clock
-    await lc.crl.regenerate(lc.issuers.ids["issuing-1"])
+    # an issuing CRL dated by this module's clock
+    crl_service, issuers = server.app[appkeys.CRL], server.app[appkeys.ISSUERS]
+    await crl_service.regenerate(issuers.ids["issuing-1"])
 
     async def verify(*names: str) -> tuple[int, str]:
         crls.write_bytes(b"".join([await _crl_pem(c, n) for n in names]))

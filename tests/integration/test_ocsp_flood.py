@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from db.pool import connect
-from gateway import keys, terms
+from gateway import appkeys, terms
 from gateway.services import ocsp_presign
 from gateway.services.ocsp_budget import TokenBucket
 from gateway.services.ocsp_presign import OcspPresigner
@@ -306,7 +306,7 @@ async def test_what_costs_a_signature(
     ca_config: Path,
     signer_metrics_port: int,
 ) -> None:
-    responder = server.app[keys.RUNTIME].lifecycle.ocsp
+    responder = server.app[appkeys.OCSP]
     base_url = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         first_slot, second_slot = await slots(owner_url, 1)
@@ -427,7 +427,7 @@ async def test_a_flood_does_not_drive_the_token_nor_slow_issuance(
 ) -> None:
     """Baseline and flood alternate (``ROUNDS`` times), so that the load of the machine the
     test shares weighs on both alike; the flood runs 2x as long as the baseline in all."""
-    config = server.app[keys.CONFIG]
+    config = server.app[appkeys.CONFIG]
     rate, burst = config.ocsp_fresh_per_second, config.ocsp_fresh_burst
     assert (rate, burst) == (50, 50)  # the defaults
     base_s, flood_s = BASE_SECONDS / ROUNDS, FLOOD_SECONDS / ROUNDS
@@ -500,10 +500,10 @@ async def test_crl_numbers_from_a_database_that_went_back_are_refused(
     owner_url: str,
     signer_metrics_port: int,
 ) -> None:
-    lc = server.app[keys.RUNTIME].lifecycle
-    issuer_id = lc.issuers.ids["issuing-1"]
-    await lc.crl.regenerate(issuer_id)  # the gateway's numbers increase: accepted
-    der = await lc.crl.regenerate(issuer_id)
+    crl_service, issuers = server.app[appkeys.CRL], server.app[appkeys.ISSUERS]
+    issuer_id = issuers.ids["issuing-1"]
+    await crl_service.regenerate(issuer_id)  # the gateway's numbers increase: accepted
+    der = await crl_service.regenerate(issuer_id)
     last = (
         x509.load_der_x509_crl(der)
         .extensions.get_extension_for_class(x509.CRLNumber)
@@ -519,7 +519,7 @@ async def test_crl_numbers_from_a_database_that_went_back_are_refused(
         )
         before = await signer_metrics(signer_metrics_port)
         with pytest.raises(SignerError) as refused:
-            await lc.crl.regenerate(issuer_id)
+            await crl_service.regenerate(issuer_id)
         assert refused.value.kind is ErrorKind.CRL_NUMBER_NOT_INCREASING
         after = await signer_metrics(signer_metrics_port)
         assert (
@@ -537,5 +537,5 @@ async def test_crl_numbers_from_a_database_that_went_back_are_refused(
         )
     finally:
         await conn.close()
-    crl = x509.load_der_x509_crl(await lc.crl.regenerate(issuer_id))
+    crl = x509.load_der_x509_crl(await crl_service.regenerate(issuer_id))
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == last + 1

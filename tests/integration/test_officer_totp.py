@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 
 from db import admin
 from db.queries import officers
-from gateway import keys
+from gateway import appkeys
 from gateway.services.officer_factors import CHALLENGE_TTL
 from tests.integration.conftest import Client, FakeClock
 
@@ -334,6 +334,6 @@ async def test_challenges_stay_bounded_and_expire(
         officer_id = await conn.fetchval("SELECT id FROM ra_officers WHERE login = $1", login)
         assert await conn.fetchval(count, officer_id) == 1
     clock.advance(CHALLENGE_TTL.total_seconds() + 1)
-    assert await server.app[keys.RUNTIME].officer_factors.purge_expired(clock()) >= 1
+    assert await server.app[appkeys.OFFICER_FACTORS].purge_expired(clock()) >= 1
     async with db_pool.acquire() as conn:
         assert await conn.fetchval(count, officer_id) == 0

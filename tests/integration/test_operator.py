@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway import keys
+from gateway import appkeys
 from gateway.operator.routes import SAMPLER
 from gateway.operator.stats import quantile, snapshot
 from tests.integration.conftest import active_subscriber
@@ -58,9 +58,9 @@ async def test_stats_need_an_officer_session(new_client: Any, officer: Any) -> N
 
 async def test_series_from_the_registry(server: TestServer, officer: Any) -> None:
     app = server.app
-    metrics, sampler = app[keys.METRICS], app[SAMPLER]
+    metrics, sampler = app[appkeys.METRICS], app[SAMPLER]
     sampler.snaps.clear()
-    sampler.add(snapshot(app[keys.REGISTRY], at=1000.0))
+    sampler.add(snapshot(app[appkeys.REGISTRY], at=1000.0))
     for _ in range(90):
         metrics.certificates_issued.labels(profile="signing", key="p256").inc()
         metrics.issuance_latency.labels(operation="issue").observe(0.012)
@@ -68,7 +68,7 @@ async def test_series_from_the_registry(server: TestServer, officer: Any) -> Non
         metrics.certificates_issued.labels(profile="encryption", key="rsa2048").inc()
         metrics.issuance_latency.labels(operation="issue").observe(0.2)
     metrics.requests.labels("/api/v1/certificates", "POST", "503").inc(4)
-    sampler.add(snapshot(app[keys.REGISTRY], at=1002.0))
+    sampler.add(snapshot(app[appkeys.REGISTRY], at=1002.0))
     body = (await officer.call("GET", "/operator/api/stats")).json
     s = body["series"]
     assert s["t"] == [1002.0]

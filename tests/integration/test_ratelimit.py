@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
 
 from db.queries import officers
-from gateway import keys
+from gateway import appkeys
 from gateway.config import RateLimits
 from tests.integration.conftest import Client, FakeClock, Resp, active_subscriber
 
@@ -54,7 +54,7 @@ class Limits:
     """Switch the running gateway's limits (the limiter reads them on every attempt)."""
 
     def __init__(self, server: TestServer) -> None:
-        self.limiter = server.app[keys.RUNTIME].ratelimits
+        self.limiter = server.app[appkeys.RATELIMITS]
 
     def only(self, **on: int) -> None:
         self.limiter.limits = dataclasses.replace(
@@ -209,7 +209,7 @@ async def test_over_the_limit_is_not_evaluated(
     c = new_client()
     for _ in range(2):
         assert (await _login(c, slip["account"], "wrong", _addr())).status == 401
-    hashing = server.app[keys.RUNTIME].accounts.passwords.executor
+    hashing = server.app[appkeys.ACCOUNTS].passwords.executor
     done_before = hashing.completed
     failed_events = await db_pool.fetchval("SELECT count(*) FROM audit_events")
     for password in ("wrong", pw):

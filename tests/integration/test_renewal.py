@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from cryptography import x509
 
-from gateway import keys, terms
+from gateway import appkeys, terms
 from tests.integration import lifecycle
 from tests.integration.conftest import active_subscriber
 from tests.integration.lifecycle import (
@@ -242,7 +242,7 @@ async def test_notice_sent_once(
     inbox, _ = smtp
     c, slip, _, old = await _issued(new_client, officer)
     email_to = (await c.call("GET", "/api/v1/me")).json["email"]
-    notices = server.app[keys.RUNTIME].lifecycle.notices
+    notices = server.app[appkeys.NOTICES]
     await notices.run_once()
     mine = [m for rcpt, m in inbox.messages if rcpt == [email_to]]
     assert len(mine) == 1

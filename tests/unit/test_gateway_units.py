@@ -14,7 +14,7 @@ import pytest
 from db.audit import GENESIS, row_hash
 from db.queries.certificates import CertificateRow
 from gateway.errors import HTTP_STATUS, ApiError, Kind
-from gateway.services.certificates import status
+from gateway.services.cert_status import status
 from gateway.services.passwords import Passwords, generate_account_name
 
 
