@@ -25,14 +25,15 @@ from pathlib import Path
 import asyncpg
 from argon2 import PasswordHasher
 
+from config.loader import ConfigError, load, read_secret
 from db import audit, checkpoints, roles
 from db.embedded import Cluster, EmbeddedError, ensure_running
 from db.migrate import MigrationError, migrate
 from db.pool import connect
 from db.queries import officer_factors, officers
 from db.queries import sessions as session_q
-from hsm_config import journal, role_keys
-from hsm_config.config import ConfigError, load, read_secret
+from hsm_config import journal
+from signer import role_keys
 from signer.checkpoints import read_ledger
 
 OFFICER_PASSWORD_MIN = 10

@@ -9,10 +9,10 @@ import sys
 
 from aiohttp import web
 
+from config.identities import shared_identity_reason
+from config.loader import ConfigError, RawConfig, load
 from gateway import logs
 from gateway.config import gateway_config
-from hsm_config.config import ConfigError, RawConfig, load
-from hsm_config.identities import shared_identity_reason
 
 log = logging.getLogger("gateway")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, read_secret
-from hsm_config.manifest import manifest_path
+from config.loader import ConfigError, RawConfig, as_int, check_keys, read_secret
+from config.manifest import manifest_path
 from signer.client import ClientTls
 
 APP_PASSWORD_FILE = "secrets/db-app.password"  # noqa: S105 -- a path (db/roles.py writes it)

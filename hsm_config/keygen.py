@@ -29,15 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from hsm_config.config import (
-    ONLINE_TOKEN,
-    ROOT_TOKEN,
-    RawConfig,
-    TokenConfig,
-    check_keys,
-    read_secret,
-)
-from hsm_config.config import TOKEN_KEYS as _TOKEN_KEYS
+from config.loader import RawConfig, check_keys, read_secret
+from config.token import ONLINE_TOKEN, ROOT_TOKEN, TokenConfig
+from config.token import TOKEN_KEYS as _TOKEN_KEYS
 from signer.errors import SignerError
 from signer.hsm.errors import describe
 from signer.hsm.keys import signature_hash

@@ -11,8 +11,9 @@ import sys
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from hsm_config.config import ConfigError, config_path, load, token_config
-from hsm_config.identities import shared_identity_reason
+from config.identities import shared_identity_reason
+from config.loader import ConfigError, config_path, load
+from config.token import token_config
 from signer.allocator import preload_library, worker_environment
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import SignerError

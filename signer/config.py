@@ -15,10 +15,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
-from hsm_config.identities import resolve_gid, resolve_uid
-from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
-from hsm_config.role_keys import AUDIT, CMP
+from config.identities import resolve_gid, resolve_uid
+from config.loader import ConfigError, RawConfig, as_int, check_keys
+from config.manifest import IssuerEntry, load_manifest, manifest_path
+from config.token import token_config
 from signer.allocator import ALLOCATORS
 from signer.issuance.bounds import (
     DEFAULT_CRL_MAX_VALIDITY_HOURS,
@@ -28,6 +28,7 @@ from signer.issuance.bounds import (
     Bounds,
 )
 from signer.issuance.profile import Profile, parse_profiles
+from signer.role_keys import AUDIT, CMP
 from signer.tls import ClientPins, server_context
 
 SIGNER_KEYS = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_config.config import ConfigError, load
+from config.loader import ConfigError, load
 from signer.config import load_signer_config
 from tests.support.signer_proc import running_signer
 

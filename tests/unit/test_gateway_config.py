@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from config.loader import ConfigError, load
 from gateway.config import gateway_config
-from hsm_config.config import ConfigError, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ca.example.toml"
 

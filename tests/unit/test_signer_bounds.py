@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_config.config import ConfigError, load
+from config.loader import ConfigError, load
 from signer.crl_numbers import CrlNumbers
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.bounds import Bounds

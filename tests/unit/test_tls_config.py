@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from config.loader import ConfigError, load
 from gateway.config import GatewayConfig, gateway_config
-from hsm_config.config import ConfigError, load
 from signer.client import SignerClient
 from signer.config import _allowed_clients
 from signer.devcerts import TransportFiles, make_transport_certs
