@@ -11,8 +11,9 @@ from aiohttp import web
 
 from config.identities import shared_identity_reason
 from config.loader import ConfigError, RawConfig, load
-from gateway import logs
+from config.logs import configure_logging
 from gateway.config import gateway_config
+from gateway.middlewares import request_log_fields
 
 log = logging.getLogger("gateway")
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print("configuration ok")
         return 0
-    logs.configure(config.log_level)
+    configure_logging(config.log_level, context=request_log_fields)
     if not config.database_url and config.embedded_pg_dir is not None:
         from db.embedded import Cluster, EmbeddedError, ensure_running
 

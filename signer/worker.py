@@ -33,6 +33,7 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from config.loader import ConfigError, load
+from config.logs import configure_logging
 from config.token import token_config
 from signer.checkpoints import AuditSigner
 from signer.cmp_protection import CmpSigner, CmpSlot
@@ -461,11 +462,7 @@ class Worker:
 def worker_main(config_path: str, index: int, sock: socket.socket, stagger: float) -> None:
     """Entry point of a worker process (started with the ``spawn`` method)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when workers stop
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s worker-{index} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging("info", fields={"worker": index})  # the daemon's format, with the index
     cfg = load(config_path)
     scfg = load_signer_config(cfg)
     if scfg.pin_cpus and hasattr(os, "sched_setaffinity"):
