@@ -83,21 +83,6 @@ def _coerce(current: Any, text: str, where: str) -> Any:
     return text
 
 
-def as_int(value: Any) -> int | None:
-    """An integer setting as a component reads it: an int from the file, or the text of an
-    environment override of a key the file leaves out (which has no type to take)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
 def apply_env_overrides(
     data: dict[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -143,6 +128,14 @@ def check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> Non
         raise ConfigError(f"[{where}]: unknown key(s) {', '.join(unknown)}")
 
 
+def read_secret_file(path: Path, where: str) -> str:
+    """A secret kept in a file (stripped); a file that cannot be read is a ConfigError."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from exc
+
+
 def read_secret(
     cfg: RawConfig, section: Mapping[str, Any], name: str, where: str, required: bool = True
 ) -> str | None:
@@ -154,11 +147,7 @@ def read_secret(
             return value
     file_name = section.get(f"{name}_file")
     if file_name:
-        path = cfg.resolve(str(file_name))
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"[{where}] {name}_file: cannot read {path}: {exc.strerror}") from exc
+        return read_secret_file(cfg.resolve(str(file_name)), f"[{where}] {name}_file")
     if required:
         raise ConfigError(f"[{where}]: set {name}_file or {name}_env (secrets are never inline)")
     return None
