@@ -319,9 +319,10 @@ def main() -> int:
 
     from devstack_db import ensure_first_officer, start_database
 
+    from config.sections import database_url
     from db.roles import ensure_roles
 
-    if os.environ.get("DATABASE_URL"):
+    if database_url():  # DATABASE_URL, as the gateway and ca-admin read it
         stop_db = None
         say("using DATABASE_URL")
     else:
