@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.loader import ConfigError, RawConfig, check_keys, read_secret
+from config.loader import ConfigError, RawConfig, read_secret
+from config.sections import Section, parse_section
 
 
 @dataclass(frozen=True)
@@ -23,20 +24,37 @@ class TokenConfig:
         return f"TokenConfig(module={str(self.module)!r}, label={self.label!r}, pin=***)"
 
 
-TOKEN_KEYS = {"module", "label", "pin_file", "pin_env", "so_pin_file", "so_pin_env"}
+class TokenSection(Section):
+    """``[token]`` / ``[roottoken]`` as the file has them; PINs only as a file or a variable."""
+
+    module: str = ""  # the PKCS#11 module (a shared library)
+    label: str = ""
+    pin_file: str = ""
+    pin_env: str = ""
+    so_pin_file: str = ""
+    so_pin_env: str = ""
+
+    def secrets(self) -> dict[str, str]:
+        """The ``*_file`` / ``*_env`` keys, as ``read_secret`` takes them."""
+        return {k: getattr(self, k) for k in ("pin_file", "pin_env", "so_pin_file", "so_pin_env")}
+
+
 ONLINE_TOKEN = "token"  # noqa: S105 -- a section name: issuing CA + OCSP responder keys
 ROOT_TOKEN = "roottoken"  # noqa: S105 -- a section name: the root key, ceremonies only
 
 
+def token_section(cfg: RawConfig, section: str = ONLINE_TOKEN) -> TokenSection:
+    """The parsed section; module and label are required."""
+    sec = parse_section(cfg, section, TokenSection)
+    if not sec.module or not sec.label:
+        raise ConfigError(f"[{section}]: module and label are required")
+    return sec
+
+
 def token_config(cfg: RawConfig, section: str = ONLINE_TOKEN) -> TokenConfig:
     """The token of ``section``: ``[token]`` (online) or ``[roottoken]`` (offline root)."""
-    sec = cfg.section(section)
-    check_keys(sec, TOKEN_KEYS, section)
-    module = sec.get("module")
-    label = sec.get("label")
-    if not module or not label:
-        raise ConfigError(f"[{section}]: module and label are required")
-    pin = read_secret(cfg, sec, "pin", section)
+    sec = token_section(cfg, section)
+    pin = read_secret(cfg, sec.secrets(), "pin", section)
     assert pin is not None
-    so_pin = read_secret(cfg, sec, "so_pin", section, required=False)
-    return TokenConfig(module=Path(str(module)), label=str(label), pin=pin, so_pin=so_pin)
+    so_pin = read_secret(cfg, sec.secrets(), "so_pin", section, required=False)
+    return TokenConfig(module=Path(sec.module), label=sec.label, pin=pin, so_pin=so_pin)
