@@ -28,11 +28,11 @@ sys.path.insert(0, str(REPO))
 async def crl_once(dsn: str, sock: Path, config: Path, issuer: str, entries: int) -> dict:
     from cryptography import x509
 
+    from config.loader import load
+    from config.manifest import manifest_path
     from db.pool import create_pool
     from gateway.services.crl import CrlService
     from gateway.services.issuers import IssuerRegistry
-    from hsm_config.config import load
-    from hsm_config.manifest import manifest_path
     from signer.client import SignerClient
 
     pool = await create_pool(dsn, min_size=1, max_size=4)

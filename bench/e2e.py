@@ -426,9 +426,9 @@ async def verify_stored(dsn: str, config: Path, certs: list[str], expected: int)
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    from config.loader import load as load_config
+    from config.manifest import load_manifest, manifest_path
     from db.pool import connect
-    from hsm_config.config import load as load_config
-    from hsm_config.manifest import load_manifest, manifest_path
 
     issuing = next(
         e for e in load_manifest(manifest_path(load_config(config))) if e.active

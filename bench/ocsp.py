@@ -60,10 +60,10 @@ async def seed(dsn: str, config: Path, n: int) -> str:
     """Migrate, register the issuers from the manifest, insert ``n`` issued certificates."""
     from cryptography.hazmat.primitives import serialization
 
+    from config.loader import load
+    from config.manifest import load_manifest, manifest_path
     from db.migrate import migrate
     from db.pool import connect
-    from hsm_config.config import load
-    from hsm_config.manifest import load_manifest, manifest_path
 
     conn = await connect(dsn)
     try:

@@ -43,8 +43,9 @@ def _setup_softhsm(root: Path) -> None:
 def _raw_worker(config: str, index: int, seconds: float, start_at: float, out: mp.Queue) -> None:
     from pkcs11 import Mechanism
 
-    from hsm_config.config import load, token_config
-    from hsm_config.manifest import load_manifest, manifest_path
+    from config.loader import load
+    from config.manifest import load_manifest, manifest_path
+    from config.token import token_config
     from signer.hsm.token import TokenHandle
 
     cfg = load(config)
@@ -70,7 +71,7 @@ def _raw_worker(config: str, index: int, seconds: float, start_at: float, out: m
 
 def worker_allocator(config: Path) -> tuple[str, dict[str, str]]:
     """The signer workers' allocator under ``config``, and the environment that gives it."""
-    from hsm_config.config import load
+    from config.loader import load
     from signer.allocator import preload_library, worker_environment
     from signer.config import load_signer_config
 
@@ -149,8 +150,8 @@ def issue_rate(config: Path, workers: int, seconds_hint: float, raw: float) -> t
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    from hsm_config.config import load
-    from hsm_config.manifest import load_manifest, manifest_path
+    from config.loader import load
+    from config.manifest import load_manifest, manifest_path
     from tests.support.signer_proc import running_signer, socket_of
 
     spki = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -25,14 +25,16 @@ from pathlib import Path
 import asyncpg
 from argon2 import PasswordHasher
 
+from config.loader import ConfigError, load, read_secret
+from config.sections import DatabaseSection, database_url, embedded_database_dir, parse_section
 from db import audit, checkpoints, roles
 from db.embedded import Cluster, EmbeddedError, ensure_running
 from db.migrate import MigrationError, migrate
 from db.pool import connect
 from db.queries import officer_factors, officers
 from db.queries import sessions as session_q
-from hsm_config import journal, role_keys
-from hsm_config.config import ConfigError, load, read_secret
+from hsm_config import journal
+from signer import role_keys
 from signer.checkpoints import read_ledger
 
 OFFICER_PASSWORD_MIN = 10
@@ -45,11 +47,10 @@ class AdminError(Exception):
 
 def _embedded_dir(config: str | None) -> Path | None:
     """The embedded cluster's folder, or None when [database] url / DATABASE_URL is set."""
-    if os.environ.get("DATABASE_URL"):
+    if database_url():
         return None
     cfg = load(config)
-    url = cfg.section("database").get("url", "")
-    return None if url else cfg.base_dir / "pg"
+    return embedded_database_dir(cfg, parse_section(cfg, "database", DatabaseSection))
 
 
 @dataclass(frozen=True)
@@ -68,22 +69,25 @@ def owner_target(config: str | os.PathLike[str] | None, start: bool = False) -> 
     with ``start``, i.e. ``--start-db``; a stopped one is an error that says so), as
     ``[database] owner`` (default ``ca_owner``) with ``owner_password_file`` /
     ``owner_password_env``. Never the gateway's application role: it cannot migrate."""
-    env = os.environ.get("DATABASE_URL")
+    env = database_url()
     if env:
         return Target(env)
     cfg = load(config)
-    db = cfg.section("database")
+    db = parse_section(cfg, "database", DatabaseSection)
     password = None
-    url = db.get("url", "")
-    if db.get("owner_password_file") or db.get("owner_password_env"):
-        password = read_secret(cfg, db, "owner_password", "database")
+    url = database_url(db)
+    if db.owner_password_file or db.owner_password_env:
+        names = {"owner_password_file": db.owner_password_file}
+        names["owner_password_env"] = db.owner_password_env
+        password = read_secret(cfg, names, "owner_password", "database")
     elif not url and (cfg.base_dir / roles.OWNER_PASSWORD_FILE).exists():  # an older ca.toml
         password = read_secret(
             cfg, {"owner_password_file": roles.OWNER_PASSWORD_FILE}, "owner_password", "database"
         )
     if url:
-        return Target(str(url), password)
-    pg_dir = cfg.base_dir / "pg"
+        return Target(url, password)
+    pg_dir = embedded_database_dir(cfg, db)
+    assert pg_dir is not None
     if start:
         ensure_running(pg_dir)
     elif not Cluster(pg_dir).is_running():
@@ -91,7 +95,7 @@ def owner_target(config: str | os.PathLike[str] | None, start: bool = False) -> 
             f"the database is down: the embedded cluster under {pg_dir} is not "
             "running (start it with `ca-admin db-start`, or pass --start-db)"
         )
-    return Target(Cluster(pg_dir).dsn(user=str(db.get("owner", roles.OWNER))), password)
+    return Target(Cluster(pg_dir).dsn(user=db.owner), password)
 
 
 def _dsn(config: str | None, start: bool = False) -> Target:
@@ -127,6 +131,29 @@ def _read_password() -> str:
     return password
 
 
+async def add_officer(
+    conn: asyncpg.Connection,
+    login: str,
+    password_hash: str,
+    *,
+    can_unlock: bool,
+    actor: str = ACTOR,
+) -> int:
+    """Create an RA officer and its ``officer_created`` audit event in one transaction: the
+    one way an officer comes to be outside the RA pages (``create-officer``, and the first
+    officer of ``make run``). A login in use raises ``asyncpg.UniqueViolationError``."""
+    async with conn.transaction():
+        officer_id = await officers.insert(conn, login, password_hash, can_unlock=can_unlock)
+        await audit.append(
+            conn,
+            actor=actor,
+            action="officer_created",
+            target=login,
+            details={"officer_id": officer_id, "can_unlock": can_unlock},
+        )
+    return officer_id
+
+
 def cmd_create_officer(args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         print(f"password for {args.login}: ", end="", file=sys.stderr, flush=True)
@@ -135,17 +162,7 @@ def cmd_create_officer(args: argparse.Namespace) -> int:
     async def work(conn: asyncpg.Connection) -> int:
         await migrate(conn)
         try:
-            async with conn.transaction():
-                officer_id = await officers.insert(
-                    conn, args.login, password_hash, can_unlock=args.can_unlock
-                )
-                await audit.append(
-                    conn,
-                    actor=ACTOR,
-                    action="officer_created",
-                    target=args.login,
-                    details={"officer_id": officer_id, "can_unlock": args.can_unlock},
-                )
+            await add_officer(conn, args.login, password_hash, can_unlock=args.can_unlock)
         except asyncpg.UniqueViolationError as exc:
             raise AdminError(f"officer {args.login!r} exists already") from exc
         except asyncpg.CheckViolationError as exc:

@@ -23,9 +23,12 @@ from pathlib import Path
 
 import asyncpg
 
-OWNER = "ca_owner"
-APP = "ca_app"
-GATEWAY_OS_USER = "ca-gateway"
+from config.identities import GATEWAY_USER
+from config.sections import DatabaseSection
+
+OWNER = DatabaseSection().owner  # the roles' names are the [database] defaults
+APP = DatabaseSection().user
+GATEWAY_OS_USER = GATEWAY_USER
 OWNER_PASSWORD_FILE = "secrets/db-owner.password"  # noqa: S105 -- a path, not a secret
 APP_PASSWORD_FILE = "secrets/db-app.password"  # noqa: S105 -- a path, not a secret
 _LIMITS = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"

@@ -9,10 +9,11 @@ import sys
 
 from aiohttp import web
 
-from gateway import logs
-from gateway.config import gateway_config
-from hsm_config.config import ConfigError, RawConfig, load
-from hsm_config.identities import shared_identity_reason
+from config.identities import shared_identity_reason
+from config.loader import ConfigError, RawConfig, load
+from config.logs import configure_logging
+from gateway.config import gateway_config, with_session_key
+from gateway.middlewares import request_log_fields
 
 log = logging.getLogger("gateway")
 
@@ -47,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print("configuration ok")
         return 0
-    logs.configure(config.log_level)
+    try:
+        config = with_session_key(config)  # secrets are read at start, not by --check-config
+    except ConfigError as exc:
+        print(f"ca-gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, context=request_log_fields)
     if not config.database_url and config.embedded_pg_dir is not None:
         from db.embedded import Cluster, EmbeddedError, ensure_running
 

@@ -20,6 +20,14 @@ from signer.errors import SignerError
 access_log = logging.getLogger("gateway.access")
 log = logging.getLogger("gateway.errors")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def request_log_fields() -> dict[str, object]:
+    """What every log line made while a request is served carries (config/logs.py): its id."""
+    rid = request_id_var.get()
+    return {"request_id": rid} if rid else {}
+
+
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 

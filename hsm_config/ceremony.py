@@ -26,10 +26,12 @@ from typing import Any
 import tomli_w
 from cryptography import x509
 
-from hsm_config import certs, keygen, role_keys, rootcrl
-from hsm_config.config import ConfigError, RawConfig, check_keys
+from config.loader import ConfigError, RawConfig, check_keys
+from config.manifest import NAME_RE, IssuerEntry, ca_dir, load_manifest, save_manifest
+from hsm_config import certs, keygen, rootcrl
 from hsm_config.keygen import KeysError
-from hsm_config.manifest import NAME_RE, IssuerEntry, ca_dir, load_manifest, save_manifest
+from hsm_config.role_keygen import ensure_role_key
+from signer import role_keys
 from signer.config import public_url
 from signer.hsm.token import TokenHandle
 
@@ -329,8 +331,8 @@ def dev_ceremony(cfg: RawConfig, out: Out = print, now: dt.datetime | None = Non
     used as it is: whoever edited it reviewed it.
     """
     folder = ca_dir(cfg).resolve()
-    role_keys.AUDIT.ensure(cfg, out)  # the audit checkpoint key, once
-    role_keys.CMP.ensure(cfg, out)  # the CMP protection key, once
+    ensure_role_key(role_keys.AUDIT, cfg, out)  # the audit checkpoint key, once
+    ensure_role_key(role_keys.CMP, cfg, out)  # the CMP protection key, once
     if load_manifest(folder / "issuers.toml"):
         out("dev ceremony already done (issuers.toml lists issuers)")
         return False

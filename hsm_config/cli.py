@@ -18,10 +18,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from hsm_config import ceremony, inventory, journal, keygen, role_keys, rootcrl
-from hsm_config.config import ROOT_TOKEN, ConfigError, RawConfig, load
+from config.loader import ConfigError, RawConfig, load
+from config.manifest import IssuerEntry, load_manifest, manifest_path
+from config.token import ROOT_TOKEN
+from hsm_config import ceremony, inventory, journal, keygen, rootcrl
 from hsm_config.keygen import KeysError
-from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
+from hsm_config.role_keygen import generate_role_key
+from signer import role_keys
 from signer.errors import SignerError
 
 
@@ -153,12 +156,12 @@ def _rotate(cfg: RawConfig, args: argparse.Namespace) -> int:
 
 
 def _cmp_key(cfg: RawConfig, args: argparse.Namespace) -> int:
-    role_keys.CMP.generate(cfg)
+    generate_role_key(role_keys.CMP, cfg)
     return 0
 
 
 def _audit_key(cfg: RawConfig, args: argparse.Namespace) -> int:
-    role_keys.AUDIT.generate(cfg)
+    generate_role_key(role_keys.AUDIT, cfg)
     return 0
 
 

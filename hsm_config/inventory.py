@@ -17,8 +17,8 @@ from cryptography import x509
 from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from config.manifest import IssuerEntry
 from hsm_config import certs
-from hsm_config.manifest import IssuerEntry
 from signer.hsm.token import TokenHandle
 
 FLAGS = (

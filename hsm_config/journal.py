@@ -16,8 +16,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from hsm_config.config import RawConfig
-from hsm_config.manifest import ca_dir
+from config.loader import RawConfig
+from config.manifest import ca_dir
 
 JOURNAL_NAME = "ceremony-journal.jsonl"
 

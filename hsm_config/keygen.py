@@ -29,15 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from hsm_config.config import (
-    ONLINE_TOKEN,
-    ROOT_TOKEN,
-    RawConfig,
-    TokenConfig,
-    check_keys,
-    read_secret,
-)
-from hsm_config.config import TOKEN_KEYS as _TOKEN_KEYS
+from config.loader import RawConfig, read_secret
+from config.sections import parse_section
+from config.token import ONLINE_TOKEN, ROOT_TOKEN, TokenConfig, TokenSection
 from signer.errors import SignerError
 from signer.hsm.errors import describe
 from signer.hsm.keys import signature_hash
@@ -133,22 +127,21 @@ def load_token_config(
             "(module, label, pin_file or pin_env)",
             2,
         )
-    check_keys(sec, _TOKEN_KEYS, section)
-    module, label = sec.get("module"), sec.get("label")
-    if not module or not label:
+    tok = parse_section(cfg, section, TokenSection)
+    if not tok.module or not tok.label:
         raise KeysError(f"[{section}]: module and label are required")
     what = "root token" if section == ROOT_TOKEN else "token"
-    pin = read_secret(cfg, sec, "pin", section, required=False)
+    pin = read_secret(cfg, tok.secrets(), "pin", section, required=False)
     if pin is None:
-        if sec.get("pin_file") or sec.get("pin_env"):
+        if tok.pin_file or tok.pin_env:
             raise KeysError(f"[{section}]: the configured user PIN secret is empty or unset")
         pin = _prompt(f"{what} user PIN")
-    so_pin = read_secret(cfg, sec, "so_pin", section, required=False)
+    so_pin = read_secret(cfg, tok.secrets(), "so_pin", section, required=False)
     if so_pin is None and need_so_pin:
-        if sec.get("so_pin_file") or sec.get("so_pin_env"):
+        if tok.so_pin_file or tok.so_pin_env:
             raise KeysError(f"[{section}]: the configured SO PIN secret is empty or unset")
         so_pin = _prompt(f"{what} SO PIN")
-    return TokenConfig(module=Path(str(module)), label=str(label), pin=pin, so_pin=so_pin)
+    return TokenConfig(module=Path(tok.module), label=tok.label, pin=pin, so_pin=so_pin)
 
 
 def load_root_token_config(cfg: RawConfig, need_so_pin: bool = False) -> TokenConfig:

@@ -24,10 +24,10 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from config.loader import RawConfig
+from config.manifest import IssuerEntry, ca_dir, load_manifest
 from hsm_config import keygen
-from hsm_config.config import RawConfig
 from hsm_config.keygen import KeysError
-from hsm_config.manifest import IssuerEntry, ca_dir, load_manifest
 from signer.hsm.keys import TokenPrivateKey, signature_hash
 
 Out = Callable[[str], None]

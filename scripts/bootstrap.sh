@@ -76,7 +76,7 @@ fi
 # As root (CI, a server): the service users and the runtime they execute from /opt/hsm-ca/venv,
 # reinstalled from this clone whenever its package sources change (see scripts/runtime.py).
 if [[ $(id -u) -eq 0 ]]; then
-  .venv/bin/python -c 'from hsm_config.identities import ensure_identities; ensure_identities()'
+  .venv/bin/python -c 'from config.identities import ensure_identities; ensure_identities()'
   /usr/bin/python3 scripts/runtime.py
 fi
 

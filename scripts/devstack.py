@@ -4,7 +4,7 @@ First run: a config file, random secrets, a SoftHSM token, the key ceremony (roo
 the token), an embedded PostgreSQL cluster with the schema and a first RA officer. Later runs
 reuse all of it. Ctrl-C (or SIGTERM) stops everything this script started.
 
-As root, the daemons run under their own users (``hsm_config/identities.py``): ``ca-signer``
+As root, the daemons run under their own users (``config/identities.py``): ``ca-signer``
 owns the token, its PINs and the SoftHSM config; ``ca-gateway`` owns the gateway's secrets and
 reaches the signer's socket through the group ``ca-signer-clients``; both run from the shared
 runtime in /opt/hsm-ca/venv (``scripts/runtime.py``). Without root everything runs as the
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from supervise import DaemonSpec, Supervisor  # noqa: E402
 
-from hsm_config.identities import (  # noqa: E402
+from config.identities import (  # noqa: E402
     GATEWAY_USER,
     SHARED_IDENTITY_ENV,
     SIGNER_CLIENTS_GROUP,
@@ -319,9 +319,10 @@ def main() -> int:
 
     from devstack_db import ensure_first_officer, start_database
 
+    from config.sections import database_url
     from db.roles import ensure_roles
 
-    if os.environ.get("DATABASE_URL"):
+    if database_url():  # DATABASE_URL, as the gateway and ca-admin read it
         stop_db = None
         say("using DATABASE_URL")
     else:
@@ -333,7 +334,7 @@ def main() -> int:
     run("ca-admin", "audit", "import-journal")  # key ceremonies into the hash-chained log
     officer = ensure_first_officer(config)
 
-    from hsm_config.config import load
+    from config.loader import load
 
     cfg = load(config)
     if AS_ROOT:

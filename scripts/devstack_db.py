@@ -1,35 +1,40 @@
 """Database helpers for ``make run`` (called by scripts/devstack.py).
 
 ``start_database(var_dir)`` starts (creating it the first time) the embedded cluster under
-``var_dir/pg`` and returns its DSN and a stop function; ``DATABASE_URL`` wins when set.
+``var_dir/pg`` and returns its DSN and a stop function; ``DATABASE_URL`` wins when set
+(``config.sections.database_url``, the rule the gateway and ca-admin follow).
 ``ensure_first_officer(config_path)`` creates the RA officer ``ra-admin`` with a random
 password the first time, keeps the password in ``var/secrets/ra-admin.password`` (0600) and
 returns (login, password) — the stored pair on later runs, None if the officer exists but its
-password file is gone.
+password file is gone. It is made by ``db.admin.add_officer``, as ``ca-admin create-officer``
+makes one, with a password from ``gateway.services.passwords.generate_password``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from config.sections import database_url  # noqa: E402
 from db.embedded import Cluster, ensure_running  # noqa: E402
+from gateway.services.passwords import generate_password  # noqa: E402
+
+if TYPE_CHECKING:
+    from db.admin import Target
 
 FIRST_OFFICER = "ra-admin"
-PASSWORD_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105
 
 
 def start_database(var_dir: Path) -> tuple[str, Callable[[], None]]:
-    env = os.environ.get("DATABASE_URL")
+    env = database_url()
     if env:
         return env, lambda: None
     cluster = Cluster(Path(var_dir) / "pg")
@@ -48,7 +53,7 @@ def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
     secret_file = config_path.parent / "secrets" / f"{FIRST_OFFICER}.password"
     if secret_file.exists():
         return FIRST_OFFICER, secret_file.read_text(encoding="utf-8").strip()
-    password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(16))
+    password = generate_password(16)
     from db.admin import owner_target
 
     created = asyncio.run(_create_officer(owner_target(config_path), password))
@@ -61,11 +66,13 @@ def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
     return FIRST_OFFICER, password
 
 
-async def _create_officer(target: Any, password: str) -> bool:
+async def _create_officer(target: Target, password: str) -> bool:
+    """The first officer, made as ``ca-admin create-officer --can-unlock`` makes one (the first
+    officer may unlock others: a lockout must not stop the RA); False if it exists."""
     import asyncpg
     from argon2 import PasswordHasher
 
-    from db import audit
+    from db.admin import add_officer
     from db.migrate import migrate
     from db.pool import connect
     from db.queries import officers
@@ -74,18 +81,9 @@ async def _create_officer(target: Any, password: str) -> bool:
     conn = await connect(target.dsn, password=target.password)  # as the owner role
     try:
         await migrate(conn)
-        async with conn.transaction():
-            if await officers.by_login(conn, FIRST_OFFICER) is not None:
-                return False
-            # the first officer may unlock others (a lockout must not stop the RA)
-            officer_id = await officers.insert(conn, FIRST_OFFICER, password_hash, can_unlock=True)
-            await audit.append(
-                conn,
-                actor="devstack",
-                action="officer_created",
-                target=FIRST_OFFICER,
-                details={"officer_id": officer_id, "can_unlock": True},
-            )
+        if await officers.by_login(conn, FIRST_OFFICER) is not None:
+            return False
+        await add_officer(conn, FIRST_OFFICER, password_hash, can_unlock=True, actor="devstack")
         return True
     except asyncpg.UniqueViolationError:
         return False

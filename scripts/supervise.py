@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hsm_config.identities import Identity
+from config.identities import Identity
 
 PR_SET_PDEATHSIG = 1
 

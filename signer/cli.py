@@ -11,8 +11,10 @@ import sys
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from hsm_config.config import ConfigError, config_path, load, token_config
-from hsm_config.identities import shared_identity_reason
+from config.identities import shared_identity_reason
+from config.loader import ConfigError, config_path, load
+from config.logs import configure_logging
+from config.token import token_config
 from signer.allocator import preload_library, worker_environment
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import SignerError
@@ -128,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ca-signer: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, scfg.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging(scfg.log_level)
     try:
         if args.check_config:
             return check_config(config, scfg)

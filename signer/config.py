@@ -12,13 +12,17 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from cryptography import x509
+from msgspec import Meta
 
-from hsm_config.config import ConfigError, RawConfig, as_int, check_keys, token_config
-from hsm_config.identities import resolve_gid, resolve_uid
-from hsm_config.manifest import IssuerEntry, load_manifest, manifest_path
-from hsm_config.role_keys import AUDIT, CMP
+from config.identities import resolve_gid, resolve_uid
+from config.loader import ConfigError, RawConfig
+from config.logs import LEVELS
+from config.manifest import IssuerEntry, load_manifest, manifest_path
+from config.sections import GatewaySection, PolicySection, Section, parse_section
+from config.token import token_config
 from signer.allocator import ALLOCATORS
 from signer.issuance.bounds import (
     DEFAULT_CRL_MAX_VALIDITY_HOURS,
@@ -28,38 +32,51 @@ from signer.issuance.bounds import (
     Bounds,
 )
 from signer.issuance.profile import Profile, parse_profiles
+from signer.role_keys import AUDIT, CMP
 from signer.tls import ClientPins, server_context
 
-SIGNER_KEYS = {
-    "socket",
-    "socket_mode",
-    "socket_group",
-    "allowed_uids",
-    "allowed_gids",
-    "tcp",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "tls_allowed_clients",
-    "workers",
-    "batch_max",
-    "bulk_batch_max",
-    "max_queue",
-    "metrics_port",
-    "metrics_host",
-    "log_level",
-    "pipeline_depth",
-    "stall_seconds",
-    "heartbeat_timeout",
-    "pin_cpus",
-    "worker_allocator",
-    "audit_checkpoint_file",
-    "state_dir",
-    "ocsp_responder_validity_days",
-    "ocsp_max_validity_hours",
-    "crl_max_validity_hours",
-    "max_clock_skew_seconds",
-}
+
+def _between(lo: int, hi: int) -> Any:
+    return Annotated[int, Meta(ge=lo, le=hi)]
+
+
+class SignerSection(Section):
+    """``[signer]`` as the file has it: the schema and the defaults of every key."""
+
+    socket: str = ""  # the Unix socket (relative to the config folder)
+    socket_mode: str | int = "0660"  # octal, as text ("0660") or a number (0o660)
+    socket_group: str | int = ""  # name or number; empty: the signer's own group
+    allowed_uids: tuple[str | int, ...] = ()  # users by name or number
+    allowed_gids: tuple[str | int, ...] = ()
+    tcp: str = ""  # "host:port", mutual TLS only
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # a TOML list; from the environment a comma-separated text, checked in _allowed_clients
+    tls_allowed_clients: tuple[str, ...] | str = ()
+    workers: _between(1, 64) = 2
+    batch_max: _between(1, 4096) = 64
+    bulk_batch_max: _between(1, 4096) = 16
+    max_queue: _between(1, 1_000_000) = 8192
+    metrics_port: _between(0, 65535) = 9101
+    metrics_host: str = "127.0.0.1"
+    log_level: Literal[LEVELS] = "info"  # type: ignore[valid-type]
+    pipeline_depth: _between(1, 8) = 2
+    stall_seconds: _between(2, 3600) = 30
+    heartbeat_timeout: _between(1, 60) = 2
+    pin_cpus: bool = False
+    worker_allocator: Literal[ALLOCATORS] = "tcmalloc"  # type: ignore[valid-type]
+    audit_checkpoint_file: str = "audit/checkpoints.jsonl"
+    state_dir: str = "signer-state"  # the current OCSP responder certificates
+    # at least 4 days: renewed with a third left, a responder certificate then outlives
+    # every answer it signs (pre-signed answers are valid for one day)
+    ocsp_responder_validity_days: _between(4, 366) = 7
+    ocsp_max_validity_hours: _between(1, 8784) = DEFAULT_OCSP_MAX_VALIDITY_HOURS
+    crl_max_validity_hours: _between(1, 8784) = DEFAULT_CRL_MAX_VALIDITY_HOURS
+    max_clock_skew_seconds: _between(0, 86400) = DEFAULT_MAX_CLOCK_SKEW_SECONDS
+
+
+_DEFAULTS = SignerSection()
 
 
 @dataclass(frozen=True)
@@ -149,85 +166,49 @@ class SignerConfig:
 
 
 def public_url(cfg: RawConfig) -> str:
-    gw = cfg.section("gateway")
-    url = str(gw.get("public_url") or "")
-    if not url:
-        url = f"http://127.0.0.1:{int(gw.get('port', 8080))}"
-    return url.rstrip("/")
+    """Where subscribers reach the gateway (``[gateway] public_url``): the signer writes it
+    into certificates (CRL distribution point, OCSP responder)."""
+    return parse_section(cfg, "gateway", GatewaySection).url
 
 
-def _int(sec: dict[str, object], key: str, default: int, lo: int, hi: int) -> int:
-    value = as_int(sec.get(key, default))
-    if value is None or not lo <= value <= hi:
-        raise ConfigError(f"[signer] {key} must be an integer in {lo}..{hi}")
-    return value
-
-
-def _bool(sec: dict[str, object], key: str, default: bool) -> bool:
-    value = sec.get(key, default)
-    if isinstance(value, str):  # from an environment override of a key the file leaves out
-        value = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}.get(
-            value.strip().lower(), value
-        )
-    if not isinstance(value, bool):
-        raise ConfigError(f"[signer] {key} must be true or false")
-    return value
-
-
-def _choice(sec: dict[str, object], key: str, default: str, choices: tuple[str, ...]) -> str:
-    value = sec.get(key, default)
-    if value not in choices:
-        raise ConfigError(f"[signer] {key} must be one of {', '.join(choices)}")
-    return str(value)
-
-
-def _allowed_clients(sec: dict[str, object]) -> ClientPins:
+def _allowed_clients(sec: SignerSection) -> ClientPins:
     """``tls_allowed_clients``: a TOML list in the file; from the environment (a key the file
     leaves out) a comma-separated list of fingerprints only, since subjects contain commas."""
     where = "[signer] tls_allowed_clients"
-    value = sec.get("tls_allowed_clients") or []
+    value = sec.tls_allowed_clients
     if isinstance(value, str):
-        value = [part for part in value.split(",") if part.strip()]
+        value = tuple(part for part in value.split(",") if part.strip())
         if not all(part.strip().lower().startswith("sha256:") for part in value):
             raise ConfigError(f"{where}: from the environment only sha256: fingerprints")
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: expected a list of strings")
-    return ClientPins.parse(value, where)
+    return ClientPins.parse(list(value), where)
 
 
-def _ids(sec: dict[str, object], key: str, resolve: Callable[[str | int], int]) -> frozenset[int]:
-    """A list of users or groups by name or number; an environment override is comma-separated."""
-    value = sec.get(key, [])
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list) or not all(
-        isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
-    ):
-        raise ConfigError(f"[signer] {key} must be a list of names or numbers")
+def _ids(
+    names: tuple[str | int, ...], key: str, resolve: Callable[[str | int], int]
+) -> frozenset[int]:
+    """Users or groups by name or number."""
     try:
-        return frozenset(resolve(v) for v in value)
+        return frozenset(resolve(v) for v in names)
     except KeyError as exc:
         raise ConfigError(f"[signer] {key}: {exc.args[0]}") from exc
 
 
-def _socket_mode(sec: dict[str, object]) -> int:
-    value = sec.get("socket_mode", 0o660)
+def _socket_mode(value: str | int) -> int:
+    """An octal mode: text is read in base 8 ("0660"), a number is taken as it is (0o660)."""
+    mode: int | None = value if isinstance(value, int) else None
     if isinstance(value, str):
         try:
-            value = int(value, 8)
+            mode = int(value, 8)
         except ValueError:
-            value = None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+            mode = None
+    if mode is None or not 0 <= mode <= 0o777:
         raise ConfigError('[signer] socket_mode must be an octal mode such as "0660"')
-    return value
+    return mode
 
 
-def _socket_gid(sec: dict[str, object]) -> int | None:
-    value = sec.get("socket_group") or None
-    if value is None:
+def _socket_gid(value: str | int) -> int | None:
+    if value == "":
         return None
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ConfigError("[signer] socket_group must be a group name or number")
     try:
         return resolve_gid(value)
     except KeyError as exc:
@@ -235,21 +216,19 @@ def _socket_gid(sec: dict[str, object]) -> int | None:
 
 
 def load_signer_config(cfg: RawConfig) -> SignerConfig:
-    sec = cfg.section("signer")
-    check_keys(sec, SIGNER_KEYS, "signer")
+    """The signer's runtime object: ``[signer]`` parsed, then everything checked that can be
+    checked without the token (TLS files, the manifest, the issuer certificates)."""
+    sec = parse_section(cfg, "signer", SignerSection)
     token_config(cfg)  # fail early on a missing PIN file, not inside every worker
-    socket = sec.get("socket") or None
-    tcp = sec.get("tcp") or None
-    if not socket and not tcp:
+    if not sec.socket and not sec.tcp:
         raise ConfigError("[signer]: set socket, tcp or both")
 
-    def opt_path(key: str) -> Path | None:
-        value = sec.get(key)
-        return cfg.resolve(str(value)) if value else None
+    def opt_path(value: str) -> Path | None:
+        return cfg.resolve(value) if value else None
 
-    tls = (opt_path("tls_cert"), opt_path("tls_key"), opt_path("tls_client_ca"))
+    tls = (opt_path(sec.tls_cert), opt_path(sec.tls_key), opt_path(sec.tls_client_ca))
     pins = None
-    if tcp:
+    if sec.tcp:
         if not all(tls):
             raise ConfigError("[signer] tcp needs tls_cert, tls_key and tls_client_ca (mutual TLS)")
         # a certificate chaining to the client CA is not enough: only pinned clients are served
@@ -263,31 +242,30 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         raise ConfigError(f"{manifest_path(cfg)}: no issuers; run the key ceremony first")
     issuers = {e.name: IssuerSpec.from_entry(e) for e in entries}
     profiles = parse_profiles(cfg)
-    bounds = _bounds(cfg, sec)
     return SignerConfig(
         config_path=cfg.path,
-        socket=cfg.resolve(str(socket)) if socket else None,
-        socket_mode=_socket_mode(sec),
-        socket_gid=_socket_gid(sec),
-        allowed_uids=_ids(sec, "allowed_uids", resolve_uid),
-        allowed_gids=_ids(sec, "allowed_gids", resolve_gid),
-        tcp=str(tcp) if tcp else None,
+        socket=opt_path(sec.socket),
+        socket_mode=_socket_mode(sec.socket_mode),
+        socket_gid=_socket_gid(sec.socket_group),
+        allowed_uids=_ids(sec.allowed_uids, "allowed_uids", resolve_uid),
+        allowed_gids=_ids(sec.allowed_gids, "allowed_gids", resolve_gid),
+        tcp=sec.tcp or None,
         tls_cert=tls[0],
         tls_key=tls[1],
         tls_client_ca=tls[2],
         tls_allowed_clients=pins,
-        workers=_int(sec, "workers", 2, 1, 64),
-        batch_max=_int(sec, "batch_max", 64, 1, 4096),
-        bulk_batch_max=_int(sec, "bulk_batch_max", 16, 1, 4096),
-        max_queue=_int(sec, "max_queue", 8192, 1, 1_000_000),
-        pipeline_depth=_int(sec, "pipeline_depth", 2, 1, 8),
-        stall_seconds=_int(sec, "stall_seconds", 30, 2, 3600),
-        heartbeat_timeout=_int(sec, "heartbeat_timeout", 2, 1, 60),
-        pin_cpus=_bool(sec, "pin_cpus", False),
-        worker_allocator=_choice(sec, "worker_allocator", "tcmalloc", ALLOCATORS),
-        metrics_host=str(sec.get("metrics_host", "127.0.0.1")),
-        metrics_port=_int(sec, "metrics_port", 9101, 0, 65535),
-        log_level=str(sec.get("log_level", "info")),
+        workers=sec.workers,
+        batch_max=sec.batch_max,
+        bulk_batch_max=sec.bulk_batch_max,
+        max_queue=sec.max_queue,
+        pipeline_depth=sec.pipeline_depth,
+        stall_seconds=sec.stall_seconds,
+        heartbeat_timeout=sec.heartbeat_timeout,
+        pin_cpus=sec.pin_cpus,
+        worker_allocator=sec.worker_allocator,
+        metrics_host=sec.metrics_host,
+        metrics_port=sec.metrics_port,
+        log_level=sec.log_level,
         public_url=public_url(cfg),
         profiles=profiles,
         issuers=issuers,
@@ -296,29 +274,27 @@ def load_signer_config(cfg: RawConfig) -> SignerConfig:
         cmp_key_label=CMP.label(cfg),
         cmp_public_key=CMP.public_key_path(cfg),
         audit_checkpoint_file=cfg.resolve(
-            str(sec.get("audit_checkpoint_file") or "audit/checkpoints.jsonl")
+            sec.audit_checkpoint_file or _DEFAULTS.audit_checkpoint_file
         ),
-        state_dir=cfg.resolve(str(sec.get("state_dir") or "signer-state")),
-        # at least 4 days: renewed with a third left, a responder certificate then outlives
-        # every answer it signs (pre-signed answers are valid for one day)
-        ocsp_responder_validity_days=_int(sec, "ocsp_responder_validity_days", 7, 4, 366),
-        bounds=bounds,
+        state_dir=cfg.resolve(sec.state_dir or _DEFAULTS.state_dir),
+        ocsp_responder_validity_days=sec.ocsp_responder_validity_days,
+        bounds=_bounds(cfg, sec),
     )
 
 
-def _bounds(cfg: RawConfig, sec: dict[str, object]) -> Bounds:
+def _bounds(cfg: RawConfig, sec: SignerSection) -> Bounds:
     """The OCSP/CRL limits, cross-checked with the gateway's own CRL validity in the same file
     (``[policy] crl_next_update_hours``): a gateway whose every CRL the signer would refuse
     stops the start here rather than at the first revocation."""
-    ocsp_hours = _int(sec, "ocsp_max_validity_hours", DEFAULT_OCSP_MAX_VALIDITY_HOURS, 1, 8784)
-    crl_hours = _int(sec, "crl_max_validity_hours", DEFAULT_CRL_MAX_VALIDITY_HOURS, 1, 8784)
-    skew = _int(sec, "max_clock_skew_seconds", DEFAULT_MAX_CLOCK_SKEW_SECONDS, 0, 86400)
-    gateway_crl_hours = as_int(cfg.section("policy").get("crl_next_update_hours", 24))
-    if gateway_crl_hours is not None and gateway_crl_hours > crl_hours:
+    crl_hours = sec.crl_max_validity_hours
+    gateway_crl_hours = parse_section(cfg, "policy", PolicySection).crl_next_update_hours
+    if gateway_crl_hours > crl_hours:
         raise ConfigError(
             f"[policy] crl_next_update_hours ({gateway_crl_hours}) is above [signer] "
             f"crl_max_validity_hours ({crl_hours}): the signer would refuse every CRL"
         )
     return Bounds(
-        ocsp_max_validity=ocsp_hours * HOUR, crl_max_validity=crl_hours * HOUR, max_clock_skew=skew
+        ocsp_max_validity=sec.ocsp_max_validity_hours * HOUR,
+        crl_max_validity=crl_hours * HOUR,
+        max_clock_skew=sec.max_clock_skew_seconds,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
-from hsm_config.config import ConfigError
+from config.loader import ConfigError
 from signer.checkpoints import CheckpointLedger, SignedCheckpoint
 from signer.config import SignerConfig
 from signer.crl_numbers import CrlNumbers

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hsm_config.config import ConfigError
+from config.loader import ConfigError
 
 FINGERPRINT_PREFIX = "sha256:"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

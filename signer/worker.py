@@ -32,8 +32,9 @@ from typing import Any
 import msgpack
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from hsm_config.config import ConfigError, load, token_config
-from hsm_config.role_keys import load_public_key
+from config.loader import ConfigError, load
+from config.logs import configure_logging
+from config.token import token_config
 from signer.checkpoints import AuditSigner
 from signer.cmp_protection import CmpSigner, CmpSlot
 from signer.config import SignerConfig, load_signer_config
@@ -52,6 +53,7 @@ from signer.protocol import (
     IssueRequest,
     OcspRequest,
 )
+from signer.role_keys import load_public_key
 
 log = logging.getLogger("signer.worker")
 
@@ -184,7 +186,7 @@ def key_signatures(registry: build.Registry) -> dict[str, int]:
 def _recorded_key(
     handle: TokenHandle, name: str, label: str, path: Path | None
 ) -> tuple[TokenKey, PublicKey] | None:
-    """A role key (hsm_config/role_keys.py) found on the token and matched against the public
+    """A role key (signer/role_keys.py) found on the token and matched against the public
     key its ceremony recorded; None when none was recorded (its operation is then refused)."""
     if path is None or not path.exists():
         return None
@@ -460,11 +462,7 @@ class Worker:
 def worker_main(config_path: str, index: int, sock: socket.socket, stagger: float) -> None:
     """Entry point of a worker process (started with the ``spawn`` method)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when workers stop
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s worker-{index} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging("info", fields={"worker": index})  # the daemon's format, with the index
     cfg = load(config_path)
     scfg = load_signer_config(cfg)
     if scfg.pin_cpus and hasattr(os, "sched_setaffinity"):

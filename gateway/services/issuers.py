@@ -20,8 +20,8 @@ import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from config.manifest import load_manifest
 from db.queries import issuers as issuer_q
-from hsm_config.manifest import load_manifest
 
 log = logging.getLogger("gateway.issuers")
 DER = serialization.Encoding.DER

@@ -66,8 +66,12 @@ class Passwords:
 
     def generate(self) -> str:
         """A password for the slip: 10-12 unambiguous characters (within the policy)."""
-        length = min(max(12, self.minimum), self.maximum)
-        return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+        return generate_password(min(max(12, self.minimum), self.maximum))
+
+
+def generate_password(length: int) -> str:
+    """A random password of unambiguous characters (slips, the first RA officer's)."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
 
 
 def generate_account_name() -> str:

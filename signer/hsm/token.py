@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_ec_public_key
 
-from hsm_config.config import TokenConfig
+from config.token import TokenConfig
 from signer.hsm import keys
 from signer.hsm.errors import TokenFault, describe, is_token_fault
 

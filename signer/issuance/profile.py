@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from hsm_config.config import ConfigError, RawConfig, check_keys
+from config.loader import ConfigError, RawConfig, check_keys
 from signer.errors import ErrorKind, SignerError
 
 USAGES = ("signing", "encryption")

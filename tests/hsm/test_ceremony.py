@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, ObjectClass
 
+from config.loader import load
+from config.manifest import load_manifest, manifest_path
 from hsm_config import ceremony, keygen
-from hsm_config.config import load
-from hsm_config.manifest import load_manifest, manifest_path
 from tests.support.softhsm import REPO, new_token, run_ca_keys, token_pins, write_config
 
 OUTPUTS: list[str] = []  # every CLI output of this module, checked for PINs at the end
@@ -355,9 +355,9 @@ def test_ceremony_journal_reaches_the_hash_chained_audit_log(tmp_path: Path) -> 
     import subprocess
     import sys
 
+    from config.loader import load as load_config
     from db.embedded import Cluster
     from hsm_config import journal as journal_mod
-    from hsm_config.config import load as load_config
     from tests.support.softhsm import new_token, write_config
 
     config = write_config(tmp_path, "p256", token=new_token())

@@ -12,8 +12,8 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass
 
+from config.loader import load
 from hsm_config import keygen
-from hsm_config.config import load
 from tests.support.softhsm import (
     SOFTHSM_MODULE,
     new_token,

@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from hsm_config.config import ROOT_TOKEN, load, token_config
+from config.loader import load
+from config.token import ROOT_TOKEN, token_config
 from signer.client import SignerClient
 from signer.config import load_signer_config
 from signer.errors import ErrorKind, SignerError

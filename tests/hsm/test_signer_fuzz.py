@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from hsm_config.config import load
+from config.loader import load
 from signer.config import load_signer_config
 from signer.errors import ErrorKind
 from signer.protocol import MAX_DEPTH, MAX_FRAME, REVOCATION_REASONS, nested_at_most

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from hsm_config.config import load
+from config.loader import load
 from signer.client import Address, Connection, SignerClient
 from signer.config import load_signer_config
 from signer.errors import ErrorKind

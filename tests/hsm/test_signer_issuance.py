@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
 
-from hsm_config.config import load
-from hsm_config.manifest import load_manifest, manifest_path
+from config.loader import load
+from config.manifest import load_manifest, manifest_path
 from signer.client import SignerClient
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest, RevokedEntry

@@ -30,7 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hsm_config.config import load, token_config
+from config.loader import load
+from config.token import token_config
 from signer.client import Address, Connection, SignerClient
 from signer.config import load_signer_config
 from signer.errors import ErrorKind, SignerError

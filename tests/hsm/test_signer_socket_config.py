@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import logging
 import os
 import pwd
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_config.config import ConfigError, load
+from config.loader import ConfigError, load
 from signer.config import load_signer_config
 from tests.support.signer_proc import running_signer
 
@@ -62,8 +63,10 @@ def test_a_signer_sharing_its_account_warns_once_at_start(ca_config: Path, tmp_p
     env = {"HSM_CA_SHARED_IDENTITY": "1"}  # what `make run` without root sets
     with running_signer(ca_config, workers=1, env=env, log=log):
         pass
-    lines = [line for line in log.read_text().splitlines() if "identity boundary off" in line]
-    assert len(lines) == 1 and "WARNING" in lines[0], lines
+    lines = [
+        json.loads(line) for line in log.read_text().splitlines() if "identity boundary off" in line
+    ]
+    assert len(lines) == 1 and lines[0]["level"] == "warning", lines
 
 
 def test_the_gateway_warns_once_when_it_can_read_the_token_pin(

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
+from config.loader import load
 from gateway.composition import _default_signer
 from gateway.config import gateway_config
-from hsm_config.config import load
 from signer.client import SignerClient
 from signer.devcerts import TransportFiles, make_transport_certs
 from signer.errors import ErrorKind, SignerError

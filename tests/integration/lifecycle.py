@@ -27,10 +27,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from config.loader import load
+from config.manifest import manifest_path
 from gateway import terms
 from gateway.config import GatewayConfig, RateLimits
-from hsm_config.config import load
-from hsm_config.manifest import manifest_path
 from signer.client import SignerClient
 from tests.support.signer_proc import running_signer, socket_of
 from tests.support.softhsm import make_ca

@@ -20,16 +20,16 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from config.loader import load
 from db import admin, audit, checkpoints
 from db.pool import connect
 from gateway.app import make_app
 from gateway.config import GatewayConfig
 from gateway.services import audit_checkpoint
-from hsm_config.config import load
-from hsm_config.role_keys import AUDIT, load_public_key
 from signer.checkpoints import SignedCheckpoint, key_fingerprint, read_ledger
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CheckpointRequest, checkpoint_message
+from signer.role_keys import AUDIT, load_public_key
 from tests.integration import lifecycle
 from tests.integration.conftest import Client, register
 

@@ -8,12 +8,12 @@ ignored (the default)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -119,9 +119,9 @@ async def test_captcha_rate_limit_and_buckets_purged(
     (no trusted proxy configured), refills, and 0 switches it off; buckets of a flood of
     distinct accounts are gone once they have refilled."""
     limiter = server.app[appkeys.RATELIMITS]
-    base = dataclasses.replace(RateLimits.off(), window_seconds=60)
+    base = msgspec.structs.replace(RateLimits.off(), window_seconds=60)
     try:
-        limiter.limits = dataclasses.replace(base, captcha_per_address=3)
+        limiter.limits = msgspec.structs.replace(base, captcha_per_address=3)
         c = new_client()
 
         async def get() -> Any:
@@ -137,7 +137,7 @@ async def test_captcha_rate_limit_and_buckets_purged(
         assert [(await get()).status for _ in range(5)] == [200] * 5
 
         # a flood of distinct account names leaves one bucket each; all refill in a window
-        limiter.limits = dataclasses.replace(base, login_per_account=2)
+        limiter.limits = msgspec.structs.replace(base, login_per_account=2)
         for _ in range(3):
             await asyncio.gather(
                 *(

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
+from config.identities import GATEWAY_USER, SIGNER_CLIENTS_GROUP, SIGNER_USER, identity
 from gateway import terms
-from hsm_config.identities import GATEWAY_USER, SIGNER_CLIENTS_GROUP, SIGNER_USER, identity
 from tests.integration.conftest import subscriber_body
 from tests.integration.lifecycle import csr_pem, new_key
 

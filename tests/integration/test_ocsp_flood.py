@@ -264,16 +264,16 @@ async def applicants(
 
 
 def issuing(ca_config: Path) -> x509.Certificate:
-    from hsm_config.config import load
-    from hsm_config.manifest import load_manifest, manifest_path
+    from config.loader import load
+    from config.manifest import load_manifest, manifest_path
 
     entry = next(e for e in load_manifest(manifest_path(load(ca_config, environ={}))) if e.active)
     return entry.load_certificate()
 
 
 def root(ca_config: Path) -> x509.Certificate:
-    from hsm_config.config import load
-    from hsm_config.manifest import load_manifest, manifest_path
+    from config.loader import load
+    from config.manifest import load_manifest, manifest_path
 
     entry = next(
         e for e in load_manifest(manifest_path(load(ca_config, environ={}))) if e.role == "root"

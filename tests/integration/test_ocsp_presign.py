@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from config.loader import load
+from config.manifest import load_manifest, manifest_path
 from gateway.services import ocsp_presign
 from gateway.services.ocsp_presign import OcspPresigner
-from hsm_config.config import load
-from hsm_config.manifest import load_manifest, manifest_path
 from tests.integration import lifecycle
 from tests.integration.conftest import active_subscriber
 from tests.integration.lifecycle import apply, csr_pem, new_key

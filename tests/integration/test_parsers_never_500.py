@@ -21,10 +21,10 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1_alt_modules import rfc6960
 from yarl import URL
 
+from config.loader import load
+from config.manifest import manifest_path
 from gateway import terms
 from gateway.config import GatewayConfig, RateLimits
-from hsm_config.config import load
-from hsm_config.manifest import manifest_path
 from tests.integration import lifecycle
 from tests.integration.conftest import active_subscriber, subscriber_body
 from tests.integration.lifecycle import apply, csr_pem, new_key, old_key_signature, read_csr_file

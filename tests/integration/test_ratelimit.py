@@ -8,12 +8,12 @@ the source address of each attempt (which also tests the trusted-proxy header).
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
@@ -38,7 +38,7 @@ ALL_ON = RateLimits(
     captcha_per_address=4,
     **PROXY,
 )
-GATEWAY_OVERRIDES = {"ratelimit": dataclasses.replace(RateLimits.off(), **PROXY)}
+GATEWAY_OVERRIDES = {"ratelimit": msgspec.structs.replace(RateLimits.off(), **PROXY)}
 OFFICER_PW = "limits-officer-pw"
 
 
@@ -57,7 +57,7 @@ class Limits:
         self.limiter = server.app[appkeys.RATELIMITS]
 
     def only(self, **on: int) -> None:
-        self.limiter.limits = dataclasses.replace(
+        self.limiter.limits = msgspec.structs.replace(
             RateLimits.off(), window_seconds=WINDOW, **PROXY, **on
         )
 
@@ -65,7 +65,7 @@ class Limits:
         self.limiter.limits = limits
 
     def off(self) -> None:
-        self.limiter.limits = dataclasses.replace(RateLimits.off(), **PROXY)
+        self.limiter.limits = msgspec.structs.replace(RateLimits.off(), **PROXY)
 
 
 @pytest.fixture

@@ -72,9 +72,9 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 def gateway_config(database_url: str, ca_config: Path, smtp: tuple[Inbox, int]) -> Any:
     import dataclasses
 
+    from config.loader import load
+    from config.manifest import manifest_path
     from gateway.config import GatewayConfig, RateLimits
-    from hsm_config.config import load
-    from hsm_config.manifest import manifest_path
 
     return dataclasses.replace(
         GatewayConfig(captcha=False, database_url=database_url, ratelimit=RateLimits.off()),

@@ -34,6 +34,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from config.loader import load
+from config.manifest import manifest_path
 from db.migrate import migrate_pool
 from db.pool import create_pool
 from db.queries import officers
@@ -41,8 +43,6 @@ from gateway import terms
 from gateway.api import contract
 from gateway.app import make_app
 from gateway.config import GatewayConfig, RateLimits
-from hsm_config.config import load
-from hsm_config.manifest import manifest_path
 from signer.client import SignerClient
 from tests.integration import lifecycle
 from tests.integration.conftest import OFFICER_LOGIN, OFFICER_PASSWORD, subscriber_body

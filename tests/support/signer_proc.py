@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from hsm_config.config import load
+from config.loader import load
 from signer.client import SignerClient
 
 BIN = Path(sys.executable).parent

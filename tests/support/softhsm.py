@@ -17,8 +17,9 @@ from typing import Any
 
 import tomli_w
 
+from config.loader import load
+from config.token import TokenConfig
 from hsm_config import ceremony
-from hsm_config.config import TokenConfig, load
 from hsm_config.keygen import init_token
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from config.loader import ConfigError, load
 from gateway.config import gateway_config
-from hsm_config.config import ConfigError, load
 
 
 def _config(tmp_path: Path, gateway: str) -> object:

@@ -1,4 +1,5 @@
-"""hsm_config.config and hsm_config.manifest: parsing, overrides, secrets, the issuer manifest."""
+"""config.loader, config.token and config.manifest: parsing, overrides, secrets, the issuer
+manifest."""
 
 from __future__ import annotations
 
@@ -12,22 +13,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from hsm_config.config import (
+from config.loader import (
     ConfigError,
     apply_env_overrides,
     check_keys,
     config_path,
     load,
     read_secret,
-    token_config,
 )
-from hsm_config.manifest import (
-    IssuerEntry,
-    ca_dir,
-    load_manifest,
-    manifest_path,
-    save_manifest,
-)
+from config.manifest import IssuerEntry, ca_dir, load_manifest, manifest_path, save_manifest
+from config.token import token_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import gateway_config
-from hsm_config.config import ConfigError, load
+from config.loader import ConfigError, load
+from gateway import cli
+from gateway.config import gateway_config, with_session_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ca.example.toml"
 
@@ -78,9 +79,21 @@ def test_strict(tmp_path: Path, text: str) -> None:
         gateway_config(load(_write(tmp_path, text), environ={}), environ={})
 
 
-def test_missing_session_key_file_is_tolerated(tmp_path: Path) -> None:
+def test_a_configured_session_key_file_must_be_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pepper is read at start: a configured file that is missing stops the start (it
+    used to be ignored, and stored captcha answers went unpeppered without a word)."""
     p = _write(tmp_path, '[gateway]\nsession_key_file = "nope.key"\n')
-    assert gateway_config(load(p, environ={}), environ={}).session_key is None
+    parsed = gateway_config(load(p, environ={}), environ={})  # --check-config reads no secret
+    with pytest.raises(ConfigError, match=r"session_key_file: cannot read .*nope\.key"):
+        with_session_key(parsed)
+    assert cli.main(["--config", str(p)]) == 2
+    assert "session_key_file: cannot read" in capsys.readouterr().err
     (tmp_path / "k.key").write_text("pepper\n")
     p = _write(tmp_path, '[gateway]\nsession_key_file = "k.key"\n')
-    assert gateway_config(load(p, environ={}), environ={}).session_key == b"pepper"
+    assert with_session_key(gateway_config(load(p, environ={}), environ={})).session_key == (
+        b"pepper"
+    )
+    p = _write(tmp_path, "[gateway]\n")
+    assert with_session_key(gateway_config(load(p, environ={}), environ={})).session_key is None

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from hsm_config import identities
-from hsm_config.identities import GATEWAY_USER, SIGNER_CLIENTS_GROUP, SIGNER_USER
+from config import identities
+from config.identities import GATEWAY_USER, SIGNER_CLIENTS_GROUP, SIGNER_USER
 
-RUNTIME_PYTHON = Path("/opt/hsm-ca/venv/bin/python")
+# the shared runtime (scripts/runtime.py): CA_RUNTIME_DIR names another than the default
+RUNTIME_PYTHON = Path(os.environ.get("CA_RUNTIME_DIR", "/opt/hsm-ca")) / "venv" / "bin" / "python"
 as_root = pytest.mark.skipif(
     os.geteuid() != 0 or not RUNTIME_PYTHON.exists(),
     reason="needs root and the runtime in /opt/hsm-ca (make bootstrap as root)",
@@ -28,7 +29,7 @@ as_root = pytest.mark.skipif(
 
 REASON = """
 import json, sys
-from hsm_config.identities import shared_identity_reason
+from config.identities import shared_identity_reason
 secret = sys.argv[1] if len(sys.argv) > 1 else None
 print(json.dumps(shared_identity_reason(readable_secret=secret)))
 """

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from config.loader import ConfigError, load
 from gateway.config import LIMIT_KEYS, RateLimits, gateway_config
 from gateway.errors import ApiError
 from gateway.services.hashing import NICE, HashingExecutor
 from gateway.services.ratelimit import address_key, key_hash, source_address
-from hsm_config.config import ConfigError, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ca.example.toml"
 PROXIED = RateLimits(proxy_header="X-Forwarded-For", trusted_proxies=("10.0.0.0/8", "::1"))

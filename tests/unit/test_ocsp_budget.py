@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from config.loader import ConfigError, load
 from gateway.config import gateway_config
 from gateway.services.ocsp_budget import TokenBucket, UnknownCache
-from hsm_config.config import ConfigError, load
 
 
 class Clock:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_config.config import ConfigError, load
+from config.loader import ConfigError, load
 from signer.crl_numbers import CrlNumbers
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.bounds import Bounds
@@ -112,12 +112,14 @@ def test_several_processes_never_both_get_a_number(tmp_path: Path) -> None:
 
 
 def _bounds(tmp_path: Path, text: str) -> Bounds:
+    from config.sections import parse_section
+    from signer.config import SignerSection
     from signer.config import _bounds as parse
 
     path = tmp_path / "ca.toml"
     path.write_text(text)
     cfg = load(path, environ={})
-    return parse(cfg, cfg.section("signer"))
+    return parse(cfg, parse_section(cfg, "signer", SignerSection))
 
 
 def test_config_keys(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_config.identities import GATEWAY_USER, SIGNER_CLIENTS_GROUP, SIGNER_USER
+from config.identities import GATEWAY_USER, SIGNER_CLIENTS_GROUP, SIGNER_USER
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 RUNTIME_BIN = "/opt/hsm-ca/venv/bin/"

@@ -11,10 +11,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from config.loader import ConfigError, RawConfig, load
+from config.sections import parse_section
 from gateway.config import GatewayConfig, gateway_config
-from hsm_config.config import ConfigError, load
 from signer.client import SignerClient
-from signer.config import _allowed_clients
+from signer.config import SignerSection, _allowed_clients
 from signer.devcerts import TransportFiles, make_transport_certs
 from signer.tls import ClientPins
 
@@ -89,16 +90,22 @@ def test_pins_match_fingerprints_in_any_spelling_and_exact_subjects(pki: Transpo
     assert not ClientPins.parse(["CN=other"], "t").admits(other_der)
 
 
+def _pins(value: object) -> ClientPins:
+    """``tls_allowed_clients`` as the signer reads it: the parsed section, then the pins."""
+    raw = RawConfig(path=Path("ca.toml"), data={"signer": {"tls_allowed_clients": value}})
+    return _allowed_clients(parse_section(raw, "signer", SignerSection))
+
+
 @pytest.mark.parametrize(
     "value",
     [[], ["sha256:abcd"], ["not a name"], "CN=gateway,O=Example", [1]],
 )
 def test_bad_pin_lists_are_config_errors(value: object) -> None:
     with pytest.raises(ConfigError):
-        _allowed_clients({"tls_allowed_clients": value})
+        _pins(value)
 
 
 def test_pins_from_the_environment_are_comma_separated_fingerprints(pki: TransportFiles) -> None:
     text = ",".join(c.fingerprint for c in pki.clients.values())
-    pins = _allowed_clients({"tls_allowed_clients": text})
+    pins = _pins(text)
     assert pins.fingerprints == {c.fingerprint for c in pki.clients.values()}

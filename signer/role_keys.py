@@ -7,20 +7,20 @@ the reviewed configuration (``[ca] <name>_key_label``, ``<name>_key_type``): a u
 existing public key file is refused, the key is test-signed, its public key (PEM,
 SubjectPublicKeyInfo) is written to ``<[ca] dir>/<label>.pub.pem`` and its fingerprint printed
 and journaled. Whoever checks what it signed (``ca-admin audit verify``, the signer at start)
-needs only that file, never the token. The dev ceremony calls ``ensure``.
+needs only that file, never the token. This module says which key and where its public key
+is; making one is a ceremony (``hsm_config/role_keygen.py``), so it imports no ``pkcs11``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hsm_config.config import RawConfig
-from hsm_config.manifest import ca_dir
+from config.loader import RawConfig
+from config.manifest import ca_dir
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -44,36 +44,6 @@ class RoleKey:
     def public_key_path(self, cfg: RawConfig) -> Path:
         """Where the key's public half is recorded (derived from the label)."""
         return ca_dir(cfg).resolve() / f"{self.label(cfg)}.pub.pem"
-
-    def generate(self, cfg: RawConfig, out: Callable[[str], None] = print) -> Path:
-        """Generate the key on the token and record its public key; never overwrites."""
-        from hsm_config import journal, keygen
-
-        label, key_type = self.label(cfg), self.key_type(cfg)
-        keygen.key_spec(key_type)
-        path = self.public_key_path(cfg)
-        if path.exists():
-            raise keygen.KeysError(f"{path} already exists; a ceremony never overwrites outputs", 2)
-        with keygen.open_token(keygen.load_token_config(cfg), rw=True) as handle:
-            key = keygen.generate(handle, label, key_type)  # refuses a used label; test-signs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pem = key.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        with open(path, "xb") as fh:  # exclusive: never overwrite, even if raced
-            fh.write(pem)
-        out(f"{self.title} {label!r} ({key_type}) id {key.key_id.hex()}")
-        out(f"  public key SHA-256  {key.fingerprint}")
-        out(f"  public key written  {path}")
-        journal.record(
-            cfg, self.journal_action, label, {"key_type": key_type, "fingerprint": key.fingerprint}
-        )
-        return path
-
-    def ensure(self, cfg: RawConfig, out: Callable[[str], None] = print) -> None:
-        """The development set-up: make the key once (kept when its public key exists)."""
-        if not self.public_key_path(cfg).exists():
-            self.generate(cfg, out)
 
 
 def load_public_key(path: Path) -> PublicKey:

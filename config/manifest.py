@@ -37,7 +37,7 @@ from pathlib import Path
 import tomli_w
 from cryptography import x509
 
-from hsm_config.config import ConfigError, RawConfig, check_keys
+from config.loader import ConfigError, RawConfig, check_keys
 
 MANIFEST_NAME = "issuers.toml"
 NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")

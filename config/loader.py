@@ -6,7 +6,8 @@ underscore, so the split is unambiguous). Secrets are never values in the file: 
 ``_file`` names a file holding the secret and a key ending in ``_env`` names an environment
 variable, so they never show up in argv, in ``ps`` or in logs.
 
-This module must not import ``pkcs11``: the gateway uses it too.
+The package ``config`` imports nothing of the components (signer, gateway, hsm_config, db):
+every one of them reads this file, so every import edge points towards it.
 """
 
 from __future__ import annotations
@@ -82,21 +83,6 @@ def _coerce(current: Any, text: str, where: str) -> Any:
     return text
 
 
-def as_int(value: Any) -> int | None:
-    """An integer setting as a component reads it: an int from the file, or the text of an
-    environment override of a key the file leaves out (which has no type to take)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
 def apply_env_overrides(
     data: dict[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -142,6 +128,14 @@ def check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> Non
         raise ConfigError(f"[{where}]: unknown key(s) {', '.join(unknown)}")
 
 
+def read_secret_file(path: Path, where: str) -> str:
+    """A secret kept in a file (stripped); a file that cannot be read is a ConfigError."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from exc
+
+
 def read_secret(
     cfg: RawConfig, section: Mapping[str, Any], name: str, where: str, required: bool = True
 ) -> str | None:
@@ -153,43 +147,7 @@ def read_secret(
             return value
     file_name = section.get(f"{name}_file")
     if file_name:
-        path = cfg.resolve(str(file_name))
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"[{where}] {name}_file: cannot read {path}: {exc.strerror}") from exc
+        return read_secret_file(cfg.resolve(str(file_name)), f"[{where}] {name}_file")
     if required:
         raise ConfigError(f"[{where}]: set {name}_file or {name}_env (secrets are never inline)")
     return None
-
-
-@dataclass(frozen=True)
-class TokenConfig:
-    """Where the CA keys live: a PKCS#11 module, a token label and the user PIN."""
-
-    module: Path
-    label: str
-    pin: str
-    so_pin: str | None
-
-    def __repr__(self) -> str:  # never print PINs, even by accident
-        return f"TokenConfig(module={str(self.module)!r}, label={self.label!r}, pin=***)"
-
-
-TOKEN_KEYS = {"module", "label", "pin_file", "pin_env", "so_pin_file", "so_pin_env"}
-ONLINE_TOKEN = "token"  # noqa: S105 -- a section name: issuing CA + OCSP responder keys
-ROOT_TOKEN = "roottoken"  # noqa: S105 -- a section name: the root key, ceremonies only
-
-
-def token_config(cfg: RawConfig, section: str = ONLINE_TOKEN) -> TokenConfig:
-    """The token of ``section``: ``[token]`` (online) or ``[roottoken]`` (offline root)."""
-    sec = cfg.section(section)
-    check_keys(sec, TOKEN_KEYS, section)
-    module = sec.get("module")
-    label = sec.get("label")
-    if not module or not label:
-        raise ConfigError(f"[{section}]: module and label are required")
-    pin = read_secret(cfg, sec, "pin", section)
-    assert pin is not None
-    so_pin = read_secret(cfg, sec, "so_pin", section, required=False)
-    return TokenConfig(module=Path(str(module)), label=str(label), pin=pin, so_pin=so_pin)
