@@ -19,6 +19,8 @@ from pathlib import Path
 import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1_alt_modules import rfc5280
 
 from config.manifest import load_manifest
 from db.queries import issuers as issuer_q
@@ -65,7 +67,7 @@ class Issuer:
             DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         # the key hash is over the subjectPublicKey BIT STRING contents, without the
-        # algorithm identifier: parse it out of the SPKI
+        # algorithm identifier
         key_bits = _spki_bit_string(spki)
         name_h = hashes.Hash(algorithm)
         name_h.update(name)
@@ -74,25 +76,12 @@ class Issuer:
         return name_h.finalize(), key_h.finalize()
 
 
-def _read_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``pos``."""
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    return tag, pos, pos + length
-
-
 def _spki_bit_string(spki: bytes) -> bytes:
-    _, start, _ = _read_tlv(spki, 0)  # SEQUENCE
-    _, _, alg_end = _read_tlv(spki, start)  # AlgorithmIdentifier
-    tag, bits_start, bits_end = _read_tlv(spki, alg_end)
-    if tag != 0x03:
-        raise ValueError("subjectPublicKey is not a BIT STRING")
-    return spki[bits_start + 1 : bits_end]  # skip the unused-bits octet
+    """The subjectPublicKey BIT STRING contents of a DER SubjectPublicKeyInfo (pyasn1)."""
+    decoded, rest = der_decoder.decode(spki, asn1Spec=rfc5280.SubjectPublicKeyInfo())
+    if rest:
+        raise ValueError("trailing bytes after the SubjectPublicKeyInfo")
+    return decoded["subjectPublicKey"].asOctets()
 
 
 class IssuerRegistry:
