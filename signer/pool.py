@@ -38,20 +38,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
+from signer.codec import FROM_WORKER, Answer, Batch, Heartbeat, State, Stop, framed, read_payload
 from signer.errors import ErrorKind
 from signer.metrics import SignerMetrics
-from signer.protocol import HEADER
+from signer.protocol import Outcome
 from signer.worker import worker_main
 
 log = logging.getLogger("signer.pool")
 
-Item = tuple[str, Any]  # (operation, wire item)
-
-
-def _err(kind: ErrorKind, message: str) -> dict[str, str]:
-    return {"error": kind.value, "message": message}
+_err = Outcome.refused
 
 
 @dataclass
@@ -61,8 +56,8 @@ class Job:
     op: str
     items: list[Any]
     deadline: float | None
-    future: asyncio.Future[list[dict[str, Any]]]
-    results: list[dict[str, Any] | None] = field(default_factory=list)
+    future: asyncio.Future[list[Outcome]]
+    results: list[Outcome | None] = field(default_factory=list)
     remaining: int = 0
     bulk: bool = False
     retried: set[int] = field(default_factory=set)  # items already re-run after a worker died
@@ -71,7 +66,7 @@ class Job:
         self.results = [None] * len(self.items)
         self.remaining = len(self.items)
 
-    def settle(self, index: int, result: dict[str, Any]) -> None:
+    def settle(self, index: int, result: Outcome) -> None:
         if self.results[index] is None:
             self.results[index] = result
             self.remaining -= 1
@@ -80,7 +75,9 @@ class Job:
 
 
 @dataclass
-class Batch:
+class Sent:
+    """A batch on its way to (or at) a worker: which job's item each of its items is."""
+
     id: int
     parts: list[tuple[Job, int]]
     sent_at: float
@@ -95,7 +92,7 @@ class WorkerSlot:
     state: str = "starting"
     detail: str = ""
     pid: int | None = None
-    inflight: dict[int, Batch] = field(default_factory=dict)
+    inflight: dict[int, Sent] = field(default_factory=dict)
     restarts: int = 0
     started_at: float = 0.0
     generation: int = 0
@@ -104,7 +101,7 @@ class WorkerSlot:
     stalled_since: float | None = None
     # batches whose items were moved to other workers while this one stalled: a late answer
     # still counts if it comes first
-    moved: dict[int, Batch] = field(default_factory=dict)
+    moved: dict[int, Sent] = field(default_factory=dict)
 
     @property
     def stalled(self) -> bool:
@@ -266,9 +263,7 @@ class WorkerPool:
             if gen == slot.generation:
                 slot.writer = writer
             while True:
-                (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-                msg = msgpack.unpackb(await reader.readexactly(length), raw=False)
-                self._on_message(slot, gen, msg)
+                self._on_message(slot, gen, FROM_WORKER.decode(await read_payload(reader)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except Exception:
@@ -283,18 +278,17 @@ class WorkerPool:
                 sock.close()
             self._on_exit(slot, gen)
 
-    def _write(self, slot: WorkerSlot, msg: dict[str, Any]) -> None:
+    def _write(self, slot: WorkerSlot, msg: Batch | Stop) -> None:
         if slot.writer is None or slot.writer.is_closing():
             return
-        payload = msgpack.packb(msg, use_bin_type=True)
-        slot.writer.write(HEADER.pack(len(payload)) + payload)
+        slot.writer.write(framed(msg))
 
     async def stop(self) -> None:
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
         for slot in self.slots:
-            self._write(slot, {"t": "stop"})
+            self._write(slot, Stop())
         deadline = time.monotonic() + 3
         for slot in self.slots:
             if slot.process is not None:
@@ -304,24 +298,23 @@ class WorkerPool:
         self._fail_queue(ErrorKind.UNAVAILABLE, "signer shutting down")
 
     # -- events from workers --------------------------------------------------------------------
-    def _on_message(self, slot: WorkerSlot, gen: int, msg: dict[str, Any]) -> None:
+    def _on_message(self, slot: WorkerSlot, gen: int, msg: Heartbeat | State | Answer) -> None:
         if gen != slot.generation:
             return
         slot.last_seen = time.monotonic()
-        kind = msg.get("t")
-        if kind == "hb":
-            slot.busy = float(msg.get("busy", 0.0))
+        if isinstance(msg, Heartbeat):
+            slot.busy = msg.busy
         if slot.stalled_since is not None and slot.busy <= self.heartbeat_timeout:
             stalled_for = slot.last_seen - slot.stalled_since
             log.info("worker %d answers again after a %.1fs stall", slot.index, stalled_for)
             slot.stalled_since = None
             self._update_gauges()
             self._dispatch()
-        if kind == "hb":
+        if isinstance(msg, Heartbeat):
             return
-        if kind == "state":
+        if isinstance(msg, State):
             previous = slot.state
-            slot.state, slot.detail = msg["state"], msg.get("detail", "")
+            slot.state, slot.detail = msg.state, msg.detail
             if slot.state == "ready":
                 self._ready_event.set()
                 if previous == "healing":
@@ -333,29 +326,28 @@ class WorkerPool:
                 log.error("worker %d cannot serve: %s", slot.index, slot.detail)
             self._update_gauges()
             self._dispatch()
-        elif kind == "result":
+        else:
             slot.busy = 0.0
-            batch = slot.inflight.pop(msg["id"], None)
+            batch = slot.inflight.pop(msg.id, None)
             if batch is None:
-                late = slot.moved.pop(msg["id"], None)
+                late = slot.moved.pop(msg.id, None)
                 if late is not None:  # its items were moved: only a certificate is news
-                    for (job, index), result in zip(late.parts, msg["results"], strict=False):
-                        if "error" not in result:
+                    for (job, index), result in zip(late.parts, msg.results, strict=False):
+                        if result.error is None:
                             job.settle(index, result)
                     self._dispatch()
                 return
-            results = msg["results"]
-            durations = msg.get("durations", [])
+            durations = msg.durations
             ok: dict[str, int] = {}
-            for (job, index), result in zip(batch.parts, results, strict=False):
-                if "error" in result:
-                    self.metrics.errors.labels(kind=result["error"]).inc()
+            for (job, index), result in zip(batch.parts, msg.results, strict=False):
+                if result.error is not None:
+                    self.metrics.errors.labels(kind=result.error).inc()
                 else:
                     ok[job.op] = ok.get(job.op, 0) + 1
                 job.settle(index, result)
             for op, count in ok.items():
                 self.metrics.signatures.labels(operation=op).inc(count)
-            for role, count in (msg.get("key_signatures") or {}).items():
+            for role, count in msg.key_signatures.items():
                 self.metrics.key_signatures.labels(role=role).inc(count)
             for d in durations:
                 self.metrics.item_seconds.observe(d)
@@ -363,7 +355,7 @@ class WorkerPool:
                 op = batch.parts[0][0].op
                 avg = sum(durations) / len(durations)
                 self._item_cost[op] = 0.8 * self._item_cost.get(op, avg) + 0.2 * avg
-            if msg.get("token_fault"):
+            if msg.token_fault:
                 # counted here: the worker's own "healing" message then finds the slot
                 # already healing, and a fault healed at the first retry sends none at all
                 if slot.state != "healing":
@@ -439,7 +431,7 @@ class WorkerPool:
             return fut
         ready = self.ready_workers()
         queue = self.bulk if bulk else self.queue
-        refusal: dict[str, str] | None = None
+        refusal: Outcome | None = None
         if ready == 0:
             refusal = _err(ErrorKind.TOKEN_UNAVAILABLE, "no worker has the token ready")
         elif len(queue) + len(items) > self.max_queue:
@@ -452,7 +444,7 @@ class WorkerPool:
             if time.time() + estimate > deadline:
                 refusal = _err(ErrorKind.OVERLOADED, "cannot finish before the deadline")
         if refusal is not None:
-            self.metrics.errors.labels(kind=refusal["error"]).inc(len(items))
+            self.metrics.errors.labels(kind=refusal.error).inc(len(items))
             fut.set_result([refusal] * len(items))
             return fut
         self.metrics.requests.labels(operation=op).inc()
@@ -501,13 +493,10 @@ class WorkerPool:
 
     def _send(self, slot: WorkerSlot, parts: list[tuple[Job, int]]) -> None:
         self._batch_ids += 1
-        batch = Batch(self._batch_ids, parts, time.monotonic())
+        batch = Sent(self._batch_ids, parts, time.monotonic())
         slot.inflight[batch.id] = batch
         # a worker that has just died fails the batch through its reader's end of stream
-        self._write(
-            slot,
-            {"t": "batch", "id": batch.id, "items": [(job.op, job.items[i]) for job, i in parts]},
-        )
+        self._write(slot, Batch(batch.id, [job.items[i] for job, i in parts]))
         self.metrics.batch_size.observe(len(parts))
 
     def _fail_queue(self, kind: ErrorKind, message: str) -> None:

@@ -54,10 +54,6 @@ class PresignStats:
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def per_second(self) -> float:
-        return self.signed / self.seconds if self.seconds > 0 else 0.0
-
 
 class OcspPresigner:
     def __init__(

@@ -51,16 +51,19 @@ def is_token_fault(exc: BaseException) -> bool:
     return type(exc) is p11e.PKCS11Error
 
 
+def token_fault(exc: BaseException, doing: str) -> TokenFault | None:
+    """The ``TokenFault`` that ``exc`` stands for, or None when it is a problem with one
+    operation (the session stays). Every site that catches PKCS#11 errors asks this one
+    question, so a fault is classified the same way everywhere and the worker heals."""
+    if isinstance(exc, TokenFault):
+        return exc
+    if is_token_fault(exc):
+        return TokenFault(f"{doing}: {describe(exc)}", exc)
+    return None
+
+
 def describe(exc: BaseException) -> str:
     """A readable one-line description; PKCS#11 exceptions often have empty messages."""
     text = str(exc).strip()
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
-
-
-def translate(exc: BaseException, doing: str) -> SignerError:
-    if isinstance(exc, SignerError):
-        return exc
-    if is_token_fault(exc):
-        return TokenFault(f"token fault while {doing}: {describe(exc)}", exc)
-    return SignerError(ErrorKind.INTERNAL, f"PKCS#11 error while {doing}: {describe(exc)}")

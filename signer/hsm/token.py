@@ -23,7 +23,7 @@ from pkcs11.util.ec import encode_ec_public_key
 
 from hsm_config.config import TokenConfig
 from signer.hsm import keys
-from signer.hsm.errors import TokenFault, describe, is_token_fault
+from signer.hsm.errors import TokenFault, describe, token_fault
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ class TokenHandle:
             try:
                 return priv.sign(data, mechanism=mechanism)
             except p11e.PKCS11Error as exc:
-                if is_token_fault(exc):
-                    raise TokenFault(f"C_Sign failed: {describe(exc)}", exc) from None
+                if (fault := token_fault(exc, "C_Sign failed")) is not None:
+                    raise fault from None
                 raise
 
         return raw_sign

@@ -193,11 +193,6 @@ def release(prepared: Prepared | PreparedOcsp, signed: SignedObject) -> bytes:
     return _release(prepared.signer, signed)
 
 
-def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
-    prepared = prepare_certificate(reg, req)
-    return release(prepared, sign_prepared(prepared))
-
-
 def staged(
     reqs: Sequence[R],
     prepare: Callable[[R], P],
@@ -394,11 +389,6 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     if req.nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(req.nonce), critical=False)
     return PreparedOcsp(ctx.responder, builder)
-
-
-def sign_ocsp(reg: Registry, req: OcspRequest) -> bytes:
-    prepared = prepare_ocsp(reg, req)
-    return release(prepared, sign_prepared(prepared))
 
 
 def sign_ocsp_batch(reg: Registry, reqs: list[OcspRequest]) -> list[bytes | SignerError]:

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signer.errors import ErrorKind, SignerError
-from signer.hsm.errors import TokenFault, is_token_fault
+from signer.hsm.errors import token_fault
 from signer.hsm.keys import signature_hash
 from signer.issuance import verify
 from signer.issuance.issuer import Issuer, PublicKey, TokenKey
@@ -278,10 +278,8 @@ class Responders:
                 continue
             try:
                 slot.refresh(now)
-            except TokenFault:
-                raise
             except Exception as exc:
-                if is_token_fault(exc):
+                if token_fault(exc, "renewing the OCSP responder") is not None:
                     raise
                 # the slot keeps its certificate while that is still valid; else OCSP answers
                 # of this issuer are refused until a renewal succeeds (tried again shortly,

@@ -12,20 +12,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from signer.codec import Frame, decode_item, encode, wire_form
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.issuer import preencode
-from signer.protocol import CrlRequest, Frame, IssueRequest, OcspRequest, RevokedEntry
+from signer.protocol import CrlItem, CrlRequest, IssueRequest, OcspRequest, RevokedEntry
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_requests_round_trip_through_the_wire() -> None:
     req = IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", (1 << 100) + 5, 10, 20, None)
-    assert IssueRequest.from_wire(req.to_wire()) == req
+    assert decode_item("issue", encode(req)) == req
     crl = CrlRequest("issuing-1", 3, 1, 2, (RevokedEntry(1 << 70, 5, "keyCompromise"),))
-    assert CrlRequest.from_wire(crl.to_wire()) == crl
+    assert decode_item("crl", encode(CrlItem.of(crl))).request() == crl  # type: ignore[union-attr]
     o = OcspRequest("issuing-1", 1 << 80, "revoked", 1, 2, 1, "superseded", b"n")
-    assert OcspRequest.from_wire(o.to_wire()) == o
+    assert decode_item("ocsp", encode(o)) == o
 
 
 @pytest.mark.parametrize(
@@ -41,10 +42,10 @@ def test_requests_round_trip_through_the_wire() -> None:
     ],
 )
 def test_malformed_issue_items_are_refused_with_a_kind(mutate, kind) -> None:  # type: ignore[no-untyped-def]
-    wire = IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", 1 << 100, 10, 20).to_wire()
+    wire = wire_form(IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", 1 << 100, 10, 20))
     mutate(wire)
     with pytest.raises(SignerError) as err:
-        IssueRequest.from_wire(wire)
+        decode_item("issue", encode(wire))
     assert err.value.kind is kind
 
 
@@ -353,9 +354,9 @@ async def test_a_worker_that_sends_garbage_is_replaced_and_its_batch_failed() ->
 
     from prometheus_client import CollectorRegistry
 
+    from signer.codec import HEADER
     from signer.metrics import SignerMetrics
-    from signer.pool import Batch, Job, WorkerPool, WorkerSlot
-    from signer.protocol import HEADER
+    from signer.pool import Job, Sent, WorkerPool, WorkerSlot
 
     class Process:
         killed = False
@@ -367,10 +368,10 @@ async def test_a_worker_that_sends_garbage_is_replaced_and_its_batch_failed() ->
     pool._closing = True  # no replacement process in a unit test
     slot = WorkerSlot(0, process=Process(), state="ready", generation=1)
     job = Job("issue", [{}], None, asyncio.get_running_loop().create_future())
-    slot.inflight[7] = Batch(7, [(job, 0)], 0.0)
+    slot.inflight[7] = Sent(7, [(job, 0)], 0.0)
     ours, theirs = socket.socketpair()
     theirs.sendall(HEADER.pack(3) + b"\xc1\xc1\xc1")  # 0xc1 is never valid msgpack
     await asyncio.wait_for(pool._read_worker(slot, ours, 1), 5)
     theirs.close()
     assert slot.process.killed and slot.state == "dead" and not slot.inflight
-    assert (await job.future)[0]["error"] == ErrorKind.WORKER_FAILED.value
+    assert (await job.future)[0].error == ErrorKind.WORKER_FAILED.value
