@@ -24,11 +24,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from hsm_config.config import ConfigError, load, token_config
 from hsm_config.role_keys import load_public_key
@@ -38,11 +34,10 @@ from signer.codec import HEADER, TO_WORKER, Answer, Batch, Heartbeat, State, Sto
 from signer.config import SignerConfig, load_signer_config
 from signer.errors import ErrorKind, SignerError
 from signer.hsm.errors import TokenFault, describe, token_fault
-from signer.hsm.keys import signature_hash
-from signer.hsm.token import PublicKey, TokenHandle
-from signer.issuance import build, verify
-from signer.issuance.issuer import Issuer, TokenKey
-from signer.issuance.responder import Responders, ResponderSlot
+from signer.hsm.token import TokenHandle
+from signer.issuance import build
+from signer.issuance.keys import PublicKey, RecordingKey
+from signer.issuance.registry import find_key, key_signatures, open_registry, prove_key
 from signer.protocol import (
     CheckpointRequest,
     CmpRequest,
@@ -54,8 +49,6 @@ from signer.protocol import (
 )
 
 log = logging.getLogger("signer.worker")
-
-TEST_MESSAGE = b"signer self-test: the key on the token matches the issuer certificate"
 
 
 class Link:
@@ -93,95 +86,15 @@ class Link:
         return buf
 
 
-def _find_key(handle: TokenHandle, name: str, label: str) -> PublicKey:
-    try:
-        return handle.find_public_key(label)
-    except Exception as exc:
-        if (fault := token_fault(exc, f"finding key {label!r}")) is not None:
-            raise fault from None
-        raise ConfigError(
-            f"issuer {name}: key {label!r} not usable on the token: {describe(exc)}"
-        ) from exc
-
-
-def _test_signature(key: TokenKey, public: PublicKey, name: str) -> None:
-    """The key signs, and the signature verifies with the public key it must match."""
-    hash_algorithm = signature_hash(public)
-    if isinstance(public, rsa.RSAPublicKey):
-        sig = key.sign(TEST_MESSAGE, padding.PKCS1v15(), hash_algorithm)
-    else:
-        sig = key.sign(TEST_MESSAGE, ec.ECDSA(hash_algorithm))
-    verify.signature(_Probe(name, public), sig, TEST_MESSAGE, hash_algorithm)
-
-
-@dataclass(frozen=True)
-class _Probe:
-    name: str
-    public_key: PublicKey
-
-
-def open_registry(
-    handle: TokenHandle, scfg: SignerConfig, clock: Callable[[], float] = time.time
-) -> build.Registry:
-    """Find every online issuer's key and OCSP responder key on the token, prove each with a
-    test signature, and make sure each responder has a current certificate.
-
-    Root CAs are not among them: their keys are on the offline root token, which the signer
-    never opens.
-    """
-    issuers: dict[str, Issuer] = {}
-    slots: dict[str, ResponderSlot] = {}
-    for spec in scfg.online_issuers:
-        token_public = _find_key(handle, spec.name, spec.key_label)
-        if token_public != spec.certificate.public_key():
-            raise ConfigError(
-                f"issuer {spec.name}: the certificate does not match token key {spec.key_label!r}"
-            )
-        key = handle.signing_key(spec.key_label, token_public)
-        issuer = Issuer(
-            name=spec.name,
-            role=spec.role,
-            active=spec.active,
-            certificate=spec.certificate,
-            key=key,
-            public_url=scfg.public_url,
-        )
-        _test_signature(key, token_public, spec.name)
-        issuers[spec.name] = issuer
-        if spec.ocsp_key_label:
-            responder_public = _find_key(handle, spec.name, spec.ocsp_key_label)
-            responder_key = handle.signing_key(spec.ocsp_key_label, responder_public)
-            _test_signature(responder_key, responder_public, f"{spec.name}-ocsp")
-            slots[spec.name] = ResponderSlot(
-                issuer, responder_key, scfg.state_dir, scfg.ocsp_responder_validity_days
-            )
-        else:
-            log.warning(
-                "issuer %s has no OCSP responder key: its OCSP answers are refused", spec.name
-            )
-    responders = Responders(slots)
-    responders.refresh(clock())
-    return build.Registry(issuers, scfg.profiles, clock, responders, scfg.bounds)
-
-
-def key_signatures(registry: build.Registry) -> dict[str, int]:
-    """Signatures made so far by the registry's keys, by role: ``ca`` (issuing CA keys:
-    certificates, CRLs, responder certificates) and ``ocsp`` (responder keys: OCSP answers)."""
-    return {
-        "ca": sum(i.key.signatures for i in registry.issuers.values()),
-        "ocsp": sum(k.signatures for k in registry.responders.keys()),
-    }
-
-
 def _recorded_key(
     handle: TokenHandle, name: str, label: str, path: Path | None
-) -> tuple[TokenKey, PublicKey] | None:
+) -> tuple[RecordingKey, PublicKey] | None:
     """A role key (hsm_config/role_keys.py) found on the token and matched against the public
     key its ceremony recorded; None when none was recorded (its operation is then refused)."""
     if path is None or not path.exists():
         return None
     public = load_public_key(path)
-    token_public = _find_key(handle, name, label)
+    token_public = find_key(handle, name, label)
     if token_public != public:
         raise ConfigError(f"{path} does not match token key {label!r}")
     return handle.signing_key(label, token_public), public
@@ -208,7 +121,7 @@ def open_cmp_key(
     if found is None:
         return None
     key, public = found
-    _test_signature(key, public, "cmp")
+    prove_key(key, public, "cmp")
     issuer = registry.issuers[scfg.active_issuer.name]
     slot = CmpSlot(
         issuer, key, scfg.state_dir, scfg.ocsp_responder_validity_days, scfg.cmp_key_label
@@ -357,7 +270,9 @@ class Worker:
             raise
         except SignerError as exc:
             return Outcome.failed(exc)
-        except Exception as exc:  # build.unforeseen re-raises a token fault
+        except Exception as exc:
+            if (fault := token_fault(exc, "signing")) is not None:
+                raise fault from None
             return Outcome.failed(build.unforeseen(exc, type(item).__name__))
 
     def _sign_one(self, item: WorkItem) -> bytes:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pkcs11.exceptions as p11e
 
-from signer.errors import ErrorKind, SignerError
+from signer.errors import ErrorKind, SignerError, describe
+
+__all__ = ["TOKEN_FAULTS", "TokenFault", "describe", "is_token_fault", "token_fault"]
 
 # Return codes after which the session (and maybe the module) cannot be trusted any more.
 TOKEN_FAULTS: tuple[type[BaseException], ...] = (
@@ -60,10 +62,3 @@ def token_fault(exc: BaseException, doing: str) -> TokenFault | None:
     if is_token_fault(exc):
         return TokenFault(f"{doing}: {describe(exc)}", exc)
     return None
-
-
-def describe(exc: BaseException) -> str:
-    """A readable one-line description; PKCS#11 exceptions often have empty messages."""
-    text = str(exc).strip()
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name

@@ -121,6 +121,16 @@ class TokenHandle:
         return self._require().get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
 
     def find_public_key(self, label: str) -> PublicKey:
+        """The public key with ``label``; a token fault is raised as ``TokenFault`` (other
+        PKCS#11 errors, such as no such key, as they are)."""
+        try:
+            return self._public_key(label)
+        except Exception as exc:
+            if (fault := token_fault(exc, f"finding key {label!r}")) is not None:
+                raise fault from None
+            raise
+
+    def _public_key(self, label: str) -> PublicKey:
         pub = self._require().get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
         if pub.key_type == KeyType.RSA:
             n = int.from_bytes(pub[Attribute.MODULUS], "big")

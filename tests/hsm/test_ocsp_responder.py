@@ -37,8 +37,8 @@ from signer.errors import ErrorKind, SignerError
 from signer.hsm.keys import signature_hash
 from signer.hsm.token import TokenHandle
 from signer.issuance import build
+from signer.issuance.registry import key_signatures, open_registry
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest
-from signer.worker import key_signatures, open_registry
 from tests.support.signer_proc import running_signer, socket_of
 from tests.support.softhsm import REPO
 
