@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.config import GatewayConfig
+from signer.client import SignerOps
 
 if TYPE_CHECKING:
     from gateway.captcha import CaptchaService
@@ -22,12 +23,7 @@ if TYPE_CHECKING:
     from gateway.services.registration import RegistrationService
 
 
-class SignerHealth(Protocol):
-    """What the gateway needs of ``signer.client.SignerClient`` for now."""
-
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def health(self) -> dict[str, Any]: ...
+SignerHealth = SignerOps  # the one signer Protocol, next to signer.client.SignerClient
 
 
 Clock = Callable[[], datetime]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -233,6 +233,27 @@ class Connection:
             link.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await link.task
+
+
+class SignerOps(Protocol):
+    """What the gateway uses of a signer: ``SignerClient`` is it, and the gateway's services
+    are typed against this (a test may hand them anything that answers the same)."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def health(self) -> dict[str, Any]: ...
+    async def issue(self, request: IssueRequest, deadline: float | None = None) -> bytes: ...
+    async def issue_many(
+        self, requests: list[IssueRequest], deadline: float | None = None
+    ) -> list[Result]: ...
+    async def sign_crl(self, request: CrlRequest, deadline: float | None = None) -> bytes: ...
+    async def sign_ocsp(
+        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
+    ) -> list[Result]: ...
+    async def cmp(self, request: CmpRequest, deadline: float | None = None) -> bytes: ...
+    async def sign_checkpoint(
+        self, request: CheckpointRequest, deadline: float | None = None
+    ) -> bytes: ...
 
 
 class SignerClient:

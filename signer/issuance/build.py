@@ -46,19 +46,6 @@ S = TypeVar("S")
 UTC = dt.UTC
 DER = serialization.Encoding.DER
 
-REASONS: dict[str, x509.ReasonFlags] = {
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
-    "unspecified": x509.ReasonFlags.unspecified,
-}
-
 
 def _time(ts: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, UTC)
@@ -235,7 +222,7 @@ def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
             .revocation_date(_time(entry.revoked_at))
         )
         if entry.reason != "unspecified":  # RFC 5280 5.3.1: omit rather than unspecified
-            b = b.add_extension(x509.CRLReason(REASONS[entry.reason]), critical=False)
+            b = b.add_extension(x509.CRLReason(x509.ReasonFlags(entry.reason)), critical=False)
         revoked.append(b.build())
     # The constructor takes the whole list: add_revoked_certificate() copies it each time,
     # which is quadratic for large CRLs.
@@ -335,7 +322,7 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     revoked = req.status == "revoked"
     reason = None
     if revoked and req.reason and req.reason != "unspecified":
-        reason = REASONS[req.reason]
+        reason = x509.ReasonFlags(req.reason)
     builder = ctx.base.add_response_by_hash(
         issuer_name_hash=ctx.name_hash,
         issuer_key_hash=ctx.key_hash,

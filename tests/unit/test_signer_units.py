@@ -375,3 +375,15 @@ async def test_a_worker_that_sends_garbage_is_replaced_and_its_batch_failed() ->
     theirs.close()
     assert slot.process.killed and slot.state == "dead" and not slot.inflight
     assert (await job.future)[0].error == ErrorKind.WORKER_FAILED.value
+
+
+def test_the_shared_revocation_vocabulary_is_rfc_5280s() -> None:
+    """Reason names are cryptography's ReasonFlags values (build.py turns one into the other
+    directly), every name has its CRLReason code, and a request states only some of them."""
+    from signer.vocabulary import REASON_CODES, REQUESTED_REASONS, REVOCATION_REASONS
+
+    assert set(REVOCATION_REASONS) == {flag.value for flag in x509.ReasonFlags}
+    assert set(REASON_CODES) == set(REVOCATION_REASONS)
+    assert sorted(REASON_CODES.values()) == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10]
+    assert set(REQUESTED_REASONS) < set(REVOCATION_REASONS)
+    assert "cACompromise" not in REQUESTED_REASONS
