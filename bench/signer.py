@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -103,7 +104,7 @@ def raw_rate(config: Path, workers: int, seconds: float) -> float:
     return sum(rates)
 
 
-def _requests(n: int, subject_keys: list[bytes]) -> list[dict]:
+def _requests(n: int, subject_keys: list[bytes]) -> list[Any]:
     from signer.protocol import IssueRequest
 
     now = int(time.time())
@@ -117,14 +118,12 @@ def _requests(n: int, subject_keys: list[bytes]) -> list[dict]:
                 serial=secrets.randbits(127) | (1 << 126),
                 not_before=now - 60,
                 not_after=now + 365 * 86400,
-            ).to_wire()
+            )
         )
     return reqs
 
 
-async def _issue_load(
-    sock: Path, reqs: list[dict], batch: int, inflight: int
-) -> tuple[float, list]:
+async def _issue_load(sock: Path, reqs: list[Any], batch: int, inflight: int) -> tuple[float, list]:
     from signer.client import SignerClient
     from signer.protocol import Result
 
@@ -134,7 +133,7 @@ async def _issue_load(
     sem = asyncio.Semaphore(inflight)
     results: list[Result] = []
 
-    async def one(chunk: list[dict]) -> None:
+    async def one(chunk: list[Any]) -> None:
         async with sem:
             results.extend(await client._call("issue", chunk, None))
 

@@ -28,6 +28,7 @@ from gateway.middlewares import errors, observe, strict_transport_security
 from gateway.operator.routes import setup_operator
 from gateway.portal.routes import setup_portal
 from gateway.services import audit_checkpoint, ocsp_presign
+from signer.client import SignerOps
 
 log = logging.getLogger("gateway")
 
@@ -36,7 +37,7 @@ def make_app(
     config: GatewayConfig,
     *,
     db_pool: asyncpg.Pool | None = None,
-    signer_client: appkeys.SignerHealth | None = None,
+    signer_client: SignerOps | None = None,
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
 ) -> web.Application:

@@ -8,7 +8,7 @@ depends on instead of reaching into one shared bag.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
+from signer.client import SignerOps
 
 if TYPE_CHECKING:
     from gateway.captcha import CaptchaService
@@ -38,14 +39,6 @@ if TYPE_CHECKING:
     from gateway.services.sessions import SessionStore
 
 
-class SignerHealth(Protocol):
-    """What the gateway needs of ``signer.client.SignerClient`` for now."""
-
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def health(self) -> dict[str, Any]: ...
-
-
 # set by make_app
 CONFIG = web.AppKey("config", GatewayConfig)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -54,7 +47,7 @@ METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
 
 # resources
 DB = web.AppKey("db", asyncpg.Pool)
-SIGNER: web.AppKey[SignerHealth] = web.AppKey("signer")
+SIGNER: web.AppKey[SignerOps] = web.AppKey("signer")
 
 # subscriber and officer services
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")

@@ -40,7 +40,7 @@ from gateway.services.registration import RegistrationService
 from gateway.services.renewal import RenewalService
 from gateway.services.revocation import RevocationService
 from gateway.services.sessions import SessionStore
-from signer.client import SignerClient
+from signer.client import SignerClient, SignerOps
 
 log = logging.getLogger("gateway")
 T = TypeVar("T")
@@ -100,12 +100,12 @@ def _database(pool: asyncpg.Pool | None) -> CleanupCtx:
     return ctx
 
 
-def _default_signer(config: GatewayConfig) -> appkeys.SignerHealth:
+def _default_signer(config: GatewayConfig) -> SignerOps:
     ssl_context = config.signer_tls.context() if config.signer_tls else None
     return SignerClient(list(config.signers), ssl_context=ssl_context)  # type: ignore[return-value]
 
 
-def _signer(client: appkeys.SignerHealth | None) -> CleanupCtx:
+def _signer(client: SignerOps | None) -> CleanupCtx:
     """The signer client (``client`` from a test, else from ``[gateway] signers``)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -278,9 +278,7 @@ def _notices(app: web.Application) -> NoticeService:
     )
 
 
-def resources(
-    db_pool: asyncpg.Pool | None, signer_client: appkeys.SignerHealth | None
-) -> list[CleanupCtx]:
+def resources(db_pool: asyncpg.Pool | None, signer_client: SignerOps | None) -> list[CleanupCtx]:
     """Every resource and service, dependencies first."""
     return [
         _database(db_pool),

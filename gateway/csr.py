@@ -17,8 +17,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from signer.vocabulary import key_refusal
+
 MAX_CSR_CHARS = 16 * 1024
-ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 PEM_HEADERS = ("-----BEGIN CERTIFICATE REQUEST-----", "-----BEGIN NEW CERTIFICATE REQUEST-----")
 
 
@@ -76,19 +77,12 @@ def request_public_key(csr: x509.CertificateSigningRequest) -> object:
 
 
 def check_key(key: object) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < 2048:
-            raise CsrError("weak_key", f"RSA keys need at least 2048 bits, got {key.key_size}")
-        if key.key_size > 8192:
-            raise CsrError("weak_key", "RSA keys above 8192 bits are not supported")
-        if key.public_numbers().e != 65537:
-            raise CsrError("weak_key", "RSA keys must use the public exponent 65537")
-        return key
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ALLOWED_CURVES):
-            raise CsrError("weak_key", f"curve {key.curve.name} is not supported (P-256, P-384)")
-        return key
-    raise CsrError("weak_key", "only RSA and EC (P-256, P-384) keys are supported")
+    """The key, if the CA certifies it (the shared key policy, ``signer/vocabulary.py``)."""
+    why = key_refusal(key)
+    if why is not None:
+        raise CsrError("weak_key", why)
+    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    return key
 
 
 def parse_csr(text: object) -> CheckedCsr:

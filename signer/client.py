@@ -22,16 +22,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
+
+from signer.codec import MAX_FRAME, Frame, read_payload
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import (
-    HEADER,
-    MAX_FRAME,
     CheckpointRequest,
     CmpRequest,
+    CrlItem,
     CrlRequest,
-    Frame,
     IssueRequest,
     OcspRequest,
     Result,
@@ -181,8 +182,7 @@ class Connection:
     async def _read_loop(self, link: _Link) -> None:
         try:
             while True:
-                (length,) = HEADER.unpack(await link.reader.readexactly(HEADER.size))
-                frame = Frame.decode(await link.reader.readexactly(length))
+                frame = Frame.decode(await read_payload(link.reader))
                 fut = link.pending.pop(frame.id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(frame)
@@ -198,7 +198,7 @@ class Connection:
         frame.id = next(self._ids)
         try:
             data = frame.encode()
-        except (TypeError, ValueError, OverflowError) as exc:  # msgpack cannot pack a field
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:  # a field
             raise SignerError(ErrorKind.BAD_REQUEST, f"request cannot be encoded: {exc}") from None
         if not link.usable:
             # the link went between connecting and sending: the next signer (or a fresh
@@ -233,6 +233,27 @@ class Connection:
             link.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await link.task
+
+
+class SignerOps(Protocol):
+    """What the gateway uses of a signer: ``SignerClient`` is it, and the gateway's services
+    are typed against this (a test may hand them anything that answers the same)."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def health(self) -> dict[str, Any]: ...
+    async def issue(self, request: IssueRequest, deadline: float | None = None) -> bytes: ...
+    async def issue_many(
+        self, requests: list[IssueRequest], deadline: float | None = None
+    ) -> list[Result]: ...
+    async def sign_crl(self, request: CrlRequest, deadline: float | None = None) -> bytes: ...
+    async def sign_ocsp(
+        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
+    ) -> list[Result]: ...
+    async def cmp(self, request: CmpRequest, deadline: float | None = None) -> bytes: ...
+    async def sign_checkpoint(
+        self, request: CheckpointRequest, deadline: float | None = None
+    ) -> bytes: ...
 
 
 class SignerClient:
@@ -302,13 +323,13 @@ class SignerClient:
                 continue
             try:
                 if answer.error is not None:
-                    last_error = Result.from_wire(answer.error).error or last_error
+                    last_error = answer.error.result().error or last_error
                     if not last_error.retryable:
                         break
                     continue
                 if not isinstance(answer.results, list):
                     raise TypeError("results is not a list")
-                got = [Result.from_wire(r) for r in answer.results]
+                got = [r.result() for r in answer.results]
             except (SignerError, TypeError, ValueError):
                 # a signer that answers what it should not is unusable: try the next one
                 last_error = SignerError(
@@ -363,7 +384,7 @@ class SignerClient:
         deadlines = [d for _, d, _ in batch if d is not None]
         deadline = min(deadlines) if len(deadlines) == len(batch) else None
         try:
-            results = await self._call("issue", [r.to_wire() for r, _, _ in batch], deadline)
+            results = await self._call("issue", [r for r, _, _ in batch], deadline)
         except Exception as exc:  # never leave a caller waiting, and never with a bare error:
             # callers handle SignerError (the gateway marks the pending row failed and answers
             # 503); anything else would be a 500 that leaves the row pending
@@ -386,10 +407,10 @@ class SignerClient:
         self, requests: list[IssueRequest], deadline: float | None = None
     ) -> list[Result]:
         """Issue a batch the caller has already gathered, as one RPC."""
-        return await self._call("issue", [r.to_wire() for r in requests], deadline)
+        return await self._call("issue", list(requests), deadline)
 
     async def sign_crl(self, request: CrlRequest, deadline: float | None = None) -> bytes:
-        (result,) = await self._call("crl", [request.to_wire()], deadline)
+        (result,) = await self._call("crl", [CrlItem.of(request)], deadline)
         return result.unwrap()
 
     async def sign_ocsp(
@@ -397,19 +418,19 @@ class SignerClient:
     ) -> list[Result]:
         """``bulk`` marks background work (pre-signing): the signer serves it only while no
         interactive request waits, in small batches, so it never delays an applicant."""
-        return await self._call("ocsp", [r.to_wire() for r in requests], deadline, bulk=bulk)
+        return await self._call("ocsp", list(requests), deadline, bulk=bulk)
 
     async def cmp(self, request: CmpRequest, deadline: float | None = None) -> bytes:
         """The CMP server certificate (no ``part``) or the CMP key's signature over an
         answer's ProtectedPart (``signer/cmp_protection.py`` checks what it signs)."""
-        (result,) = await self._call("cmp", [request.to_wire()], deadline)
+        (result,) = await self._call("cmp", [request], deadline)
         return result.unwrap()
 
     async def sign_checkpoint(
         self, request: CheckpointRequest, deadline: float | None = None
     ) -> bytes:
         """A signed audit checkpoint: key fingerprint (32 bytes) followed by the signature."""
-        (result,) = await self._call("checkpoint", [request.to_wire()], deadline)
+        (result,) = await self._call("checkpoint", [request], deadline)
         return result.unwrap()
 
     async def health(self) -> dict[str, Any]:

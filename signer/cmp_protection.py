@@ -27,7 +27,8 @@ from cryptography.x509.oid import ObjectIdentifier
 
 from signer.errors import ErrorKind, SignerError
 from signer.issuance import responder
-from signer.issuance.issuer import Issuer, PublicKey, TokenKey
+from signer.issuance.issuer import Issuer
+from signer.issuance.keys import PublicKey, RecordingKey
 from signer.protocol import CmpRequest
 
 log = logging.getLogger("signer.cmp")
@@ -113,7 +114,7 @@ class CmpSlot(responder.ResponderSlot):
     renewal, with this module's profile and checks."""
 
     def __init__(
-        self, issuer: Issuer, key: TokenKey, state_dir: Path, days: int, label: str
+        self, issuer: Issuer, key: RecordingKey, state_dir: Path, days: int, label: str
     ) -> None:
         super().__init__(issuer, key, state_dir, days)
         self.path = state_dir / f"cmp-{label}.pem"

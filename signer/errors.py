@@ -56,3 +56,10 @@ class SignerError(Exception):
 
     def __repr__(self) -> str:
         return f"SignerError({self.kind.value!r}, {self.message!r})"
+
+
+def describe(exc: BaseException) -> str:
+    """A readable one-line description; PKCS#11 exceptions often have empty messages."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

@@ -1,9 +1,11 @@
-"""The signer's wire contract: typed requests and results, and their framing.
+"""The signer's wire contract: the typed requests the gateway sends and the results it gets.
 
 This is the narrow seam between gateway and signer. The gateway imports this module and
-``signer.client``, never anything that imports ``pkcs11``. Frames are a 4-byte big-endian length
-followed by a msgpack map; every request names a protocol version, an operation and a batch of
-typed items, and gets one result per item in the same order.
+``signer.client``, never anything that imports ``pkcs11``. Each request kind is a frozen
+``msgspec.Struct`` whose field types and constraints are the validation the signer applies to
+what arrives (``signer/codec.py`` frames and decodes them; a few checks between fields are in
+``check()``). The request kinds form one tagged union (the ``kind`` field), so a batch of mixed
+items travels to a worker as one typed list.
 
 The signer signs only what it builds from these typed items under its own profiles: there is no
 operation that signs caller-supplied bytes.
@@ -12,141 +14,80 @@ operation that signs caller-supplied bytes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
-import msgpack
+import msgspec
+from msgspec import Meta
 
 from signer.errors import ErrorKind, SignerError
+from signer.vocabulary import REVOCATION_REASONS, RevocationReason
 
-VERSION = 1
-MAX_FRAME = 32 * 1024 * 1024  # a 100,000-entry CRL request is about 4 MiB
-HEADER = struct.Struct(">I")
-MAX_DEPTH = 16  # nesting of a frame's items (list, item, subject, pair: typed items need 4)
+MAX_CMP_PART = 64 * 1024
+MAX_SERIAL_DIGITS = 40  # 20 octets (RFC 5280 4.1.2.2)
+CHECKPOINT_DOMAIN = b"ca-audit-checkpoint/v1\x00"  # these bytes mean nothing else anywhere
+_CHECKPOINT = struct.Struct(">QQQ32s")
+FINGERPRINT_SIZE = 32  # a checkpoint result: SHA-256 of the audit key's SPKI, then signature
+_U63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
-Op = Literal["issue", "crl", "ocsp", "checkpoint", "cmp", "health"]
-OPS: tuple[str, ...] = ("issue", "crl", "ocsp", "checkpoint", "cmp", "health")
-PRIORITIES: tuple[str, ...] = ("interactive", "bulk")
-
-REVOCATION_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "certificateHold",
-    "removeFromCRL",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
+# the tag of every request kind, and so the operation a frame of such items names
+TAG = {"tag_field": "kind", "frozen": True}
 
 
-def _need(d: dict[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    try:
-        value = d[key]
-    except (KeyError, TypeError) as exc:
-        raise SignerError(ErrorKind.BAD_REQUEST, f"missing field {key!r}") from exc
-    if not isinstance(value, typ) or (isinstance(value, bool) and typ is int):
-        raise SignerError(ErrorKind.BAD_REQUEST, f"field {key!r} has the wrong type")
-    return value
+class Serial(int):
+    """A certificate serial number. On the wire it is lower-case hex without leading zeros (up
+    to 159 bits do not fit a msgpack integer); ``signer/codec.py`` converts both ways."""
+
+    __slots__ = ()
 
 
-def _opt(d: dict[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    value = d.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, typ):
-        raise SignerError(ErrorKind.BAD_REQUEST, f"field {key!r} has the wrong type")
-    return value
+def serial_from_hex(text: object) -> Serial:
+    """The serial a wire string stands for; ``ValueError`` for anything but 1-40 lower-case
+    hex digits without a leading zero."""
+    if not isinstance(text, str):
+        raise TypeError("serial must be a hex string")
+    if not text or len(text) > MAX_SERIAL_DIGITS or text != text.lower() or text[0] == "0":
+        raise ValueError("serial must be lower-case hex, 1-40 digits")
+    return Serial(int(text, 16))
 
 
-def serial_to_hex(serial: int) -> str:
-    return format(serial, "x")
+def _serial(value: int) -> Serial:
+    return value if type(value) is Serial else Serial(value)
 
 
-def serial_from_hex(text: str) -> int:
-    if not text or len(text) > 40 or text != text.lower() or text.startswith("0"):
-        raise SignerError(ErrorKind.BAD_REQUEST, "serial must be lower-case hex, 1-40 digits")
-    try:
-        return int(text, 16)
-    except ValueError as exc:
-        raise SignerError(ErrorKind.BAD_REQUEST, "serial is not hex") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class IssueRequest:
+class IssueRequest(msgspec.Struct, tag="issue", forbid_unknown_fields=True, **TAG):
     """Issue one end-entity certificate.
 
     ``subject`` is an ordered list of (attribute OID, value) pairs, one attribute per RDN, as the
     gateway took them from the registration data (never from the CSR). ``issuer`` None means the
-    active issuer of the profile. Times are Unix seconds (UTC).
+    active issuer of the profile. Times are Unix seconds (UTC). Any other field (a CA flag, key
+    usages, extensions) is refused as ``profile_violation``: the profile decides those.
     """
 
     spki: bytes
     subject: tuple[tuple[str, str], ...]
     profile: str
-    serial: int
+    serial: Serial
     not_before: int
     not_after: int
     issuer: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "spki": self.spki,
-            "subject": [list(p) for p in self.subject],
-            "profile": self.profile,
-            "serial": serial_to_hex(self.serial),
-            "not_before": self.not_before,
-            "not_after": self.not_after,
-            "issuer": self.issuer,
-        }
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "serial", _serial(self.serial))
 
-    FIELDS = frozenset(
-        {"spki", "subject", "profile", "serial", "not_before", "not_after", "issuer"}
-    )
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> IssueRequest:
-        if not isinstance(d, dict):
-            raise SignerError(ErrorKind.BAD_REQUEST, "issue item must be a map")
-        extra = sorted(set(d) - cls.FIELDS)
-        if extra:
-            # CA flag, key usages, extensions, ...: a certificate's powers come from its profile
-            raise SignerError(
-                ErrorKind.PROFILE_VIOLATION,
-                f"field(s) {', '.join(map(str, extra))} not allowed: the profile decides",
-            )
-        subject = _need(d, "subject", list)
-        pairs: list[tuple[str, str]] = []
-        for pair in subject:
-            if (
-                not isinstance(pair, list | tuple)
-                or len(pair) != 2
-                or not all(isinstance(x, str) for x in pair)
-            ):
-                raise SignerError(ErrorKind.BAD_REQUEST, "subject must be [oid, value] pairs")
-            pairs.append((pair[0], pair[1]))
-        return cls(
-            spki=_need(d, "spki", bytes),
-            subject=tuple(pairs),
-            profile=_need(d, "profile", str),
-            serial=serial_from_hex(_need(d, "serial", str)),
-            not_before=_need(d, "not_before", int),
-            not_after=_need(d, "not_after", int),
-            issuer=_opt(d, "issuer", str),
-        )
+    def check(self) -> None:
+        """Nothing between fields to check: the types say it all."""
 
 
-@dataclass(frozen=True, slots=True)
-class RevokedEntry:
+class RevokedEntry(msgspec.Struct, frozen=True):
+    """One revoked certificate of a CRL; on the wire a CRL carries these as three columns."""
+
     serial: int
     revoked_at: int
     reason: str = "unspecified"
 
 
-@dataclass(frozen=True, slots=True)
-class CrlRequest:
+class CrlRequest(msgspec.Struct, frozen=True):
     """Sign a complete CRL for ``issuer`` (which may be an inactive, rotated-out issuer)."""
 
     issuer: str
@@ -155,169 +96,101 @@ class CrlRequest:
     next_update: int
     entries: tuple[RevokedEntry, ...] = ()
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "issuer": self.issuer,
-            "crl_number": self.crl_number,
-            "this_update": self.this_update,
-            "next_update": self.next_update,
-            # columnar: three flat lists are far cheaper to pack than 100,000 small maps
-            "serials": [serial_to_hex(e.serial) for e in self.entries],
-            "revoked_at": [e.revoked_at for e in self.entries],
-            "reasons": [e.reason for e in self.entries],
-        }
+
+class CrlItem(msgspec.Struct, tag="crl", **TAG):
+    """A ``CrlRequest`` as it travels: columnar, since three flat lists are far cheaper to pack
+    than 100,000 small maps."""
+
+    issuer: str
+    crl_number: Annotated[int, Meta(ge=0)]
+    this_update: int
+    next_update: int
+    serials: list[Serial]
+    revoked_at: list[int]
+    reasons: list[RevocationReason]
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> CrlRequest:
-        serials = _need(d, "serials", list)
-        times = _need(d, "revoked_at", list)
-        reasons = _need(d, "reasons", list)
-        if not (len(serials) == len(times) == len(reasons)):
-            raise SignerError(ErrorKind.BAD_REQUEST, "CRL entry columns differ in length")
-        entries = []
-        for s, t, r in zip(serials, times, reasons, strict=True):
-            if not isinstance(s, str) or not isinstance(t, int) or r not in REVOCATION_REASONS:
-                raise SignerError(ErrorKind.BAD_REQUEST, "bad CRL entry")
-            entries.append(RevokedEntry(serial_from_hex(s), t, r))
-        number = _need(d, "crl_number", int)
-        if number < 0 or number.bit_length() > 159:
-            raise SignerError(ErrorKind.BAD_REQUEST, "crl_number out of range")
+    def of(cls, req: CrlRequest) -> CrlItem:
+        entries = req.entries
         return cls(
-            issuer=_need(d, "issuer", str),
-            crl_number=number,
-            this_update=_need(d, "this_update", int),
-            next_update=_need(d, "next_update", int),
-            entries=tuple(entries),
+            req.issuer,
+            req.crl_number,
+            req.this_update,
+            req.next_update,
+            [_serial(e.serial) for e in entries],
+            [e.revoked_at for e in entries],
+            [e.reason for e in entries],  # type: ignore[misc]
         )
 
+    def check(self) -> None:
+        if not (len(self.serials) == len(self.revoked_at) == len(self.reasons)):
+            raise SignerError(ErrorKind.BAD_REQUEST, "CRL entry columns differ in length")
+        if self.crl_number.bit_length() > 159:
+            raise SignerError(ErrorKind.BAD_REQUEST, "crl_number out of range")
 
-OcspStatus = Literal["good", "revoked", "unknown"]
+    def request(self) -> CrlRequest:
+        entries = tuple(map(RevokedEntry, self.serials, self.revoked_at, self.reasons))
+        return CrlRequest(self.issuer, self.crl_number, self.this_update, self.next_update, entries)
 
 
-@dataclass(frozen=True, slots=True)
-class OcspRequest:
+class OcspRequest(msgspec.Struct, tag="ocsp", **TAG):
     """Sign one OCSP response for one certificate of ``issuer``, identified by serial."""
 
     issuer: str
-    serial: int
-    status: str
+    serial: Serial
+    status: Literal["good", "revoked", "unknown"]
     this_update: int
     next_update: int
     revoked_at: int | None = None
-    reason: str | None = None
-    nonce: bytes | None = None
+    reason: RevocationReason | None = None
+    nonce: Annotated[bytes, Meta(min_length=1, max_length=128)] | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "issuer": self.issuer,
-            "serial": serial_to_hex(self.serial),
-            "status": self.status,
-            "this_update": self.this_update,
-            "next_update": self.next_update,
-            "revoked_at": self.revoked_at,
-            "reason": self.reason,
-            "nonce": self.nonce,
-        }
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "serial", _serial(self.serial))
 
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> OcspRequest:
-        status = _need(d, "status", str)
-        if status not in ("good", "revoked", "unknown"):
-            raise SignerError(ErrorKind.BAD_REQUEST, "status must be good, revoked or unknown")
-        reason = _opt(d, "reason", str)
-        if reason is not None and reason not in REVOCATION_REASONS:
-            raise SignerError(ErrorKind.BAD_REQUEST, "unknown revocation reason")
-        revoked_at = _opt(d, "revoked_at", int)
-        if status == "revoked" and revoked_at is None:
+    def check(self) -> None:
+        if self.status == "revoked" and self.revoked_at is None:
             raise SignerError(ErrorKind.BAD_REQUEST, "revoked status needs revoked_at")
-        nonce = _opt(d, "nonce", bytes)
-        if nonce is not None and not 1 <= len(nonce) <= 128:
-            raise SignerError(ErrorKind.BAD_REQUEST, "nonce must be 1-128 bytes")
-        return cls(
-            issuer=_need(d, "issuer", str),
-            serial=serial_from_hex(_need(d, "serial", str)),
-            status=status,
-            this_update=_need(d, "this_update", int),
-            next_update=_need(d, "next_update", int),
-            revoked_at=revoked_at,
-            reason=reason,
-            nonce=nonce,
-        )
 
 
-CHECKPOINT_DOMAIN = b"ca-audit-checkpoint/v1\x00"  # these bytes mean nothing else anywhere
-CHECKPOINT_FIELDS = frozenset({"last_id", "last_hash", "count", "at"})
-_CHECKPOINT = struct.Struct(">QQQ32s")
-FINGERPRINT_SIZE = 32  # a checkpoint result: SHA-256 of the audit key's SPKI, then signature
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointRequest:
+class CheckpointRequest(msgspec.Struct, tag="checkpoint", forbid_unknown_fields=True, **TAG):
     """Sign a checkpoint of the audit chain's head: the last row's id and hash, the number of
     rows, and the time (Unix seconds) the head was read. Those four fields and nothing else:
     the signer builds the bytes it signs itself (``checkpoint_message``), and refuses a head
     lower than the last one it signed. The result is ``FINGERPRINT_SIZE`` bytes of key
     fingerprint followed by the signature."""
 
-    last_id: int
-    last_hash: bytes
-    count: int
-    at: int
+    last_id: _U63
+    last_hash: Annotated[bytes, Meta(min_length=32, max_length=32)]
+    count: _U63
+    at: _U63
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "last_id": self.last_id,
-            "last_hash": self.last_hash,
-            "count": self.count,
-            "at": self.at,
-        }
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> CheckpointRequest:
-        if not isinstance(d, dict):
-            raise SignerError(ErrorKind.BAD_REQUEST, "checkpoint item must be a map")
-        extra = sorted(map(str, set(d) - CHECKPOINT_FIELDS))
-        if extra:
-            raise SignerError(ErrorKind.BAD_REQUEST, f"field(s) {', '.join(extra)} not allowed")
-        req = cls(
-            last_id=_need(d, "last_id", int),
-            last_hash=_need(d, "last_hash", bytes),
-            count=_need(d, "count", int),
-            at=_need(d, "at", int),
-        )
-        if len(req.last_hash) != 32:
-            raise SignerError(ErrorKind.BAD_REQUEST, "last_hash must be 32 bytes (SHA-256)")
-        if not (0 <= req.count <= req.last_id < 2**63 and 0 <= req.at < 2**63):
+    def check(self) -> None:
+        if self.count > self.last_id:
             raise SignerError(ErrorKind.BAD_REQUEST, "need 0 <= count <= last_id, at >= 0")
-        return req
 
 
-MAX_CMP_PART = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class CmpRequest:
+class CmpRequest(msgspec.Struct, tag="cmp", forbid_unknown_fields=True, **TAG):
     """The CMP protection key: without ``part``, the current CMP server certificate (DER);
     with it, the signature over ``part``, the DER ProtectedPart of a CMP *answer* the signer
     parses and checks first (``signer/cmp_protection.py``: an answer body, sent by the CMP
     certificate's subject with its key id and algorithm), so the key signs nothing else."""
 
-    part: bytes | None = None
+    part: Annotated[bytes, Meta(min_length=1, max_length=MAX_CMP_PART)] | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"part": self.part}
+    def check(self) -> None:
+        """The length bounds are in the type."""
 
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> CmpRequest:
-        if not isinstance(d, dict):
-            raise SignerError(ErrorKind.BAD_REQUEST, "cmp item must be a map")
-        extra = sorted(map(str, set(d) - {"part"}))
-        if extra:
-            raise SignerError(ErrorKind.BAD_REQUEST, f"field(s) {', '.join(extra)} not allowed")
-        part = _opt(d, "part", bytes)
-        if part is not None and not 0 < len(part) <= MAX_CMP_PART:
-            raise SignerError(ErrorKind.BAD_REQUEST, "part must be 1 byte to 64 KiB")
-        return cls(part=part)
+
+# what a worker is handed: every request kind, told apart by its ``kind`` tag
+WorkItem = IssueRequest | OcspRequest | CrlItem | CheckpointRequest | CmpRequest
+ITEM_TYPES: dict[str, type[WorkItem]] = {
+    "issue": IssueRequest,
+    "ocsp": OcspRequest,
+    "crl": CrlItem,
+    "checkpoint": CheckpointRequest,
+    "cmp": CmpRequest,
+}
 
 
 def checkpoint_message(req: CheckpointRequest) -> bytes:
@@ -326,32 +199,40 @@ def checkpoint_message(req: CheckpointRequest) -> bytes:
     return CHECKPOINT_DOMAIN + _CHECKPOINT.pack(req.last_id, req.count, req.at, req.last_hash)
 
 
+class Outcome(msgspec.Struct, omit_defaults=True):
+    """One item's outcome as it travels: ``der``, or an error kind and its message."""
+
+    der: bytes | None = None
+    error: str | None = None
+    message: str = ""
+
+    @classmethod
+    def failed(cls, err: SignerError) -> Outcome:
+        return cls(error=err.kind.value, message=err.message)
+
+    @classmethod
+    def refused(cls, kind: ErrorKind, message: str) -> Outcome:
+        return cls(error=kind.value, message=message)
+
+    def result(self) -> Result:
+        """The caller's view; an unknown kind (a newer signer) reads as ``internal``."""
+        if self.error is not None:
+            try:
+                kind = ErrorKind(self.error)
+            except ValueError:
+                kind = ErrorKind.INTERNAL
+            return Result(error=SignerError(kind, self.message))
+        if self.der is None:
+            raise SignerError(ErrorKind.BAD_REQUEST, "result has neither der nor error")
+        return Result(der=self.der)
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One item's outcome: DER bytes, or an error kind (with whether a retry may help)."""
+    """One item's outcome: DER bytes, or an error (with whether a retry may help)."""
 
     der: bytes | None = None
     error: SignerError | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        if self.error is not None:
-            return {"error": self.error.kind.value, "message": self.error.message}
-        return {"der": self.der}
-
-    @classmethod
-    def from_wire(cls, d: Any) -> Result:
-        if not isinstance(d, dict):
-            raise SignerError(ErrorKind.BAD_REQUEST, "result must be a map")
-        if "error" in d:
-            try:
-                kind = ErrorKind(d["error"])
-            except ValueError:
-                kind = ErrorKind.INTERNAL
-            return cls(error=SignerError(kind, str(d.get("message", ""))))
-        der = d.get("der")
-        if not isinstance(der, bytes):
-            raise SignerError(ErrorKind.BAD_REQUEST, "result has neither der nor error")
-        return cls(der=der)
 
     def unwrap(self) -> bytes:
         if self.error is not None:
@@ -360,98 +241,23 @@ class Result:
         return self.der
 
 
-@dataclass(slots=True)
-class Frame:
-    """A request or a response on the wire."""
-
-    id: int
-    op: str = ""
-    items: list[Any] = field(default_factory=list)
-    deadline: float | None = None  # absolute Unix time; None means no deadline
-    # "bulk" work (OCSP pre-signing, ...) waits while any interactive item is queued
-    priority: str = "interactive"
-    results: list[Any] | None = None
-    error: dict[str, Any] | None = None  # whole-request failure (version, overload, ...)
-    body: dict[str, Any] | None = None  # health answers
-
-    def encode(self) -> bytes:
-        d: dict[str, Any] = {"v": VERSION, "id": self.id}
-        if self.op:
-            d["op"] = self.op
-            d["items"] = self.items
-            if self.deadline is not None:
-                d["deadline"] = self.deadline
-            if self.priority != "interactive":
-                d["priority"] = self.priority
-        if self.results is not None:
-            d["results"] = self.results
-        if self.error is not None:
-            d["error"] = self.error
-        if self.body is not None:
-            d["body"] = self.body
-        payload = msgpack.packb(d, use_bin_type=True)
-        return HEADER.pack(len(payload)) + payload
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Frame:
-        try:
-            d = msgpack.unpackb(payload, raw=False, strict_map_key=True)
-        except Exception as exc:  # msgpack raises several unrelated types on garbage
-            raise SignerError(ErrorKind.BAD_REQUEST, "frame is not msgpack") from exc
-        if not isinstance(d, dict):
-            raise SignerError(ErrorKind.BAD_REQUEST, "frame must be a map")
-        if d.get("v") != VERSION:
-            raise SignerError(ErrorKind.BAD_REQUEST, f"unsupported protocol version {d.get('v')!r}")
-        ident = d.get("id")
-        if not isinstance(ident, int):
-            raise SignerError(ErrorKind.BAD_REQUEST, "frame id must be an integer")
-        deadline = d.get("deadline")
-        if deadline is not None and not isinstance(deadline, int | float):
-            raise SignerError(ErrorKind.BAD_REQUEST, "deadline must be a number")
-        items = d.get("items", [])
-        if not isinstance(items, list):
-            raise SignerError(ErrorKind.BAD_REQUEST, "items must be a list")
-        if not nested_at_most(items, MAX_DEPTH):
-            raise SignerError(ErrorKind.BAD_REQUEST, "items are nested too deeply")
-        priority = d.get("priority", "interactive")
-        if priority not in PRIORITIES:
-            raise SignerError(ErrorKind.BAD_REQUEST, f"unknown priority {priority!r}")
-        return cls(
-            id=ident,
-            op=str(d.get("op", "")),
-            items=items,
-            deadline=float(deadline) if deadline is not None else None,
-            priority=priority,
-            results=d.get("results"),
-            error=d.get("error"),
-            body=d.get("body"),
-        )
-
-
-_CONTAINERS = frozenset({list, tuple, dict})
-
-
-def nested_at_most(value: list[Any], limit: int) -> bool:
-    """Whether lists and maps inside ``value`` (itself depth 1) go no deeper than ``limit``.
-
-    msgpack decodes at most 1024 levels: a frame at that limit decodes here, but the batch that
-    carries its items to a worker is a level deeper and does not decode there, which left the
-    batch unanswered. Typed items need four levels; anything past ``MAX_DEPTH`` is refused
-    at the door. A
-    container of scalars is passed over in C (``map(type, ...)``), so a 100,000-entry CRL
-    costs a few milliseconds.
-    """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return False
-        children = node.values() if type(node) is dict else node
-        if _CONTAINERS.isdisjoint(map(type, children)):
-            continue
-        stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
-    return True
-
-
-def error_dict(err: SignerError) -> dict[str, Any]:
-    return {"error": err.kind.value, "message": err.message}
+__all__ = [
+    "CHECKPOINT_DOMAIN",
+    "FINGERPRINT_SIZE",
+    "ITEM_TYPES",
+    "MAX_CMP_PART",
+    "REVOCATION_REASONS",
+    "CheckpointRequest",
+    "CmpRequest",
+    "CrlItem",
+    "CrlRequest",
+    "IssueRequest",
+    "OcspRequest",
+    "Outcome",
+    "Result",
+    "RevokedEntry",
+    "Serial",
+    "WorkItem",
+    "checkpoint_message",
+    "serial_from_hex",
+]

@@ -20,21 +20,14 @@ from cryptography import x509
 
 from config.loader import ConfigError
 from signer.checkpoints import CheckpointLedger, SignedCheckpoint
+from signer.codec import HEADER, MAX_FRAME, VERSION, Frame
 from signer.config import SignerConfig
 from signer.crl_numbers import CrlNumbers
 from signer.errors import ErrorKind, SignerError
 from signer.metrics import SignerMetrics
 from signer.peers import PeerPolicy, bind_unix_socket, peer_of
 from signer.pool import WorkerPool
-from signer.protocol import (
-    HEADER,
-    MAX_FRAME,
-    VERSION,
-    CheckpointRequest,
-    CrlRequest,
-    Frame,
-    error_dict,
-)
+from signer.protocol import CheckpointRequest, CrlItem, Outcome
 from signer.tls import fingerprint, server_context
 
 log = logging.getLogger("signer.server")
@@ -205,13 +198,13 @@ class SignerServer:
                 (length,) = HEADER.unpack(header)
                 if length > MAX_FRAME:
                     err = SignerError(ErrorKind.BAD_REQUEST, "frame too large")
-                    writer.write(Frame(id=0, error=error_dict(err)).encode())
+                    writer.write(Frame(id=0, error=Outcome.failed(err)).encode())
                     break
                 payload = await reader.readexactly(length)
                 try:
                     frame = Frame.decode(payload)
                 except SignerError as exc:
-                    writer.write(Frame(id=0, error=error_dict(exc)).encode())
+                    writer.write(Frame(id=0, error=Outcome.failed(exc)).encode())
                     continue
                 if frame.op == "health":
                     writer.write(Frame(id=frame.id, body=self.health()).encode())
@@ -223,7 +216,7 @@ class SignerServer:
                     continue
                 if frame.op not in ("issue", "crl", "ocsp", "cmp") or len(frame.items) > MAX_ITEMS:
                     err = SignerError(ErrorKind.BAD_REQUEST, f"bad operation {frame.op!r}")
-                    writer.write(Frame(id=frame.id, error=error_dict(err)).encode())
+                    writer.write(Frame(id=frame.id, error=Outcome.failed(err)).encode())
                     continue
                 answer = self._crl if frame.op == "crl" else self._answer
                 task = asyncio.create_task(answer(frame, writer))
@@ -247,16 +240,19 @@ class SignerServer:
                     raise SignerError(ErrorKind.BAD_REQUEST, "one checkpoint per request")
                 if self.ledger is None:
                     raise SignerError(ErrorKind.UNKNOWN_ISSUER, "no audit checkpoint file")
-                req = CheckpointRequest.from_wire(frame.items[0])
+                req = frame.items[0]
+                if isinstance(req, SignerError):
+                    raise req
+                assert isinstance(req, CheckpointRequest)
                 self.ledger.admit(req)
-                (result,) = await self.pool.submit("checkpoint", [req.to_wire()], frame.deadline)
-                if "der" in result:
-                    self.ledger.append(SignedCheckpoint.from_result(req, result["der"]))
+                (result,) = await self.pool.submit("checkpoint", [req], frame.deadline)
+                if result.der is not None:
+                    self.ledger.append(SignedCheckpoint.from_result(req, result.der))
                     log.info("audit checkpoint signed: id %d, count %d", req.last_id, req.count)
             except SignerError as exc:
                 self.metrics.errors.labels(kind=exc.kind.value).inc()
                 log.warning("audit checkpoint refused: %s", exc.message)
-                result = error_dict(exc)
+                result = Outcome.failed(exc)
         if not writer.is_closing():
             writer.write(Frame(id=frame.id, results=[result]).encode())
         self.metrics.request_seconds.labels(operation="checkpoint").observe(
@@ -270,15 +266,17 @@ class SignerServer:
         t0 = time.perf_counter()
         results: list[Any] = [None] * len(frame.items)
         admitted: list[int] = []
-        for i, item in enumerate(frame.items):
+        for i, req in enumerate(frame.items):
             try:
-                req = CrlRequest.from_wire(item)
+                if isinstance(req, SignerError):
+                    raise req
+                assert isinstance(req, CrlItem)
                 if req.issuer in self._online:
                     await asyncio.to_thread(self.crl_numbers.reserve, req.issuer, req.crl_number)
             except SignerError as exc:
                 self.metrics.errors.labels(kind=exc.kind.value).inc()
                 log.warning("CRL refused: %s", exc.message)
-                results[i] = error_dict(exc)
+                results[i] = Outcome.failed(exc)
                 continue
             admitted.append(i)
         if admitted:
@@ -296,10 +294,23 @@ class SignerServer:
         self.metrics.request_seconds.labels(operation="crl").observe(time.perf_counter() - t0)
 
     async def _answer(self, frame: Frame, writer: asyncio.StreamWriter) -> None:
+        """Items that failed their type are answered here; the others go to the pool."""
         t0 = time.perf_counter()
-        results = await self.pool.submit(
-            frame.op, frame.items, frame.deadline, bulk=frame.priority == "bulk"
-        )
+        items, bulk = frame.items, frame.priority == "bulk"
+        admitted = [i for i, item in enumerate(items) if not isinstance(item, SignerError)]
+        if len(admitted) == len(items):
+            results = await self.pool.submit(frame.op, items, frame.deadline, bulk=bulk)
+        else:
+            results = [None] * len(items)
+            for i, item in enumerate(items):
+                if isinstance(item, SignerError):
+                    self.metrics.errors.labels(kind=item.kind.value).inc()
+                    results[i] = Outcome.failed(item)
+            signed = await self.pool.submit(
+                frame.op, [items[i] for i in admitted], frame.deadline, bulk=bulk
+            )
+            for i, result in zip(admitted, signed, strict=True):
+                results[i] = result
         if writer.is_closing():
             return
         writer.write(Frame(id=frame.id, results=results).encode())

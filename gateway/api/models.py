@@ -16,11 +16,14 @@ import msgspec
 from msgspec import Meta
 
 from gateway import terms
+from signer import vocabulary
+from signer.vocabulary import CONTROL_CHARS
 
 # -- reusable constrained types ----------------------------------------------------------------
 
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-_FILLED = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+_C = CONTROL_CHARS
+_PRINTABLE = f"^[^{_C}]*$"
+_FILLED = f"^[^{_C}]*[^\\s{_C}][^{_C}]*$"
 MAX_PASSWORD = 256  # far above the policy; only keeps Argon2 input bounded
 MAX_PEM = 64 * 1024  # the body limit; the CSR parser has its own, smaller one (bad_csr)
 
@@ -40,23 +43,16 @@ def printable(max_length: int, description: str = "") -> Any:
     ]
 
 
-Usage = Literal["signing", "encryption"]
+Usage = vocabulary.Usage
 Status = Literal["revoked", "superseded", "expired", "issued", "expiring", "valid"]
-Reason = Literal[
-    "unspecified",
-    "keyCompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-]
+Reason = vocabulary.RequestedReason
 DateTime = Annotated[
     str, Meta(extra_json_schema={"format": "date-time"}, description="RFC 3339, UTC")
 ]
 # path parameters: numeric ids (404 when they do not parse), serials, issuer names
 ID_PATTERN = r"^[0-9]{1,18}$"
 ISSUER_PATTERN = r"^[a-z0-9-]+$"
-SERIAL_PATTERN = r"^[1-9a-f][0-9a-f]{0,39}$"
+SERIAL_PATTERN = vocabulary.SERIAL_PATTERN
 Serial = Annotated[
     str, Meta(pattern=SERIAL_PATTERN, description="lower-case hex, no leading zeros")
 ]
@@ -67,7 +63,7 @@ Email = Annotated[
     Meta(
         min_length=3,
         max_length=254,
-        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+        pattern=f"^[^@\\s{_C}]+@[^@\\s{_C}]+\\.[^@\\s{_C}]+$",
     ),
 ]
 Country = Annotated[

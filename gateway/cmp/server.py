@@ -44,23 +44,20 @@ from gateway.cmp.metrics import CmpMetrics
 from gateway.csr import CheckedCsr, CsrError, check_key, parse_csr
 from gateway.errors import ApiError, Kind
 from gateway.services.cert_status import status as cert_status
-from gateway.services.issuance import USAGES, IssuanceService, spki_sha256
+from gateway.services.issuance import IssuanceService, spki_sha256
 from gateway.services.issuers import IssuerRegistry
 from gateway.services.revocation import RevocationService
 from signer.errors import SignerError
+from signer.vocabulary import REASON_CODES, REQUESTED_REASONS, USAGES
 
 log = logging.getLogger("gateway.cmp")
 NEW_TRANSACTION = ("ir", "cr", "p10cr", "kur", "rr", "genm")
 MAC_BODIES = ("ir", "cr", "p10cr", "certConf", "genm")
 SIGNED_BODIES = ("kur", "rr", "certConf", "genm")
 ANSWER = {"ir": "ip", "cr": "cp", "p10cr": "cp", "kur": "kup"}
-SUBSCRIBER_REASONS = {  # CRLReason values a subscriber may give in rr
-    0: "unspecified",
-    1: "keyCompromise",
-    3: "affiliationChanged",
-    4: "superseded",
-    5: "cessationOfOperation",
-}
+# CRLReason values a subscriber may give in rr: those of a revocation request, but for
+# privilegeWithdrawn, which is the RA's to state
+SUBSCRIBER_REASONS = {REASON_CODES[r]: r for r in REQUESTED_REASONS if r != "privilegeWithdrawn"}
 TRANSACTION_KEEP = timedelta(days=1)
 ERROR_KINDS = {
     Kind.ALREADY_HAS_VALID: "badRequest",

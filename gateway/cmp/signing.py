@@ -5,7 +5,6 @@ ProtectedPart. The gateway never holds the key; the signer checks what it signs.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,6 +12,7 @@ from pyasn1.codec.der import encoder
 from pyasn1.type import univ
 from pyasn1_alt_modules import rfc5280
 
+from signer.client import SignerOps
 from signer.protocol import CmpRequest
 
 CERT_TTL = 60.0  # seconds the gateway reuses the certificate before asking again
@@ -34,7 +34,7 @@ def algorithm(cert: x509.Certificate) -> rfc5280.AlgorithmIdentifier:
 
 
 class SignerResponseSigner:
-    def __init__(self, signer: Any) -> None:
+    def __init__(self, signer: SignerOps) -> None:
         self.signer = signer
         self._cert: bytes | None = None
         self._fetched = 0.0

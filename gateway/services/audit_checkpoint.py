@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -23,6 +22,7 @@ from db import checkpoints
 from gateway import appkeys
 from gateway.periodic import Every, periodic
 from signer.checkpoints import SignedCheckpoint
+from signer.client import SignerOps
 from signer.errors import SignerError
 
 log = logging.getLogger("gateway.audit_checkpoint")
@@ -34,7 +34,7 @@ def _now() -> datetime:
 
 
 async def take(
-    pool: asyncpg.Pool, signer: Any, now: Callable[[], datetime] = _now
+    pool: asyncpg.Pool, signer: SignerOps, now: Callable[[], datetime] = _now
 ) -> SignedCheckpoint:
     """Read the head, have it signed, store it; raises ``SignerError`` when refused."""
     async with pool.acquire() as conn:
@@ -46,7 +46,7 @@ async def take(
     return signed
 
 
-async def _take_logged(pool: asyncpg.Pool, signer: Any) -> None:
+async def _take_logged(pool: asyncpg.Pool, signer: SignerOps) -> None:
     try:
         signed = await take(pool, signer)
         log.info(

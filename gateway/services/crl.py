@@ -16,14 +16,13 @@ import logging
 import time
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
 from db.queries import crls as crl_q
 from gateway.clock import Clock
-from gateway.services.issuance import SignerOps
 from gateway.services.issuers import IssuerRegistry
+from signer.client import SignerOps
 from signer.protocol import CrlRequest, RevokedEntry
 
 log = logging.getLogger("gateway.crl")
@@ -45,14 +44,14 @@ class CrlService:
         self,
         *,
         pool: asyncpg.Pool,
-        signer: Any,
+        signer: SignerOps,
         issuers: IssuerRegistry,
         clock: Clock,
         next_update_hours: int,
         refresh_seconds: int,
     ) -> None:
         self.pool = pool
-        self.signer: SignerOps = signer
+        self.signer = signer
         self.issuers = issuers
         self.clock = clock
         self.next_update = timedelta(hours=next_update_hours)

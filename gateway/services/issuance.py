@@ -33,7 +33,7 @@ import logging
 import secrets
 import time
 from datetime import UTC, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from cryptography import x509
@@ -50,11 +50,12 @@ from gateway.errors import ApiError, Kind
 from gateway.metrics import GatewayMetrics, key_label
 from gateway.services.issuers import IssuerRegistry
 from gateway.signer_errors import retry_headers
+from signer.client import SignerOps
 from signer.errors import ErrorKind, SignerError
-from signer.protocol import CrlRequest, IssueRequest, OcspRequest, Result
+from signer.protocol import IssueRequest
+from signer.vocabulary import USAGES
 
 log = logging.getLogger("gateway.issuance")
-USAGES = ("signing", "encryption")
 SIGN_DEADLINE_SECONDS = 10.0
 # the signing deadline plus time to store the answer: a row pending longer is abandoned (its
 # gateway died or gave up) and the sweep fails it
@@ -67,16 +68,6 @@ BATCH_MAX = 128  # applications per database transaction (steps 2 and 4)
 # (2 measured no better under bench-e2e)
 BATCH_INFLIGHT = 1
 OID_C, OID_O, OID_OU, OID_CN = "2.5.4.6", "2.5.4.10", "2.5.4.11", "2.5.4.3"
-
-
-class SignerOps(Protocol):
-    """What the gateway uses of ``signer.client.SignerClient``."""
-
-    async def issue(self, request: IssueRequest, deadline: float | None = None) -> bytes: ...
-    async def sign_crl(self, request: CrlRequest, deadline: float | None = None) -> bytes: ...
-    async def sign_ocsp(
-        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
-    ) -> list[Result]: ...
 
 
 def signer_unavailable(
@@ -135,7 +126,7 @@ class IssuanceService:
         self,
         *,
         pool: asyncpg.Pool,
-        signer: Any,
+        signer: SignerOps,
         issuers: IssuerRegistry,
         clock: Clock,
         validity_days: int,
@@ -143,7 +134,7 @@ class IssuanceService:
     ) -> None:
         self.pool = pool
         self.metrics = metrics
-        self.signer: SignerOps = signer
+        self.signer = signer
         self.issuers = issuers
         self.clock = clock
         self.validity = timedelta(days=validity_days)

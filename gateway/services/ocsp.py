@@ -37,9 +37,9 @@ from cryptography.x509 import ocsp
 
 from db.queries import ocsp as ocsp_q
 from gateway.clock import Clock
-from gateway.services.issuance import SignerOps
 from gateway.services.issuers import IssuerRegistry
 from gateway.services.ocsp_budget import TokenBucket, UnknownCache
+from signer.client import SignerOps
 from signer.protocol import OcspRequest
 
 log = logging.getLogger("gateway.ocsp")
@@ -60,7 +60,7 @@ class OcspResponder:
         self,
         *,
         pool: asyncpg.Pool,
-        signer: Any,
+        signer: SignerOps,
         issuers: IssuerRegistry,
         clock: Clock,
         metrics: Any = None,
@@ -69,7 +69,7 @@ class OcspResponder:
         db_concurrency: int = DEFAULT_DB_CONCURRENCY,
     ) -> None:
         self.pool = pool
-        self.signer: SignerOps = signer
+        self.signer = signer
         self.issuers = issuers
         self.clock = clock
         self.metrics = metrics

@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -30,7 +30,8 @@ from cryptography import x509
 from db.queries import ocsp as q
 from gateway import appkeys
 from gateway.periodic import CleanupCtx, Every, periodic
-from signer.protocol import OcspRequest, Result
+from signer.client import SignerOps
+from signer.protocol import OcspRequest
 
 log = logging.getLogger("gateway.ocsp_presign")
 
@@ -38,12 +39,6 @@ LOCK_KEY = 0x4F43535050  # "OCSPP"
 DEFAULT_VALIDITY = timedelta(days=1)
 BULK_DEADLINE_SECONDS = 10.0
 DEFAULT_REFRESH_MARGIN = timedelta(hours=12)  # re-sign when less validity than this is left
-
-
-class OcspSigner(Protocol):
-    async def sign_ocsp(
-        self, requests: list[OcspRequest], deadline: float | None = None, *, bulk: bool = False
-    ) -> list[Result]: ...
 
 
 @dataclass
@@ -61,7 +56,7 @@ class OcspPresigner:
         self,
         *,
         pool: asyncpg.Pool,
-        signer: OcspSigner,
+        signer: SignerOps,
         clock: Any,
         metrics: Any = None,
         batch: int = 256,

@@ -16,17 +16,11 @@ from gateway.clock import Clock
 from gateway.errors import ApiError, Kind
 from gateway.metrics import GatewayMetrics
 from gateway.services.crl import CrlService
+from signer.vocabulary import REQUESTED_REASONS, SERIAL_PATTERN
 
 log = logging.getLogger("gateway.revocation")
-REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-)
-SERIAL = re.compile(r"^[1-9a-f][0-9a-f]{0,39}$")
+REASONS = REQUESTED_REASONS
+SERIAL = re.compile(SERIAL_PATTERN)
 
 
 class RevocationService:

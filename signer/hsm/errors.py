@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pkcs11.exceptions as p11e
 
-from signer.errors import ErrorKind, SignerError
+from signer.errors import ErrorKind, SignerError, describe
+
+__all__ = ["TOKEN_FAULTS", "TokenFault", "describe", "is_token_fault", "token_fault"]
 
 # Return codes after which the session (and maybe the module) cannot be trusted any more.
 TOKEN_FAULTS: tuple[type[BaseException], ...] = (
@@ -51,16 +53,12 @@ def is_token_fault(exc: BaseException) -> bool:
     return type(exc) is p11e.PKCS11Error
 
 
-def describe(exc: BaseException) -> str:
-    """A readable one-line description; PKCS#11 exceptions often have empty messages."""
-    text = str(exc).strip()
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
-
-
-def translate(exc: BaseException, doing: str) -> SignerError:
-    if isinstance(exc, SignerError):
+def token_fault(exc: BaseException, doing: str) -> TokenFault | None:
+    """The ``TokenFault`` that ``exc`` stands for, or None when it is a problem with one
+    operation (the session stays). Every site that catches PKCS#11 errors asks this one
+    question, so a fault is classified the same way everywhere and the worker heals."""
+    if isinstance(exc, TokenFault):
         return exc
     if is_token_fault(exc):
-        return TokenFault(f"token fault while {doing}: {describe(exc)}", exc)
-    return SignerError(ErrorKind.INTERNAL, f"PKCS#11 error while {doing}: {describe(exc)}")
+        return TokenFault(f"{doing}: {describe(exc)}", exc)
+    return None

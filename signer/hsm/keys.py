@@ -4,22 +4,23 @@ cryptography's certificate, CRL and OCSP builders call ``key.sign(data, ...)``; 
 answer by hashing in the process and asking the token for a raw signature over the digest
 (CKM_RSA_PKCS over a DigestInfo, CKM_ECDSA over the hash). Hashing locally keeps the PKCS#11 call
 the same size whatever is signed. Each ``sign()`` also keeps what it sent and what came back
-(``take_signed()``), so that the release step can verify that signature over the digest it was
-made from, without re-encoding and re-hashing the finished object. Everything that is not signing
-raises: the key never leaves the token. A key object belongs to one worker process and is used
-by one thread.
+(``take_signed()``: the ``RecordingKey`` of ``signer/issuance/keys.py``), so that the release
+step can verify that signature over the digest it was made from, without re-encoding and
+re-hashing the finished object. Everything that is not signing raises: the key never leaves the
+token. A key object belongs to one worker process and is used by one thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from pkcs11 import Mechanism
+
+from signer.issuance.keys import Signed, signature_hash
 
 # DER DigestInfo prefixes (RFC 8017 §9.2 note 1); these are the published constants, the only
 # DER we write by hand, because PKCS#1 v1.5 signing over a digest needs them.
@@ -30,17 +31,6 @@ _DIGEST_INFO = {
 }
 
 RawSign = Callable[[bytes, Mechanism], bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """One ``sign()`` call: the bytes the builder asked to sign, their digest, and the signature
-    as handed back to the builder (DER for ECDSA)."""
-
-    data: bytes
-    digest: bytes
-    hash_name: str
-    signature: bytes
 
 
 class _Recorder:
@@ -174,13 +164,14 @@ class TokenECPrivateKey(_Recorder, ec.EllipticCurvePrivateKey):
 
 
 TokenPrivateKey = TokenRSAPrivateKey | TokenECPrivateKey
-
-
-def signature_hash(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
-    """The hash a CA key signs with: SHA-384 for P-384 keys, SHA-256 otherwise."""
-    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size >= 384:
-        return hashes.SHA384()
-    return hashes.SHA256()
+__all__ = [
+    "Signed",
+    "TokenECPrivateKey",
+    "TokenPrivateKey",
+    "TokenRSAPrivateKey",
+    "signature_hash",
+    "wrap",
+]
 
 
 def wrap(

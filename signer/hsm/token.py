@@ -23,7 +23,7 @@ from pkcs11.util.ec import encode_ec_public_key
 
 from config.token import TokenConfig
 from signer.hsm import keys
-from signer.hsm.errors import TokenFault, describe, is_token_fault
+from signer.hsm.errors import TokenFault, describe, token_fault
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,16 @@ class TokenHandle:
         return self._require().get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
 
     def find_public_key(self, label: str) -> PublicKey:
+        """The public key with ``label``; a token fault is raised as ``TokenFault`` (other
+        PKCS#11 errors, such as no such key, as they are)."""
+        try:
+            return self._public_key(label)
+        except Exception as exc:
+            if (fault := token_fault(exc, f"finding key {label!r}")) is not None:
+                raise fault from None
+            raise
+
+    def _public_key(self, label: str) -> PublicKey:
         pub = self._require().get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
         if pub.key_type == KeyType.RSA:
             n = int.from_bytes(pub[Attribute.MODULUS], "big")
@@ -147,8 +157,8 @@ class TokenHandle:
             try:
                 return priv.sign(data, mechanism=mechanism)
             except p11e.PKCS11Error as exc:
-                if is_token_fault(exc):
-                    raise TokenFault(f"C_Sign failed: {describe(exc)}", exc) from None
+                if (fault := token_fault(exc, "C_Sign failed")) is not None:
+                    raise fault from None
                 raise
 
         return raw_sign

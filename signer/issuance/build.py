@@ -1,15 +1,23 @@
 """Turn typed requests into signed, verified DER: certificates, CRLs, OCSP responses.
 
-Each function reads as the pipeline it is: check the request against the profile, build with
-cryptography's builders, sign on the token (the key object's ``sign()`` calls C_Sign), verify the
-signature with the CA public key, and only then hand out the bytes.
+This is step 3 of the gateway's issuance (``IssuanceService._issue``: 1 plan, 2 persist
+intent, 3 sign on the token, 4 persist, 5 answer), done here in four parts, numbered as parts
+of that step:
+
+3.1 check the request against its profile and the signer's own bounds;
+3.2 build the TBS object with cryptography's builders;
+3.3 sign on the token (the key object's ``sign()`` calls C_Sign);
+3.4 verify the signature with the CA public key, and only then hand out the DER.
+
+A batch runs each part for all its items before the next (``staged``). CRLs and OCSP answers
+go through the same four parts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeVar
@@ -19,18 +27,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from signer.errors import ErrorKind, SignerError
-from signer.hsm.errors import is_token_fault
-from signer.hsm.keys import Signed
 from signer.issuance import verify
-from signer.issuance.bounds import Bounds
 from signer.issuance.checks import check_crl, check_ocsp, check_subject, check_time
 from signer.issuance.issuer import Issuer
+from signer.issuance.keys import Signed
 from signer.issuance.profile import (
-    Profile,
     check_validity,
     load_subject_key,
 )
-from signer.issuance.responder import Responder, Responders
+from signer.issuance.registry import Registry
+from signer.issuance.responder import Responder
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest
 
 log = logging.getLogger(__name__)
@@ -39,19 +45,6 @@ P = TypeVar("P")
 S = TypeVar("S")
 UTC = dt.UTC
 DER = serialization.Encoding.DER
-
-REASONS: dict[str, x509.ReasonFlags] = {
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
-    "unspecified": x509.ReasonFlags.unspecified,
-}
 
 
 def _time(ts: int) -> dt.datetime:
@@ -82,50 +75,6 @@ def _name(pairs: tuple[tuple[str, str], ...]) -> x509.Name:
     return x509.Name([_rdn(o, v) for o, v in pairs])
 
 
-class Registry:
-    """Issuers and profiles known to one worker, with the lookups requests need."""
-
-    def __init__(
-        self,
-        issuers: Mapping[str, Issuer],
-        profiles: Mapping[str, Profile],
-        clock: Callable[[], float],
-        responders: Responders | None = None,
-        bounds: Bounds | None = None,
-    ) -> None:
-        self.issuers = dict(issuers)
-        self.bounds = bounds if bounds is not None else Bounds()
-        self.profiles = dict(profiles)
-        self.clock = clock
-        self.responders = responders if responders is not None else Responders({})
-        active = [i for i in self.issuers.values() if i.active]
-        if len(active) != 1:
-            raise SignerError(ErrorKind.INTERNAL, "exactly one issuer must be active")
-        self.active = active[0]
-
-    def issuer(self, name: str | None, *, for_issuance: bool = False) -> Issuer:
-        if name is None:
-            return self.active
-        issuer = self.issuers.get(name)
-        if issuer is None:
-            raise SignerError(ErrorKind.UNKNOWN_ISSUER, f"unknown issuer {name!r}")
-        if for_issuance and (issuer.role != "issuing" or not issuer.active):
-            # rotated-out and root keys sign CRLs and OCSP answers, never new certificates
-            raise SignerError(ErrorKind.UNKNOWN_ISSUER, f"issuer {name!r} does not issue")
-        return issuer
-
-    def responder(self, issuer: Issuer) -> Responder:
-        """The issuer's OCSP responder, valid now: an OCSP answer is never signed by a CA key,
-        nor by a responder certificate that has expired or is not yet valid."""
-        return self.responders.for_issuer(issuer.name, self.clock())
-
-    def profile(self, name: str) -> Profile:
-        profile = self.profiles.get(name)
-        if profile is None:
-            raise SignerError(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {name!r}")
-        return profile
-
-
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A checked request turned into a builder, waiting for its turn on the token."""
@@ -139,7 +88,8 @@ class Prepared:
 
 
 def prepare_certificate(reg: Registry, req: IssueRequest) -> Prepared:
-    """Steps 1 and 2: check the request against its profile and build the TBS certificate."""
+    """Steps 3.1 and 3.2: check the request against its profile and build the TBS
+    certificate."""
     profile = reg.profile(req.profile)
     issuer = reg.issuer(req.issuer, for_issuance=True)
     check_subject(req.subject)
@@ -184,18 +134,13 @@ def _release(issuer: Issuer | Responder, signed: SignedObject) -> bytes:
 
 
 def sign_prepared(prepared: Prepared | PreparedOcsp) -> SignedObject:
-    """Step 3 of a certificate or an OCSP response: C_Sign on the token."""
+    """Step 3.3 of a certificate or an OCSP response: C_Sign on the token."""
     return _sign(prepared.signer, prepared.builder)
 
 
 def release(prepared: Prepared | PreparedOcsp, signed: SignedObject) -> bytes:
-    """Step 4: the verified DER."""
+    """Step 3.4: the verified DER."""
     return _release(prepared.signer, signed)
-
-
-def issue_certificate(reg: Registry, req: IssueRequest) -> bytes:
-    prepared = prepare_certificate(reg, req)
-    return release(prepared, sign_prepared(prepared))
 
 
 def staged(
@@ -229,9 +174,7 @@ def staged(
             if exc.kind is ErrorKind.TOKEN_UNAVAILABLE:
                 raise
             out[i] = exc
-        except Exception as exc:
-            if is_token_fault(exc):
-                raise
+        except Exception:
             log.exception("signing failed")
             out[i] = SignerError(ErrorKind.INTERNAL, "internal signer error")
     for i, p, signed_object in signed:
@@ -247,12 +190,11 @@ def staged(
 def unforeseen(exc: Exception, stage: str) -> SignerError:
     """An exception no check foresaw while one item was in ``stage``: that item alone fails,
     as a request the signer cannot carry out (not retryable: another signer would fail the
-    same way). A token fault is re-raised, since the worker must heal.
+    same way). A token fault never comes here: the token layer raises it as a ``SignerError``
+    (``token_unavailable``), which every caller lets through so the worker heals.
 
     The checks in ``checks.py`` should leave nothing for this to catch; the log says what did.
     """
-    if is_token_fault(exc):
-        raise exc
     log.warning(
         "item refused: unexpected %s while it was in %s", type(exc).__name__, stage, exc_info=True
     )
@@ -266,6 +208,7 @@ def issue_batch(reg: Registry, reqs: list[IssueRequest]) -> list[bytes | SignerE
 
 
 def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
+    """A CRL, one at a time (steps 3.1 to 3.4 in a row)."""
     check_crl(req)
     issuer = reg.issuer(req.issuer)
     reg.bounds.check_crl(
@@ -279,7 +222,7 @@ def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
             .revocation_date(_time(entry.revoked_at))
         )
         if entry.reason != "unspecified":  # RFC 5280 5.3.1: omit rather than unspecified
-            b = b.add_extension(x509.CRLReason(REASONS[entry.reason]), critical=False)
+            b = b.add_extension(x509.CRLReason(x509.ReasonFlags(entry.reason)), critical=False)
         revoked.append(b.build())
     # The constructor takes the whole list: add_revoked_certificate() copies it each time,
     # which is quadratic for large CRLs.
@@ -297,7 +240,7 @@ def sign_crl(reg: Registry, req: CrlRequest) -> bytes:
         ],
         revoked_certificates=revoked,
     )
-    return _release(issuer, _sign(issuer, builder))
+    return _release(issuer, _sign(issuer, builder))  # 3.3 and 3.4
 
 
 def _issuer_hashes(issuer: Issuer) -> tuple[bytes, bytes]:
@@ -360,7 +303,7 @@ class PreparedOcsp:
 
 
 def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
-    """Check one OCSP request and build its response, waiting for the token."""
+    """Steps 3.1 and 3.2 of an OCSP answer: check the request and build its response."""
     check_ocsp(req)
     issuer = reg.issuer(req.issuer)
     responder = reg.responder(issuer)
@@ -379,7 +322,7 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     revoked = req.status == "revoked"
     reason = None
     if revoked and req.reason and req.reason != "unspecified":
-        reason = REASONS[req.reason]
+        reason = x509.ReasonFlags(req.reason)
     builder = ctx.base.add_response_by_hash(
         issuer_name_hash=ctx.name_hash,
         issuer_key_hash=ctx.key_hash,
@@ -394,11 +337,6 @@ def prepare_ocsp(reg: Registry, req: OcspRequest) -> PreparedOcsp:
     if req.nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(req.nonce), critical=False)
     return PreparedOcsp(ctx.responder, builder)
-
-
-def sign_ocsp(reg: Registry, req: OcspRequest) -> bytes:
-    prepared = prepare_ocsp(reg, req)
-    return release(prepared, sign_prepared(prepared))
 
 
 def sign_ocsp_batch(reg: Registry, reqs: list[OcspRequest]) -> list[bytes | SignerError]:

@@ -21,6 +21,7 @@ from cryptography import x509
 
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CrlRequest, OcspRequest
+from signer.vocabulary import CONTROL_CHARS
 
 # ISO 3166-1 alpha-2, from pycountry's copy of the ISO tables (loaded once per process)
 COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
@@ -45,8 +46,9 @@ SUBJECT_ATTRIBUTES: dict[str, tuple[int, str]] = {
 MAX_SUBJECT_ATTRIBUTES = 16
 _COUNTRY = x509.NameOID.COUNTRY_NAME.dotted_string
 
-# C0 and C1 controls, DEL, and lone surrogates (which no UTF-8 encoder accepts)
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# the characters no text may hold (C0 controls, DEL), and in a certificate C1 controls and lone
+# surrogates (which no UTF-8 encoder accepts) too
+_CONTROL = re.compile(f"[{CONTROL_CHARS}\\x80-\\x9f\\ud800-\\udfff]")
 _CHARSETS: dict[str, re.Pattern[str]] = {
     PRINTABLE: re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+"),
     IA5: re.compile("[\x20-\x7e]+"),

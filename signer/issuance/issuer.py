@@ -17,11 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from signer.errors import ErrorKind, SignerError
-from signer.hsm.keys import TokenECPrivateKey, TokenRSAPrivateKey, signature_hash
+from signer.issuance.keys import PublicKey, RecordingKey, signature_hash
 from signer.issuance.profile import Profile
-
-TokenKey = TokenRSAPrivateKey | TokenECPrivateKey
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclass
@@ -30,7 +27,7 @@ class Issuer:
     role: str
     active: bool
     certificate: x509.Certificate
-    key: TokenKey
+    key: RecordingKey
     public_url: str
     hash_algorithm: hashes.HashAlgorithm = field(init=False)
     public_key: PublicKey = field(init=False)

@@ -16,12 +16,9 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from config.loader import ConfigError, RawConfig, check_keys
 from signer.errors import ErrorKind, SignerError
+from signer.vocabulary import USAGES, key_refusal
 
-USAGES = ("signing", "encryption")
 PROFILE_KEYS = {"usage", "max_validity_days", "policy_oids", "max_backdate_seconds"}
-ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
-RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 8192
 
 
 @dataclass(frozen=True)
@@ -84,17 +81,11 @@ def load_subject_key(spki: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKe
         raise SignerError(ErrorKind.WEAK_KEY, "key algorithm not supported") from exc
     except (ValueError, TypeError) as exc:
         raise SignerError(ErrorKind.BAD_REQUEST, "spki is not a DER SubjectPublicKeyInfo") from exc
-    if isinstance(key, rsa.RSAPublicKey):
-        if not RSA_MIN_BITS <= key.key_size <= RSA_MAX_BITS:
-            raise SignerError(ErrorKind.WEAK_KEY, f"RSA key of {key.key_size} bits")
-        if key.public_numbers().e != 65537:
-            raise SignerError(ErrorKind.WEAK_KEY, "RSA public exponent must be 65537")
-        return key
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ALLOWED_CURVES):
-            raise SignerError(ErrorKind.WEAK_KEY, f"curve {key.curve.name} is not allowed")
-        return key
-    raise SignerError(ErrorKind.WEAK_KEY, f"key type {type(key).__name__} is not allowed")
+    why = key_refusal(key)  # the policy the gateway applied to the CSR, applied again
+    if why is not None:
+        raise SignerError(ErrorKind.WEAK_KEY, why)
+    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    return key
 
 
 def check_validity(

@@ -36,10 +36,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signer.errors import ErrorKind, SignerError
-from signer.hsm.errors import TokenFault, is_token_fault
-from signer.hsm.keys import signature_hash
 from signer.issuance import verify
-from signer.issuance.issuer import Issuer, PublicKey, TokenKey
+from signer.issuance.issuer import Issuer
+from signer.issuance.keys import PublicKey, RecordingKey, signature_hash
 
 log = logging.getLogger("signer.responder")
 
@@ -59,7 +58,7 @@ class Responder:
     """
 
     issuer: Issuer
-    key: TokenKey
+    key: RecordingKey
     certificate: x509.Certificate
     name: str = field(init=False)
     public_key: PublicKey = field(init=False)
@@ -166,7 +165,9 @@ class ResponderSlot:
     issue = staticmethod(issue_certificate)
     accept = staticmethod(acceptable)
 
-    def __init__(self, issuer: Issuer, key: TokenKey, state_dir: Path, validity_days: int) -> None:
+    def __init__(
+        self, issuer: Issuer, key: RecordingKey, state_dir: Path, validity_days: int
+    ) -> None:
         self.issuer = issuer
         self.key = key
         self.state_dir = state_dir
@@ -278,11 +279,9 @@ class Responders:
                 continue
             try:
                 slot.refresh(now)
-            except TokenFault:
-                raise
             except Exception as exc:
-                if is_token_fault(exc):
-                    raise
+                if isinstance(exc, SignerError) and exc.kind is ErrorKind.TOKEN_UNAVAILABLE:
+                    raise  # a token fault: the worker heals
                 # the slot keeps its certificate while that is still valid; else OCSP answers
                 # of this issuer are refused until a renewal succeeds (tried again shortly,
                 # not before every batch)
@@ -295,5 +294,5 @@ class Responders:
             raise SignerError(ErrorKind.NO_RESPONDER, f"issuer {name!r} has no OCSP responder")
         return slot.usable(now)
 
-    def keys(self) -> list[TokenKey]:
+    def keys(self) -> list[RecordingKey]:
         return [slot.key for slot in self.slots.values()]

@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from signer.errors import ErrorKind, SignerError
-from signer.hsm.keys import Signed
-from signer.issuance.issuer import PublicKey
+from signer.issuance.keys import PublicKey, Signed
 
 
 class SigningIdentity(Protocol):

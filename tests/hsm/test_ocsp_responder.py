@@ -20,6 +20,7 @@ import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
@@ -37,13 +38,21 @@ from signer.errors import ErrorKind, SignerError
 from signer.hsm.keys import signature_hash
 from signer.hsm.token import TokenHandle
 from signer.issuance import build
+from signer.issuance.registry import key_signatures, open_registry
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest
-from signer.worker import key_signatures, open_registry
 from tests.support.signer_proc import running_signer, socket_of
 from tests.support.softhsm import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 SUBJECT = (("2.5.4.6", "TW"), ("2.5.4.3", "responder test"))
+
+
+def sign_one(run: Any, reg: build.Registry, req: Any) -> bytes:
+    """One item through the batch pipeline a worker runs, its refusal raised."""
+    (out,) = run(reg, [req])
+    if isinstance(out, SignerError):
+        raise out
+    return out
 
 
 def free_port() -> int:
@@ -273,7 +282,7 @@ def test_renewed_before_expiry_and_refused_when_not_valid(
     def answer() -> x509.Certificate:
         now = int(clock[0])
         req = OcspRequest("issuing-1", secrets.randbits(100) | 1 << 99, "good", now, now + 600)
-        return responder_of(build.sign_ocsp(reg, req))
+        return responder_of(sign_one(build.sign_ocsp_batch, reg, req))
 
     first = answer()
     # an answer may not outlive the certificate that vouches for it
@@ -282,7 +291,7 @@ def test_renewed_before_expiry_and_refused_when_not_valid(
         "issuing-1", 1 << 99, "good", now, int(first.not_valid_after_utc.timestamp()) + 1
     )
     with pytest.raises(SignerError) as refused:
-        build.sign_ocsp(reg, too_long)
+        sign_one(build.sign_ocsp_batch, reg, too_long)
     assert refused.value.kind is ErrorKind.NO_RESPONDER
     life = first.not_valid_after_utc - first.not_valid_before_utc
     assert dt.timedelta(days=7) <= life <= dt.timedelta(days=7, minutes=5)  # [signer] default
@@ -366,10 +375,12 @@ def test_without_a_usable_state_folder_ocsp_is_refused_and_issuance_goes_on(
         reg = open_registry(handle, scfg)
         now = int(time.time())
         with pytest.raises(SignerError) as refused:
-            build.sign_ocsp(reg, OcspRequest("issuing-1", 1 << 99, "good", now, now + 60))
+            sign_one(
+                build.sign_ocsp_batch, reg, OcspRequest("issuing-1", 1 << 99, "good", now, now + 60)
+            )
         assert refused.value.kind is ErrorKind.NO_RESPONDER
         assert key_signatures(reg)["ocsp"] == 1  # the start-up test signature only
-        der = build.issue_certificate(reg, issue_item(spki()))
+        der = sign_one(build.issue_batch, reg, issue_item(spki()))
         x509.load_der_x509_certificate(der).verify_directly_issued_by(
             reg.issuers["issuing-1"].certificate
         )

@@ -43,9 +43,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from config.loader import load
+from signer.codec import MAX_DEPTH, MAX_FRAME, nested_at_most
 from signer.config import load_signer_config
 from signer.errors import ErrorKind
-from signer.protocol import MAX_DEPTH, MAX_FRAME, REVOCATION_REASONS, nested_at_most
+from signer.vocabulary import REVOCATION_REASONS
 from tests.support.signer_proc import running_signer, socket_of
 
 MIN_ITEMS = 10_000

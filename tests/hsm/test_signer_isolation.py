@@ -17,7 +17,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from msgspec.structs import replace
 
 from config.loader import load
 from signer.client import Address, Connection, SignerClient
+from signer.codec import Frame
 from signer.config import load_signer_config
 from signer.errors import ErrorKind
-from signer.protocol import CrlRequest, Frame, IssueRequest, OcspRequest, Result, RevokedEntry
+from signer.protocol import (
+    CrlItem,
+    CrlRequest,
+    IssueRequest,
+    OcspRequest,
+    Result,
+    RevokedEntry,
+)
 from tests.support.signer_proc import running_signer, socket_of
 
 BATCH = 64
@@ -299,7 +308,7 @@ async def test_a_crl_with_a_bad_entry_is_refused_as_bad_request(
     bad = replace(good, crl_number=number + 1, entries=tuple(entries))
     next(CRL_NUMBERS)
     async with client_of(signer) as client:
-        results = await client._call("crl", [good.to_wire(), bad.to_wire()], None)
+        results = await client._call("crl", [CrlItem.of(good), CrlItem.of(bad)], None)
     assert results[0].error is None, results[0].error
     x509.load_der_x509_crl(results[0].unwrap())
     assert results[1].error is not None and results[1].error.kind is ErrorKind.BAD_REQUEST, case

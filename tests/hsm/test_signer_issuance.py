@@ -24,6 +24,7 @@ from cryptography.x509 import ocsp
 from config.loader import load
 from config.manifest import load_manifest, manifest_path
 from signer.client import SignerClient
+from signer.codec import wire_form
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CrlRequest, IssueRequest, OcspRequest, RevokedEntry
 from tests.support.signer_proc import running_signer, socket_of
@@ -203,7 +204,7 @@ async def test_requests_outside_the_profile_are_refused(client: SignerClient) ->
 async def test_the_wire_cannot_ask_for_a_ca_flag_or_extensions(client: SignerClient) -> None:
     spki = spki_of(ec.generate_private_key(ec.SECP256R1()))
     for extra in ({"ca": True}, {"key_usage": ["keyCertSign"]}, {"extensions": []}):
-        item = request(spki).to_wire() | extra
+        item = wire_form(request(spki)) | extra
         (result,) = await client._call("issue", [item], None)
         assert result.error is not None and result.error.kind is ErrorKind.PROFILE_VIOLATION
 

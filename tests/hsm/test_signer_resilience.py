@@ -33,9 +33,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from config.loader import load
 from config.token import token_config
 from signer.client import Address, Connection, SignerClient
+from signer.codec import Frame
 from signer.config import load_signer_config
 from signer.errors import ErrorKind, SignerError
-from signer.protocol import Frame, IssueRequest
+from signer.protocol import IssueRequest
 from tests.support import p11kit
 from tests.support.signer_proc import BIN, running_signer, socket_of
 

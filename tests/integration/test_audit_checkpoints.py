@@ -27,6 +27,7 @@ from gateway.app import make_app
 from gateway.config import GatewayConfig
 from gateway.services import audit_checkpoint
 from signer.checkpoints import SignedCheckpoint, key_fingerprint, read_ledger
+from signer.codec import wire_form
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CheckpointRequest, checkpoint_message
 from signer.role_keys import AUDIT, load_public_key
@@ -114,7 +115,7 @@ async def test_signer_refuses_to_sign_a_lower_or_forked_head(
         assert err.value.kind == ErrorKind.PROFILE_VIOLATION
     # typed fields only: the caller cannot add bytes of its own to what is signed
     (result,) = await signer._call(
-        "checkpoint", [{**last.to_wire(), "at": now, "message": b"sign me"}], None
+        "checkpoint", [{**wire_form(last), "at": now, "message": b"sign me"}], None
     )
     assert result.error is not None and result.error.kind == ErrorKind.BAD_REQUEST
     # the same head again, later, is fine (nothing happened in between)

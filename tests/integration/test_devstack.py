@@ -242,7 +242,7 @@ print(json.dumps(out))
 
 HEALTH = """
 import json, socket, sys
-from signer.protocol import HEADER, Frame
+from signer.codec import HEADER, Frame
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
 s.connect(sys.argv[1])

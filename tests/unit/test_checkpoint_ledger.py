@@ -15,6 +15,7 @@ from signer.checkpoints import (
     read_ledger,
     verify_checkpoint,
 )
+from signer.codec import decode_item, encode
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import CHECKPOINT_DOMAIN, CheckpointRequest, checkpoint_message
 
@@ -30,7 +31,7 @@ def _signed(req: CheckpointRequest) -> SignedCheckpoint:
 
 def test_wire_takes_the_four_fields_only() -> None:
     good = {"last_id": 5, "last_hash": H1, "count": 5, "at": NOW}
-    assert CheckpointRequest.from_wire(good) == CheckpointRequest(5, H1, 5, NOW)
+    assert decode_item("checkpoint", encode(good)) == CheckpointRequest(5, H1, 5, NOW)
     for bad in (
         {**good, "message": b"caller bytes"},
         {**good, "last_hash": b"short"},
@@ -40,7 +41,7 @@ def test_wire_takes_the_four_fields_only() -> None:
         {k: v for k, v in good.items() if k != "count"},
     ):
         with pytest.raises(SignerError) as err:
-            CheckpointRequest.from_wire(bad)
+            decode_item("checkpoint", encode(bad))
         assert err.value.kind == ErrorKind.BAD_REQUEST
 
 

@@ -149,13 +149,14 @@ def test_audit_hash_is_the_documented_sha256_of_the_whole_row() -> None:
 
 def test_gateway_never_imports_pkcs11() -> None:
     # signer.checkpoints: the token-free half of audit checkpoints (format, verification);
-    # signer.role_keys: which key signs checkpoints and where its public key is (ca-admin)
+    # signer.role_keys: which key signs checkpoints and where its public key is (ca-admin);
+    # signer.codec: the wire framing; signer.vocabulary: the terms both sides share
     code = (
         "import sys, gateway.app, gateway.cli, db.admin; "
         "bad = [m for m in sys.modules if m == 'pkcs11' or m.startswith('pkcs11.') "
         "or (m.startswith('signer.') and m not in "
         "('signer.protocol', 'signer.client', 'signer.errors', 'signer.checkpoints', "
-        "'signer.role_keys'))]; "
+        "'signer.role_keys', 'signer.codec', 'signer.vocabulary'))]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

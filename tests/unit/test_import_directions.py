@@ -23,6 +23,8 @@ ANY = None  # an edge on which any module of the target package may be imported
 SIGNER_FREE = frozenset(
     {
         "signer.protocol",
+        "signer.codec",
+        "signer.vocabulary",
         "signer.client",
         "signer.errors",
         "signer.checkpoints",

@@ -123,7 +123,7 @@ def test_frames_nested_deeper_than_typed_items_are_refused() -> None:
     the batch went unanswered. The server now refuses items nested past MAX_DEPTH."""
     import msgpack
 
-    from signer.protocol import MAX_DEPTH, Frame, nested_at_most
+    from signer.codec import MAX_DEPTH, Frame, nested_at_most
 
     deep: list[object] = []
     for _ in range(1021):  # with the frame's map and items list: 1024 levels

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from signer.client import SignerClient
+from signer.codec import HEADER, Frame
 from signer.errors import ErrorKind, SignerError
-from signer.protocol import HEADER, Frame, IssueRequest
+from signer.protocol import IssueRequest
 
 BEHAVIOURS = ("answer",) * 6 + ("close", "reset", "half", "silent", "garbled", "wrong count")
 

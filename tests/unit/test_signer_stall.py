@@ -11,9 +11,10 @@ from typing import Any
 import msgpack
 from prometheus_client import CollectorRegistry
 
+from signer.codec import HEADER, Answer, Heartbeat
 from signer.metrics import SignerMetrics
 from signer.pool import WorkerPool
-from signer.protocol import HEADER
+from signer.protocol import Outcome
 
 
 class FakeWriter:
@@ -60,16 +61,8 @@ def ready_pool(heartbeat_timeout: float = 1.0) -> tuple[WorkerPool, list[FakeWri
 
 def answer(pool: WorkerPool, index: int, batch: dict[str, Any], result: dict[str, Any]) -> None:
     slot = pool.slots[index]
-    pool._on_message(
-        slot,
-        slot.generation,
-        {
-            "t": "result",
-            "id": batch["id"],
-            "results": [result] * len(batch["items"]),
-            "durations": [],
-        },
-    )
+    outcome = Outcome(**result)
+    pool._on_message(slot, slot.generation, Answer(batch["id"], [outcome] * len(batch["items"])))
 
 
 def gauge(pool: WorkerPool, state: str) -> float:
@@ -82,7 +75,7 @@ async def test_a_worker_stuck_on_its_batch_is_stalled_and_its_items_move() -> No
     assert len(writers[0].batches) == 1 and len(writers[1].batches) == 1  # one item each
     stuck = writers[0].batches[0]
     # worker 0's heartbeat thread still beats, but its batch has run for 5 s
-    pool._on_message(pool.slots[0], pool.slots[0].generation, {"t": "hb", "busy": 5.0})
+    pool._on_message(pool.slots[0], pool.slots[0].generation, Heartbeat(5.0))
     pool._check_stall(pool.slots[0], time.monotonic())
     assert pool.slots[0].stalled and gauge(pool, "stalled") == 1 and gauge(pool, "ready") == 1
     assert pool.health()["status"] == "degraded"
@@ -91,12 +84,12 @@ async def test_a_worker_stuck_on_its_batch_is_stalled_and_its_items_move() -> No
     answer(pool, 1, writers[1].batches[0], {"der": b"B"})
     assert len(writers[1].batches) == 2 and writers[1].batches[1]["items"] == stuck["items"]
     answer(pool, 1, writers[1].batches[1], {"der": b"A from worker 1"})
-    assert fut.done() and [r["der"] for r in fut.result()] == [b"A from worker 1", b"B"]
+    assert fut.done() and [r.der for r in fut.result()] == [b"A from worker 1", b"B"]
     # the stuck worker answers late, with an error: the caller's answer stands, no second one
     answer(pool, 0, stuck, {"error": "token_unavailable", "message": "late"})
-    assert fut.result()[0] == {"der": b"A from worker 1"}
+    assert fut.result()[0] == Outcome(der=b"A from worker 1")
     # a heartbeat with its batch done makes it ready again; it was never killed
-    pool._on_message(pool.slots[0], pool.slots[0].generation, {"t": "hb", "busy": 0.0})
+    pool._on_message(pool.slots[0], pool.slots[0].generation, Heartbeat(0.0))
     assert not pool.slots[0].stalled and gauge(pool, "stalled") == 0
     assert not pool.slots[0].process.killed  # type: ignore[union-attr]
 
@@ -118,7 +111,7 @@ async def test_a_silent_worker_is_stalled_and_a_late_certificate_still_counts() 
     answer(pool, 0, first, {"der": b"A from worker 0"})
     answer(pool, 1, writers[1].batches[0], {"der": b"B"})
     answer(pool, 1, moved, {"der": b"A from worker 1"})
-    assert [r["der"] for r in fut.result()] == [b"A from worker 0", b"B"]
+    assert [r.der for r in fut.result()] == [b"A from worker 0", b"B"]
 
 
 async def test_items_of_a_dead_worker_are_retried_once_on_a_ready_one() -> None:
@@ -131,4 +124,4 @@ async def test_items_of_a_dead_worker_are_retried_once_on_a_ready_one() -> None:
     retried = writers[1].batches[1]
     assert retried["items"] == writers[0].batches[0]["items"]
     answer(pool, 1, retried, {"der": b"A"})
-    assert [r["der"] for r in fut.result()] == [b"A", b"B"]
+    assert [r.der for r in fut.result()] == [b"A", b"B"]

@@ -12,20 +12,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from signer.codec import Frame, decode_item, encode, wire_form
 from signer.errors import ErrorKind, SignerError
 from signer.issuance.issuer import preencode
-from signer.protocol import CrlRequest, Frame, IssueRequest, OcspRequest, RevokedEntry
+from signer.protocol import CrlItem, CrlRequest, IssueRequest, OcspRequest, RevokedEntry
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_requests_round_trip_through_the_wire() -> None:
     req = IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", (1 << 100) + 5, 10, 20, None)
-    assert IssueRequest.from_wire(req.to_wire()) == req
+    assert decode_item("issue", encode(req)) == req
     crl = CrlRequest("issuing-1", 3, 1, 2, (RevokedEntry(1 << 70, 5, "keyCompromise"),))
-    assert CrlRequest.from_wire(crl.to_wire()) == crl
+    assert decode_item("crl", encode(CrlItem.of(crl))).request() == crl  # type: ignore[union-attr]
     o = OcspRequest("issuing-1", 1 << 80, "revoked", 1, 2, 1, "superseded", b"n")
-    assert OcspRequest.from_wire(o.to_wire()) == o
+    assert decode_item("ocsp", encode(o)) == o
 
 
 @pytest.mark.parametrize(
@@ -41,10 +42,10 @@ def test_requests_round_trip_through_the_wire() -> None:
     ],
 )
 def test_malformed_issue_items_are_refused_with_a_kind(mutate, kind) -> None:  # type: ignore[no-untyped-def]
-    wire = IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", 1 << 100, 10, 20).to_wire()
+    wire = wire_form(IssueRequest(b"spki", (("2.5.4.3", "x"),), "signing", 1 << 100, 10, 20))
     mutate(wire)
     with pytest.raises(SignerError) as err:
-        IssueRequest.from_wire(wire)
+        decode_item("issue", encode(wire))
     assert err.value.kind is kind
 
 
@@ -354,9 +355,9 @@ async def test_a_worker_that_sends_garbage_is_replaced_and_its_batch_failed() ->
 
     from prometheus_client import CollectorRegistry
 
+    from signer.codec import HEADER
     from signer.metrics import SignerMetrics
-    from signer.pool import Batch, Job, WorkerPool, WorkerSlot
-    from signer.protocol import HEADER
+    from signer.pool import Job, Sent, WorkerPool, WorkerSlot
 
     class Process:
         killed = False
@@ -368,10 +369,22 @@ async def test_a_worker_that_sends_garbage_is_replaced_and_its_batch_failed() ->
     pool._closing = True  # no replacement process in a unit test
     slot = WorkerSlot(0, process=Process(), state="ready", generation=1)
     job = Job("issue", [{}], None, asyncio.get_running_loop().create_future())
-    slot.inflight[7] = Batch(7, [(job, 0)], 0.0)
+    slot.inflight[7] = Sent(7, [(job, 0)], 0.0)
     ours, theirs = socket.socketpair()
     theirs.sendall(HEADER.pack(3) + b"\xc1\xc1\xc1")  # 0xc1 is never valid msgpack
     await asyncio.wait_for(pool._read_worker(slot, ours, 1), 5)
     theirs.close()
     assert slot.process.killed and slot.state == "dead" and not slot.inflight
-    assert (await job.future)[0]["error"] == ErrorKind.WORKER_FAILED.value
+    assert (await job.future)[0].error == ErrorKind.WORKER_FAILED.value
+
+
+def test_the_shared_revocation_vocabulary_is_rfc_5280s() -> None:
+    """Reason names are cryptography's ReasonFlags values (build.py turns one into the other
+    directly), every name has its CRLReason code, and a request states only some of them."""
+    from signer.vocabulary import REASON_CODES, REQUESTED_REASONS, REVOCATION_REASONS
+
+    assert set(REVOCATION_REASONS) == {flag.value for flag in x509.ReasonFlags}
+    assert set(REASON_CODES) == set(REVOCATION_REASONS)
+    assert sorted(REASON_CODES.values()) == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10]
+    assert set(REQUESTED_REASONS) < set(REVOCATION_REASONS)
+    assert "cACompromise" not in REQUESTED_REASONS
