@@ -16,12 +16,12 @@ from cryptography.x509.oid import NameOID
 from config.loader import (
     ConfigError,
     apply_env_overrides,
-    check_keys,
     config_path,
     load,
     read_secret,
 )
 from config.manifest import IssuerEntry, ca_dir, load_manifest, manifest_path, save_manifest
+from config.sections import Section, convert_table
 from config.token import token_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,10 +106,15 @@ def test_load_applies_env(tmp_path: Path) -> None:
     assert load(path, environ={"CA_GATEWAY_PORT": "2"}).section("gateway")["port"] == 2
 
 
-def test_check_keys_refuses_unknown() -> None:
-    check_keys({"a": 1}, {"a", "b"}, "x")
+class _AB(Section):
+    a: int = 0
+    b: int = 0
+
+
+def test_unknown_keys_refused_all_named() -> None:
+    convert_table({"a": 1}, "x", _AB)
     with pytest.raises(ConfigError, match=r"\[x\]: unknown key\(s\) c, d"):
-        check_keys({"a": 1, "d": 2, "c": 3}, {"a"}, "x")
+        convert_table({"a": 1, "d": 2, "c": 3}, "x", _AB)
 
 
 def test_read_secret_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
