@@ -21,7 +21,7 @@ from config.loader import (
     read_secret,
 )
 from config.manifest import IssuerEntry, ca_dir, load_manifest, manifest_path, save_manifest
-from config.sections import Section, convert_table
+from config.sections import CaSection, Section, convert_table, parse_section
 from config.token import token_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -246,3 +246,18 @@ def test_manifest_paths_resolve_next_to_manifest(tmp_path: Path) -> None:
         (tmp_path / "i.pem").resolve(),
     ]
     assert os.path.isabs(entries[0].certificate_path)
+
+
+def test_ca_section_defaults_and_bounds(tmp_path: Path) -> None:
+    """[ca]'s defaults are CaSection's; a value out of bounds or an unknown key is refused."""
+    ca = parse_section(load(write(tmp_path / "c.toml", ""), environ={}), "ca", CaSection)
+    assert (ca.dir, ca.key_type, ca.root_crl_days, ca.audit_key_label) == (
+        "ca",
+        "rsa2048",
+        365,
+        "audit-1",
+    )
+    for body in ("[ca]\nroot_crl_days = 0\n", "[ca]\nroot_crl_day = 30\n"):
+        cfg = load(write(tmp_path / "c.toml", body), environ={})
+        with pytest.raises(ConfigError, match=r"\[ca\]"):
+            parse_section(cfg, "ca", CaSection)
