@@ -12,8 +12,11 @@ file does not have the key: an integer setting reads ``"60"``, a boolean ``on``/
 
 The sections read by more than one component live here: ``[gateway]`` (the signer reads its
 ``public_url``), ``[database]`` (the gateway and ca-admin), ``[policy]`` (the signer checks its
-CRL validity), and the gateway's own ``[smtp]`` and ``[ratelimit]`` next to them. ``[signer]``
-is the signer's (``signer/config.py``).
+CRL validity), ``[ca]`` (the CA folder everyone reads, the ceremonies' parameters), and the
+gateway's own ``[smtp]`` and ``[ratelimit]`` next to them. ``[signer]`` is the signer's
+(``signer/config.py``), ``[profiles.*]`` the signer's profiles (``signer/issuance/profile.py``);
+tables that come from other files (the issuer manifest, ceremony files) go through the same
+``convert_table``.
 """
 
 from __future__ import annotations
