@@ -121,13 +121,6 @@ def load(
     return RawConfig(path=p.resolve(), data=apply_env_overrides(data, environ))
 
 
-def check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    """Refuse unknown keys: a typo in a security setting must not be silently ignored."""
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise ConfigError(f"[{where}]: unknown key(s) {', '.join(unknown)}")
-
-
 def read_secret_file(path: Path, where: str) -> str:
     """A secret kept in a file (stripped); a file that cannot be read is a ConfigError."""
     try:

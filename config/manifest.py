@@ -37,11 +37,27 @@ from pathlib import Path
 import tomli_w
 from cryptography import x509
 
-from config.loader import ConfigError, RawConfig, check_keys
+from config.loader import ConfigError, RawConfig
+from config.sections import CaSection, Section, convert_table, parse_section
 
 MANIFEST_NAME = "issuers.toml"
+ROLES = ("root", "issuing")
 NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
-ENTRY_KEYS = {"role", "key_label", "certificate", "parent", "active", "ocsp_key_label"}
+
+
+class EntryTable(Section):
+    """One ``[issuers.<name>]`` table as the file has it."""
+
+    role: str  # "root" or "issuing"
+    key_label: str
+    certificate: str  # relative to the manifest's folder
+    parent: str | None = None  # issuing CAs: the root that signed them
+    active: bool = False  # the one issuing CA that signs new certificates
+    ocsp_key_label: str = ""  # issuing CAs: the delegated OCSP responder's key
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError("role must be root or issuing")
 
 
 @dataclass(frozen=True)
@@ -67,8 +83,8 @@ class IssuerEntry:
 
 
 def ca_dir(cfg: RawConfig) -> Path:
-    sec = cfg.section("ca")
-    return cfg.resolve(str(sec.get("dir", "ca")))
+    """The CA folder, ``[ca] dir`` relative to the configuration file."""
+    return cfg.resolve(parse_section(cfg, "ca", CaSection).dir)
 
 
 def manifest_path(cfg: RawConfig) -> Path:
@@ -88,19 +104,16 @@ def load_manifest(path: Path) -> list[IssuerEntry]:
     for name, raw in issuers.items():
         if not NAME_RE.match(name):
             raise ConfigError(f"{path}: issuer name {name!r} must match [a-z0-9-]+")
-        check_keys(raw, ENTRY_KEYS, f"issuers.{name}")
-        role = raw.get("role")
-        if role not in ("root", "issuing"):
-            raise ConfigError(f"{path}: issuer {name} role must be root or issuing")
+        table = convert_table(raw, f"issuers.{name}", EntryTable, origin=str(path))
         entries.append(
             IssuerEntry(
                 name=name,
-                role=role,
-                key_label=str(raw["key_label"]),
-                certificate_path=(path.parent / str(raw["certificate"])).resolve(),
-                parent=raw.get("parent"),
-                active=bool(raw.get("active", False)),
-                ocsp_key_label=str(raw["ocsp_key_label"]) if raw.get("ocsp_key_label") else None,
+                role=table.role,
+                key_label=table.key_label,
+                certificate_path=(path.parent / table.certificate).resolve(),
+                parent=table.parent,
+                active=table.active,
+                ocsp_key_label=table.ocsp_key_label or None,
             )
         )
     actives = [e for e in entries if e.active]

@@ -12,8 +12,11 @@ file does not have the key: an integer setting reads ``"60"``, a boolean ``on``/
 
 The sections read by more than one component live here: ``[gateway]`` (the signer reads its
 ``public_url``), ``[database]`` (the gateway and ca-admin), ``[policy]`` (the signer checks its
-CRL validity), and the gateway's own ``[smtp]`` and ``[ratelimit]`` next to them. ``[signer]``
-is the signer's (``signer/config.py``).
+CRL validity), ``[ca]`` (the CA folder everyone reads, the ceremonies' parameters), and the
+gateway's own ``[smtp]`` and ``[ratelimit]`` next to them. ``[signer]`` is the signer's
+(``signer/config.py``), ``[profiles.*]`` the signer's profiles (``signer/issuance/profile.py``);
+tables that come from other files (the issuer manifest, ceremony files) go through the same
+``convert_table``.
 """
 
 from __future__ import annotations
@@ -94,16 +97,28 @@ def _message(name: str, schema: type[msgspec.Struct], exc: msgspec.ValidationErr
     return f"[{name}]: {what}"
 
 
+def convert_table(data: Any, name: str, schema: type[S], origin: str = "") -> S:
+    """One TOML table as a ``schema`` Struct, or a ConfigError that says ``[name] key: what``
+    (after ``origin``, the file, when the table is not from the configuration file). Unknown
+    keys are all named at once, so one run shows every typo."""
+    prefix = f"{origin}: " if origin else ""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix}[{name}] must be a table")
+    fields = {f.encode_name: f.type for f in mi.type_info(schema).fields}  # type: ignore[attr-defined]
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        raise ConfigError(f"{prefix}[{name}]: unknown key(s) {', '.join(unknown)}")
+    table = {k: _from_text(v, fields[k]) for k, v in data.items()}
+    try:
+        return msgspec.convert(table, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(prefix + _message(name, schema, exc)) from exc
+
+
 def parse_section(cfg: RawConfig, name: str, schema: type[S]) -> S:
     """Table ``[name]`` of the file (with its overrides) as a ``schema`` Struct, or a
     ConfigError that names the section and the key."""
-    raw = cfg.section(name)
-    fields = {f.encode_name: f.type for f in mi.type_info(schema).fields}  # type: ignore[attr-defined]
-    data = {k: _from_text(v, fields[k]) if k in fields else v for k, v in raw.items()}
-    try:
-        return msgspec.convert(data, schema, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_message(name, schema, exc)) from exc
+    return convert_table(cfg.section(name), name, schema)
 
 
 class GatewaySection(Section):
@@ -267,3 +282,24 @@ class RateLimits(Section):
 
     def limit(self, name: str) -> int:
         return int(getattr(self, name))
+
+
+CaDays = Annotated[int, Meta(ge=1, le=36500)]
+
+
+class CaSection(Section):
+    """``[ca]``: the CA folder and the parameters of the ceremonies that fill it (the dev
+    ceremony's CAs, the role keys' labels and types, the root CRL's lifetime). Key types are
+    checked where keys are made (``hsm_config/keygen.py``)."""
+
+    dir: str = "ca"  # issuer certificates and issuers.toml, relative to the config file
+    key_type: str = "rsa2048"  # the dev ceremony's and rotations' CA keys
+    organization: str = "Development CA"  # the dev ceremony's subject O (empty: none)
+    country: str = ""  # ... and C
+    root_validity_days: CaDays = 7300
+    issuing_validity_days: CaDays = 3650
+    audit_key_label: str = "audit-1"  # signs audit checkpoints only
+    audit_key_type: str = "p256"
+    cmp_key_label: str = "cmp-1"  # signs CMP answers only
+    cmp_key_type: str = "p256"
+    root_crl_days: Annotated[int, Meta(ge=1, le=3660)] = 365  # nextUpdate of the root CRL

@@ -232,19 +232,8 @@ def database_password(cfg: GatewayConfig) -> str | None:
         return os.environ[cfg.database_password_env]
     if cfg.database_password_file is None:
         return None
-    try:
-        return cfg.database_password_file.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        if cfg.database_url:
-            return None  # the DSN may carry its own credentials
-        raise ConfigError(
-            f"[database] password_file: {cfg.database_password_file} is missing "
-            "(`make run` writes it with the roles)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"[database] password_file: cannot read {cfg.database_password_file}: {exc.strerror}"
-        ) from exc
+    # a configured file that cannot be read stops the start, like every secret file
+    return read_secret_file(cfg.database_password_file, "[database] password_file")
 
 
 def database_url(cfg: GatewayConfig) -> str:

@@ -21,13 +21,15 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
 from cryptography import x509
+from msgspec import Meta
 
-from config.loader import ConfigError, RawConfig, check_keys
+from config.loader import ConfigError, RawConfig
 from config.manifest import NAME_RE, IssuerEntry, ca_dir, load_manifest, save_manifest
+from config.sections import CaSection, Section, convert_table, parse_section
 from hsm_config import certs, keygen, rootcrl
 from hsm_config.keygen import KeysError
 from hsm_config.role_keygen import ensure_role_key
@@ -37,7 +39,30 @@ from signer.hsm.token import TokenHandle
 
 Out = Callable[[str], None]
 DEV_CEREMONY_FILE = "ceremony-dev.toml"
-CA_KEYS = {"name", "key_label", "key_type", "subject", "validity_days", "path_len"}
+
+
+class RootTable(Section):
+    """``[root]`` of a ceremony file: every key required, none derived or defaulted silently."""
+
+    name: Annotated[str, Meta(pattern=NAME_RE.pattern)]  # the issuer name in issuers.toml
+    key_label: str
+    key_type: str  # checked by keygen.key_spec
+    subject: dict[str, str]  # C, ST, L, O, OU, CN; checked by certs.subject_name
+    validity_days: Annotated[int, Meta(ge=1, le=36500)]
+
+
+class IssuingTable(RootTable):
+    """``[issuing]``: a root's keys plus ``path_len``, which can only be 0 (issuing CAs sign
+    end entities only)."""
+
+    path_len: Literal[0] = 0
+
+
+class CeremonyFile(Section):
+    """The file itself: the two tables and nothing else."""
+
+    root: dict[str, Any]
+    issuing: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -70,29 +95,17 @@ class CeremonySpec:
     issuing: CaSpec
 
 
-def _ca_spec(raw: Any, where: str, issuing: bool) -> CaSpec:
-    if not isinstance(raw, dict):
-        raise KeysError(f"{where}: missing or not a table", 2)
-    check_keys(raw, CA_KEYS if issuing else CA_KEYS - {"path_len"}, where)
-    for key in ("name", "key_label", "key_type", "subject", "validity_days"):
-        if key not in raw:
-            raise KeysError(f"{where}: {key} is required", 2)
-    name = str(raw["name"])
-    if not NAME_RE.match(name):
-        raise KeysError(f"{where}: name {name!r} must match [a-z0-9-]{{1,63}}", 2)
-    keygen.key_spec(str(raw["key_type"]))
-    days = raw["validity_days"]
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 36500:
-        raise KeysError(f"{where}: validity_days must be a whole number of days (1..36500)", 2)
-    subject = raw["subject"]
-    if not isinstance(subject, dict):
-        raise KeysError(f"{where}: subject must be a table (CN, O, C ...)", 2)
-    subject = {str(k): str(v) for k, v in subject.items()}
-    certs.subject_name(subject)  # refuse unknown attributes and a missing CN now
-    path_len = raw.get("path_len", 0) if issuing else None
-    if issuing and path_len != 0:
-        raise KeysError(f"{where}: path_len must be 0 (issuing CAs sign end entities only)", 2)
-    return CaSpec(name, str(raw["key_label"]), str(raw["key_type"]), subject, days, path_len)
+def _ca_spec(raw: dict[str, Any], path: Path, table: str) -> CaSpec:
+    """One CA table of the file, converted by its schema and checked as keygen and certs will
+    use it (key type, subject attributes), so a bad value stops the ceremony before a key."""
+    schema: type[RootTable] = IssuingTable if table == "issuing" else RootTable
+    sec = convert_table(raw, table, schema, origin=str(path))
+    keygen.key_spec(sec.key_type)
+    certs.subject_name(sec.subject)  # refuse unknown attributes and a missing CN now
+    path_len = sec.path_len if isinstance(sec, IssuingTable) else None
+    return CaSpec(
+        sec.name, sec.key_label, sec.key_type, dict(sec.subject), sec.validity_days, path_len
+    )
 
 
 def load_spec(path: Path) -> CeremonySpec:
@@ -104,10 +117,10 @@ def load_spec(path: Path) -> CeremonySpec:
     except tomllib.TOMLDecodeError as exc:
         raise KeysError(f"{path}: {exc}", 2) from None
     try:
-        check_keys(data, {"root", "issuing"}, str(path))
+        tables = convert_table(data, "ceremony", CeremonyFile, origin=str(path))
         spec = CeremonySpec(
-            root=_ca_spec(data.get("root"), f"{path} [root]", issuing=False),
-            issuing=_ca_spec(data.get("issuing"), f"{path} [issuing]", issuing=True),
+            root=_ca_spec(tables.root, path, "root"),
+            issuing=_ca_spec(tables.issuing, path, "issuing"),
         )
     except ConfigError as exc:
         raise KeysError(str(exc), 2) from None
@@ -301,24 +314,23 @@ def run_ceremony(
 
 def dev_spec(cfg: RawConfig) -> CeremonySpec:
     """The development ceremony's parameters, from the ``[ca]`` section."""
-    sec = cfg.section("ca")
-    key_type = str(sec.get("key_type", "rsa2048"))
-    base = {"O": str(sec.get("organization", "Development CA")), "C": str(sec.get("country", ""))}
-    base = {k: v for k, v in base.items() if v}
+    sec = parse_section(cfg, "ca", CaSection)
+    key_type = sec.key_type
+    base = {k: v for k, v in {"O": sec.organization, "C": sec.country}.items() if v}
     return CeremonySpec(
         root=CaSpec(
             "root-1",
             "root-1",
             key_type,
             {"CN": "Dev Root CA", **base},
-            int(sec.get("root_validity_days", 7300)),
+            sec.root_validity_days,
         ),
         issuing=CaSpec(
             "issuing-1",
             "issuing-1",
             key_type,
             {"CN": "Dev Issuing CA 1", **base},
-            int(sec.get("issuing_validity_days", 3650)),
+            sec.issuing_validity_days,
             0,
         ),
     )
@@ -387,14 +399,15 @@ def rotate(
     if root is None:
         raise KeysError(f"the parent of {active.name!r} is not a root in the manifest")
     name = name or _next_issuing_name(entries)
-    key_type = key_type or str(cfg.section("ca").get("key_type", "rsa2048"))
+    ca_sec = parse_section(cfg, "ca", CaSection)
+    key_type = key_type or ca_sec.key_type
     root_cert = root.load_certificate()
     ca = CaSpec(
         name=name,
         key_label=name,
         key_type=key_type,
         subject=_rotated_subject(active.load_certificate().subject, name),
-        validity_days=int(cfg.section("ca").get("issuing_validity_days", 3650)),
+        validity_days=ca_sec.issuing_validity_days,
         path_len=0,
     )
     if not NAME_RE.match(name):

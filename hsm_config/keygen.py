@@ -147,8 +147,8 @@ def load_token_config(
 def load_root_token_config(cfg: RawConfig, need_so_pin: bool = False) -> TokenConfig:
     """The offline root's token (``[roottoken]``); it must not be the online token."""
     root = load_token_config(cfg, need_so_pin, ROOT_TOKEN)
-    online = cfg.section(ONLINE_TOKEN)
-    if str(online.get("label")) == root.label and str(online.get("module")) == str(root.module):
+    online = parse_section(cfg, ONLINE_TOKEN, TokenSection)
+    if online.label == root.label and online.module == str(root.module):
         raise KeysError("[roottoken] names the online token: the root key needs its own token", 2)
     return root
 

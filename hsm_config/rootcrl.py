@@ -24,15 +24,15 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from config.loader import RawConfig
+from config.loader import ConfigError, RawConfig
 from config.manifest import IssuerEntry, ca_dir, load_manifest
+from config.sections import CaSection, parse_section
 from hsm_config import keygen
 from hsm_config.keygen import KeysError
 from signer.hsm.keys import TokenPrivateKey, signature_hash
 
 Out = Callable[[str], None]
 DER = Encoding.DER
-DEFAULT_DAYS = 365
 # RFC 5280 reason codes that make sense for a CA certificate revoked by its root
 REASONS: dict[str, x509.ReasonFlags] = {
     "unspecified": x509.ReasonFlags.unspecified,
@@ -65,10 +65,11 @@ def state_path(entry: IssuerEntry) -> Path:
 
 
 def crl_days(cfg: RawConfig) -> int:
-    value = cfg.section("ca").get("root_crl_days", DEFAULT_DAYS)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3660:
-        raise KeysError("[ca] root_crl_days must be a whole number of days (1..3660)", 2)
-    return value
+    """``[ca] root_crl_days``; out of 1..3660 days stops the ceremony (exit 2)."""
+    try:
+        return parse_section(cfg, "ca", CaSection).root_crl_days
+    except ConfigError as exc:
+        raise KeysError(str(exc), 2) from None
 
 
 def load_state(entry: IssuerEntry) -> CrlState:

@@ -21,25 +21,25 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from config.loader import RawConfig
 from config.manifest import ca_dir
+from config.sections import CaSection, parse_section
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclass(frozen=True)
 class RoleKey:
-    """One such key: ``name`` picks its ``[ca]`` keys, ``title`` is how output names it."""
+    """One such key: ``name`` picks its ``[ca]`` keys (``CaSection`` has their defaults),
+    ``title`` is how output names it."""
 
     name: str
-    default_label: str
     title: str
     journal_action: str
-    default_type: str = "p256"
 
     def label(self, cfg: RawConfig) -> str:
-        return str(cfg.section("ca").get(f"{self.name}_key_label", self.default_label))
+        return str(getattr(parse_section(cfg, "ca", CaSection), f"{self.name}_key_label"))
 
     def key_type(self, cfg: RawConfig) -> str:
-        return str(cfg.section("ca").get(f"{self.name}_key_type", self.default_type))
+        return str(getattr(parse_section(cfg, "ca", CaSection), f"{self.name}_key_type"))
 
     def public_key_path(self, cfg: RawConfig) -> Path:
         """Where the key's public half is recorded (derived from the label)."""
@@ -53,5 +53,5 @@ def load_public_key(path: Path) -> PublicKey:
     return key
 
 
-AUDIT = RoleKey("audit", "audit-1", "audit key", "audit_key_generated")
-CMP = RoleKey("cmp", "cmp-1", "CMP protection key", "cmp_key_generated")
+AUDIT = RoleKey("audit", "audit key", "audit_key_generated")
+CMP = RoleKey("cmp", "CMP protection key", "cmp_key_generated")

@@ -320,6 +320,7 @@ def worker_main(config_path: str, index: int, sock: socket.socket, stagger: floa
     configure_logging("info", fields={"worker": index})  # the daemon's format, with the index
     cfg = load(config_path)
     scfg = load_signer_config(cfg)
+    configure_logging(scfg.log_level, fields={"worker": index})  # [signer] log_level, as the daemon
     if scfg.pin_cpus and hasattr(os, "sched_setaffinity"):
         # one worker per core keeps each worker's caches warm; the RPC process floats
         cpus = sorted(os.sched_getaffinity(0))

@@ -8,17 +8,28 @@ parsed into frozen objects once, at start.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from msgspec import Meta
 
-from config.loader import ConfigError, RawConfig, check_keys
+from config.loader import ConfigError, RawConfig
+from config.sections import Section, convert_table
 from signer.errors import ErrorKind, SignerError
-from signer.vocabulary import USAGES, key_refusal
+from signer.vocabulary import Usage, key_refusal
 
-PROFILE_KEYS = {"usage", "max_validity_days", "policy_oids", "max_backdate_seconds"}
+
+class ProfileTable(Section):
+    """One ``[profiles.<name>]`` table as the file has it; usage and validity are required
+    (a profile that signs must say what for and how long)."""
+
+    usage: Usage
+    max_validity_days: Annotated[int, Meta(ge=1, le=3650)]
+    policy_oids: tuple[str, ...] = ()  # dotted OIDs, checked by ``parse_profiles``
+    max_backdate_seconds: Annotated[int, Meta(ge=0, le=86400)] = 3600
 
 
 @dataclass(frozen=True)
@@ -47,29 +58,24 @@ class Profile:
 
 
 def parse_profiles(cfg: RawConfig) -> dict[str, Profile]:
+    """Every ``[profiles.*]`` table, checked once at start; none at all is an error."""
     raw = cfg.section("profiles")
     if not raw:
         raise ConfigError("[profiles]: at least one profile is required")
     profiles: dict[str, Profile] = {}
     for name, sec in raw.items():
-        if not isinstance(sec, dict):
-            raise ConfigError(f"[profiles.{name}] must be a table")
-        check_keys(sec, PROFILE_KEYS, f"profiles.{name}")
-        usage = sec.get("usage")
-        if usage not in USAGES:
-            raise ConfigError(f"[profiles.{name}] usage must be one of {', '.join(USAGES)}")
-        days = sec.get("max_validity_days")
-        if not isinstance(days, int) or not 1 <= days <= 3650:
-            raise ConfigError(f"[profiles.{name}] max_validity_days must be 1..3650")
-        oids = sec.get("policy_oids", [])
+        table = convert_table(sec, f"profiles.{name}", ProfileTable)
         try:
-            policies = tuple(x509.ObjectIdentifier(o).dotted_string for o in oids)
-        except (ValueError, TypeError) as exc:
+            policies = tuple(x509.ObjectIdentifier(o).dotted_string for o in table.policy_oids)
+        except ValueError as exc:
             raise ConfigError(f"[profiles.{name}] policy_oids: {exc}") from exc
-        backdate = sec.get("max_backdate_seconds", 3600)
-        if not isinstance(backdate, int) or not 0 <= backdate <= 86400:
-            raise ConfigError(f"[profiles.{name}] max_backdate_seconds must be 0..86400")
-        profiles[name] = Profile(name, usage, days * 86400, policies, backdate)
+        profiles[name] = Profile(
+            name,
+            table.usage,
+            table.max_validity_days * 86400,
+            policies,
+            table.max_backdate_seconds,
+        )
     return profiles
 
 

@@ -275,3 +275,15 @@ def test_pins_never_printed(config: Path, outputs: list[str]) -> None:
     for pin in token_pins(config):
         for text in outputs:
             assert pin not in text
+
+
+def test_root_token_must_not_be_the_online_token(tmp_path: Path) -> None:
+    """A [roottoken] naming the online token's module and label is refused (exit 2)."""
+    (tmp_path / "pin").write_text("1234\n")
+    token = {"module": "/lib/softhsm.so", "label": "ca-dev", "pin_file": "pin"}
+    path = tmp_path / "ca.toml"
+    path.write_text(tomli_w.dumps({"token": token, "roottoken": token}))
+    with pytest.raises(keygen.KeysError, match="names the online token"):
+        keygen.load_root_token_config(load(path, environ={}))
+    path.write_text(tomli_w.dumps({"token": token, "roottoken": {**token, "label": "root"}}))
+    assert keygen.load_root_token_config(load(path, environ={})).label == "root"

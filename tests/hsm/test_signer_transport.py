@@ -32,6 +32,7 @@ from signer.devcerts import TransportFiles, make_transport_certs
 from signer.errors import ErrorKind, SignerError
 from signer.protocol import IssueRequest
 from tests.support.signer_proc import running_signer, socket_of
+from tests.support.softhsm import make_ca
 
 
 def _request(spki: bytes) -> IssueRequest:
@@ -287,6 +288,23 @@ async def test_workers_run_with_the_configured_allocator(
         maps = Path(f"/proc/{worker['pid']}/maps").read_text()
         assert ("libtcmalloc_minimal" in maps) is (allocator == "tcmalloc")
         assert "libtcmalloc_minimal" not in Path(f"/proc/{daemon.pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_workers_log_at_the_configured_level(tmp_path: Path, level: str) -> None:
+    """A worker issues its OCSP responder's certificate on a fresh CA and says so at info:
+    the line is there at ``info`` and not at ``warning`` (workers logged at info whatever
+    ``[signer] log_level`` said)."""
+    config = make_ca(tmp_path / "ca", "p256")
+    log = tmp_path / "signer.log"
+    sock = tmp_path / "level.sock"
+    env = {"CA_SIGNER_SOCKET": str(sock), "CA_SIGNER_LOG_LEVEL": level}
+    with running_signer(config, workers=1, env=env, log=log):
+        pass
+    issued = [
+        line for line in log.read_text().splitlines() if "responder certificate issued" in line
+    ]
+    assert bool(issued) is (level == "info"), log.read_text()
 
 
 def test_an_unknown_worker_allocator_is_refused(ca_config: Path) -> None:

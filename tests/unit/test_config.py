@@ -16,12 +16,12 @@ from cryptography.x509.oid import NameOID
 from config.loader import (
     ConfigError,
     apply_env_overrides,
-    check_keys,
     config_path,
     load,
     read_secret,
 )
 from config.manifest import IssuerEntry, ca_dir, load_manifest, manifest_path, save_manifest
+from config.sections import CaSection, Section, convert_table, parse_section
 from config.token import token_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,10 +106,15 @@ def test_load_applies_env(tmp_path: Path) -> None:
     assert load(path, environ={"CA_GATEWAY_PORT": "2"}).section("gateway")["port"] == 2
 
 
-def test_check_keys_refuses_unknown() -> None:
-    check_keys({"a": 1}, {"a", "b"}, "x")
+class _AB(Section):
+    a: int = 0
+    b: int = 0
+
+
+def test_unknown_keys_refused_all_named() -> None:
+    convert_table({"a": 1}, "x", _AB)
     with pytest.raises(ConfigError, match=r"\[x\]: unknown key\(s\) c, d"):
-        check_keys({"a": 1, "d": 2, "c": 3}, {"a"}, "x")
+        convert_table({"a": 1, "d": 2, "c": 3}, "x", _AB)
 
 
 def test_read_secret_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,3 +246,18 @@ def test_manifest_paths_resolve_next_to_manifest(tmp_path: Path) -> None:
         (tmp_path / "i.pem").resolve(),
     ]
     assert os.path.isabs(entries[0].certificate_path)
+
+
+def test_ca_section_defaults_and_bounds(tmp_path: Path) -> None:
+    """[ca]'s defaults are CaSection's; a value out of bounds or an unknown key is refused."""
+    ca = parse_section(load(write(tmp_path / "c.toml", ""), environ={}), "ca", CaSection)
+    assert (ca.dir, ca.key_type, ca.root_crl_days, ca.audit_key_label) == (
+        "ca",
+        "rsa2048",
+        365,
+        "audit-1",
+    )
+    for body in ("[ca]\nroot_crl_days = 0\n", "[ca]\nroot_crl_day = 30\n"):
+        cfg = load(write(tmp_path / "c.toml", body), environ={})
+        with pytest.raises(ConfigError, match=r"\[ca\]"):
+            parse_section(cfg, "ca", CaSection)

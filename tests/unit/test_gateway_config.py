@@ -8,7 +8,7 @@ import pytest
 
 from config.loader import ConfigError, load
 from gateway import cli
-from gateway.config import gateway_config, with_session_key
+from gateway.config import database_password, gateway_config, with_session_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ca.example.toml"
 
@@ -97,3 +97,14 @@ def test_a_configured_session_key_file_must_be_readable(
     )
     p = _write(tmp_path, "[gateway]\n")
     assert with_session_key(gateway_config(load(p, environ={}), environ={})).session_key is None
+
+
+def test_a_configured_database_password_file_must_be_readable(tmp_path: Path) -> None:
+    """Beside a DSN too: a configured password file that is missing is a start-up error (it
+    used to be taken for "the DSN carries its own credentials")."""
+    body = '[database]\nurl = "postgresql://db/ca"\npassword_file = "db.pw"\n'
+    parsed = gateway_config(load(_write(tmp_path, body), environ={}), environ={})
+    with pytest.raises(ConfigError, match=r"\[database\] password_file: cannot read .*db\.pw"):
+        database_password(parsed)
+    (tmp_path / "db.pw").write_text("secret\n")
+    assert database_password(parsed) == "secret"
