@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from db import admin, audit
+from admin import officers as admin
+from db import audit
 from db.pool import connect
 from tests.integration.conftest import Client, active_subscriber
 

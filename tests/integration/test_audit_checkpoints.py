@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from admin import officers as admin
 from config.loader import load
-from db import admin, audit, checkpoints
+from db import audit, checkpoints
 from db.pool import connect
 from gateway.app import make_app
 from gateway.config import GatewayConfig

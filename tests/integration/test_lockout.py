@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from argon2 import PasswordHasher
 
-from db import admin
+from admin import officers as admin
 from db.queries import officers
 from tests.integration.conftest import OFFICER_PASSWORD, Client, active_subscriber
 

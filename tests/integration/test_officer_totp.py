@@ -18,7 +18,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 
-from db import admin
+from admin import officers as admin
 from db.queries import officers
 from gateway import appkeys
 from gateway.services.officer_factors import CHALLENGE_TTL

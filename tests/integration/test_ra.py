@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from db import admin
+from admin import officers as admin
 from tests.integration.conftest import Client, register, subscriber_body
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("config", "signer", "hsm_config", "db", "gateway", "monitoring")
+PRODUCT = ("config", "signer", "hsm_config", "db", "gateway", "admin", "monitoring")
 TOOLS = ("scripts", "bench", "tests")
 ANY = None  # an edge on which any module of the target package may be imported
 
@@ -39,11 +39,14 @@ ALLOWED: dict[tuple[str, str], frozenset[str] | None] = {
     ("hsm_config", "config"): ANY,
     ("hsm_config", "signer"): ANY,  # the security officer's ceremonies open the token too
     ("db", "config"): ANY,
-    ("db", "signer"): frozenset({"signer.checkpoints", "signer.protocol", "signer.role_keys"}),
-    ("db", "hsm_config"): frozenset({"hsm_config.journal"}),  # ca-admin import-journal
+    ("db", "signer"): frozenset({"signer.checkpoints", "signer.protocol"}),  # checkpoint checks
     ("gateway", "config"): ANY,
     ("gateway", "db"): ANY,
     ("gateway", "signer"): SIGNER_FREE,
+    ("admin", "config"): ANY,
+    ("admin", "db"): ANY,
+    ("admin", "signer"): SIGNER_FREE,  # the audit key's location, the checkpoint ledger
+    ("admin", "hsm_config"): frozenset({"hsm_config.journal"}),  # ca-admin audit import-journal
 }
 
 

@@ -1,0 +1,1 @@
+"""``ca-admin``, the operator's command line (moved out of ``db``)."""
