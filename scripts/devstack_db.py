@@ -28,7 +28,7 @@ from db.embedded import Cluster, ensure_running  # noqa: E402
 from gateway.services.passwords import generate_password  # noqa: E402
 
 if TYPE_CHECKING:
-    from admin.officers import Target
+    from admin.database import Target
 
 FIRST_OFFICER = "ra-admin"
 
@@ -54,7 +54,7 @@ def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
     if secret_file.exists():
         return FIRST_OFFICER, secret_file.read_text(encoding="utf-8").strip()
     password = generate_password(16)
-    from admin.officers import owner_target
+    from admin.database import owner_target
 
     created = asyncio.run(_create_officer(owner_target(config_path), password))
     if not created:
