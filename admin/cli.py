@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run its verb, returning the verb's exit code; an error the operator
+    can act on (bad input, a database that is down) is one line on stderr and exit 1, not a
+    traceback."""
     args = _parser().parse_args(argv)
     try:
         return VERBS[args.verb](args)

@@ -54,6 +54,8 @@ async def add_officer(
 
 
 def cmd_create_officer(args: argparse.Namespace) -> int:
+    """Create an officer with the password read from stdin (never an argument: it would show
+    in the process list and the shell history); migrates first, as on a fresh database."""
     if sys.stdin.isatty():
         print(f"password for {args.login}: ", end="", file=sys.stderr, flush=True)
     password_hash = PasswordHasher().hash(_read_password())
@@ -75,6 +77,9 @@ def cmd_create_officer(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock_officer(args: argparse.Namespace) -> int:
+    """Unlock an officer locked by failed logins: the way back when no officer with the
+    unlock right can log in."""
+
     async def work(conn: asyncpg.Connection) -> int:
         async with conn.transaction():
             if not await officers.unlock(conn, args.login):
@@ -163,8 +168,10 @@ def _set_can_unlock(args: argparse.Namespace, allowed: bool) -> int:
 
 
 def cmd_grant_unlock(args: argparse.Namespace) -> int:
+    """Let an officer unlock other officers from the RA pages."""
     return _set_can_unlock(args, True)
 
 
 def cmd_revoke_unlock(args: argparse.Namespace) -> int:
+    """Take the right to unlock other officers away again."""
     return _set_can_unlock(args, False)
