@@ -15,8 +15,8 @@ test: bootstrap lint check-bundle
 
 # ruff's lint rules and its formatter: a file that `ruff format` would change fails the run.
 lint: bootstrap
-	@$(PY) -m ruff check config signer gateway hsm_config db monitoring tests bench scripts
-	@$(PY) -m ruff format --check config signer gateway hsm_config db monitoring tests bench scripts
+	@$(PY) -m ruff check config signer gateway hsm_config db admin monitoring tests bench scripts
+	@$(PY) -m ruff format --check config signer gateway hsm_config db admin monitoring tests bench scripts
 
 # The committed browser bundle must be what web/ builds: rebuilt in a temporary folder (npm ci,
 # the pinned esbuild), twice, and compared file by file with the committed one. A Makefile step,

@@ -6,7 +6,7 @@
 ``ensure_first_officer(config_path)`` creates the RA officer ``ra-admin`` with a random
 password the first time, keeps the password in ``var/secrets/ra-admin.password`` (0600) and
 returns (login, password) — the stored pair on later runs, None if the officer exists but its
-password file is gone. It is made by ``db.admin.add_officer``, as ``ca-admin create-officer``
+password file is gone. It is made by ``admin.officers.add_officer``, as ``ca-admin create-officer``
 makes one, with a password from ``gateway.services.passwords.generate_password``.
 """
 
@@ -28,7 +28,7 @@ from db.embedded import Cluster, ensure_running  # noqa: E402
 from gateway.services.passwords import generate_password  # noqa: E402
 
 if TYPE_CHECKING:
-    from db.admin import Target
+    from admin.database import Target
 
 FIRST_OFFICER = "ra-admin"
 
@@ -54,7 +54,7 @@ def ensure_first_officer(config_path: Path) -> tuple[str, str] | None:
     if secret_file.exists():
         return FIRST_OFFICER, secret_file.read_text(encoding="utf-8").strip()
     password = generate_password(16)
-    from db.admin import owner_target
+    from admin.database import owner_target
 
     created = asyncio.run(_create_officer(owner_target(config_path), password))
     if not created:
@@ -72,7 +72,7 @@ async def _create_officer(target: Target, password: str) -> bool:
     import asyncpg
     from argon2 import PasswordHasher
 
-    from db.admin import add_officer
+    from admin.officers import add_officer
     from db.migrate import migrate
     from db.pool import connect
     from db.queries import officers

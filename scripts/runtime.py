@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RUNTIME = Path(os.environ.get("CA_RUNTIME_DIR", "/opt/hsm-ca"))
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-PACKAGES = ("config", "signer", "gateway", "hsm_config", "db", "monitoring")
+PACKAGES = ("config", "signer", "gateway", "hsm_config", "db", "admin", "monitoring")
 LOCK = Path("requirements") / "runtime.txt"
 
 

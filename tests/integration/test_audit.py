@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from db import admin, audit
+from admin import cli
+from db import audit
 from db.pool import connect
 from tests.integration.conftest import Client, active_subscriber
 
@@ -23,7 +24,7 @@ async def _verify_cli(monkeypatch: pytest.MonkeyPatch, database_url: str) -> tup
     monkeypatch.setenv("DATABASE_URL", database_url)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    rc = await asyncio.to_thread(admin.main, ["audit", "verify"])
+    rc = await asyncio.to_thread(cli.main, ["audit", "verify"])
     monkeypatch.undo()
     return rc, out.getvalue()
 

@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from admin import cli
 from config.loader import load
-from db import admin, audit, checkpoints
+from db import audit, checkpoints
 from db.pool import connect
 from gateway.app import make_app
 from gateway.config import GatewayConfig
@@ -51,7 +52,7 @@ async def verify_cli(monkeypatch: pytest.MonkeyPatch, dsn: str, config: Path) ->
     monkeypatch.setenv("DATABASE_URL", dsn)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    rc = await asyncio.to_thread(admin.main, ["--config", str(config), "audit", "verify"])
+    rc = await asyncio.to_thread(cli.main, ["--config", str(config), "audit", "verify"])
     monkeypatch.undo()
     return rc, out.getvalue()
 

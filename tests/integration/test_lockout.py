@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from argon2 import PasswordHasher
 
-from db import admin
+from admin import cli
 from db.queries import officers
 from tests.integration.conftest import OFFICER_PASSWORD, Client, active_subscriber
 
@@ -27,7 +27,7 @@ async def _admin(
 ) -> int:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    return await asyncio.to_thread(admin.main, list(argv))
+    return await asyncio.to_thread(cli.main, list(argv))
 
 
 async def _new_officer(owner_pool: asyncpg.Pool, *, can_unlock: bool = False) -> str:

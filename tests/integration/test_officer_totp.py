@@ -18,7 +18,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 
-from db import admin
+from admin import cli
 from db.queries import officers
 from gateway import appkeys
 from gateway.services.officer_factors import CHALLENGE_TTL
@@ -76,7 +76,7 @@ async def _events(db_pool: asyncpg.Pool, login: str) -> list[str]:
 async def _admin(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str) -> int:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    return await asyncio.to_thread(admin.main, list(argv))
+    return await asyncio.to_thread(cli.main, list(argv))
 
 
 async def test_without_a_factor_the_login_is_as_before(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from db import admin
+from admin import cli
 from tests.integration.conftest import Client, register, subscriber_body
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -21,7 +21,7 @@ async def _admin(
 ) -> int:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    return await asyncio.to_thread(admin.main, list(argv))
+    return await asyncio.to_thread(cli.main, list(argv))
 
 
 async def test_register_returns_a_slip(officer: Client) -> None:

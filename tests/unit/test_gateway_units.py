@@ -152,7 +152,7 @@ def test_gateway_never_imports_pkcs11() -> None:
     # signer.role_keys: which key signs checkpoints and where its public key is (ca-admin);
     # signer.codec: the wire framing; signer.vocabulary: the terms both sides share
     code = (
-        "import sys, gateway.app, gateway.cli, db.admin; "
+        "import sys, gateway.app, gateway.cli, admin.cli; "
         "bad = [m for m in sys.modules if m == 'pkcs11' or m.startswith('pkcs11.') "
         "or (m.startswith('signer.') and m not in "
         "('signer.protocol', 'signer.client', 'signer.errors', 'signer.checkpoints', "

@@ -1,6 +1,7 @@
 """The allowed import directions between the project's packages, read from the source (static).
 
-``config`` <- ``signer`` <- ``hsm_config`` <- ``db`` <- ``gateway``: every edge points one way, so
+``config`` <- ``signer`` <- ``hsm_config`` <- ``db`` <- ``gateway`` and ``admin`` (the ``ca-admin``
+command line, beside the gateway on top of ``db``): every edge points one way, so
 each package can be read (and changed) knowing only the ones it imports. Imports inside
 functions and under ``TYPE_CHECKING`` count as much as those at the top: they run too.
 The tools at the edge (``scripts``, ``bench``, ``tests``) may import anything, each other too;
@@ -14,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("config", "signer", "hsm_config", "db", "gateway", "monitoring")
+PRODUCT = ("config", "signer", "hsm_config", "db", "gateway", "admin", "monitoring")
 TOOLS = ("scripts", "bench", "tests")
 ANY = None  # an edge on which any module of the target package may be imported
 
-# The signer modules that load no pkcs11 (and nothing of the token): what the gateway and the
-# database side may use of the signer.
+# The signer modules that load no pkcs11 (and nothing of the token): what the gateway and
+# ca-admin may use of the signer.
 SIGNER_FREE = frozenset(
     {
         "signer.protocol",
@@ -39,11 +40,14 @@ ALLOWED: dict[tuple[str, str], frozenset[str] | None] = {
     ("hsm_config", "config"): ANY,
     ("hsm_config", "signer"): ANY,  # the security officer's ceremonies open the token too
     ("db", "config"): ANY,
-    ("db", "signer"): frozenset({"signer.checkpoints", "signer.protocol", "signer.role_keys"}),
-    ("db", "hsm_config"): frozenset({"hsm_config.journal"}),  # ca-admin import-journal
+    ("db", "signer"): frozenset({"signer.checkpoints", "signer.protocol"}),  # checkpoint checks
     ("gateway", "config"): ANY,
     ("gateway", "db"): ANY,
     ("gateway", "signer"): SIGNER_FREE,
+    ("admin", "config"): ANY,
+    ("admin", "db"): ANY,
+    ("admin", "signer"): SIGNER_FREE,  # the audit key's location, the checkpoint ledger
+    ("admin", "hsm_config"): frozenset({"hsm_config.journal"}),  # ca-admin audit import-journal
 }
 
 
@@ -143,6 +147,9 @@ def test_the_checks_see_what_they_must_refuse(tmp_path: Path) -> None:
     assert violations([("gateway.app", 2, target)]) != []
     assert violations([("config.loader", 1, "signer.errors")]) != []
     assert violations([("signer.cli", 1, "tests.support")]) != []
+    assert violations([("db.audit", 1, "hsm_config.journal")]) != []  # ca-admin's, not db's
+    assert violations([("admin.audit", 1, "signer.hsm.token")]) != []
+    assert violations([("admin.audit", 1, "hsm_config.journal")]) == []
     assert violations([("tests.unit.x", 1, "signer.hsm.token")]) == []
     assert package_cycles({("config", "signer"), ("signer", "config")}) == [
         ["config", "signer", "config"]
