@@ -284,6 +284,9 @@ async def test_gateway_killed_mid_load_retries_get_their_certificates(
         **os.environ,
         "CA_CONFIG": str(ca_config),
         "DATABASE_URL": database_url,
+        # the superuser DSN carries its own credentials; the file names the application
+        # role's password file, which this test never writes (a named file must be readable)
+        "CA_DATABASE_PASSWORD_FILE": "",
         "CA_GATEWAY_PORT": str(port),
         "CA_GATEWAY_CAPTCHA": "off",
         "CA_GATEWAY_PENDING_SWEEP_SECONDS": "1",
